@@ -1,0 +1,50 @@
+"""setup.py for the nbdev 2 layout: metadata comes from settings.ini (no pkg_resources, see README)."""
+from configparser import ConfigParser
+from pathlib import Path
+import setuptools
+
+here = Path(__file__).parent
+cfg = ConfigParser(delimiters=['='])
+cfg.read(here / 'settings.ini', encoding='utf-8')
+cfg = cfg['DEFAULT']
+
+extras = {
+    'faiss': ['faiss-cpu>=1.7.4'],
+    'models': ['transformers>=4.30', 'open_clip_torch>=2.20'],
+    'plots': ['matplotlib>=3.6', 'seaborn>=0.12'],
+    'notebooks': ['jupyterlab>=4', 'matplotlib>=3.6', 'seaborn>=0.12'],
+    # the dev tool set is pinned: nbdev 3 refuses settings.ini and plain nbdev<3 pulls an execnb that breaks
+    'dev': ['nbdev==2.4.14', 'execnb==0.1.18', 'fastcore==1.12.4', 'pytest>=7', 'hypothesis>=6',
+            'h5py>=3', 'matplotlib>=3.6', 'seaborn>=0.12', 'faiss-cpu>=1.7.4'],
+    # peers the tests cross-check against (fico-itr 1.0.0 itself is installed into its own folder)
+    'peers': ['torchmetrics>=1.4', 'ranx>=0.3.19', 'pytrec-eval-terrier>=0.5.6', 'eccv-caption>=0.1.0'],
+}
+
+setuptools.setup(
+    name=cfg['lib_name'],
+    version=cfg['version'],
+    description=cfg['description'],
+    long_description=(here / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    author=cfg['author'],
+    author_email=cfg['author_email'],
+    license='Apache Software License 2.0',
+    keywords=cfg['keywords'].split(),
+    url=cfg['git_url'],
+    classifiers=[
+        'Development Status :: 3 - Alpha',
+        'Intended Audience :: Science/Research',
+        'License :: OSI Approved :: Apache Software License',
+        'Natural Language :: English',
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+    ],
+    packages=setuptools.find_packages(include=['fico_itr', 'fico_itr.*']),
+    include_package_data=True,
+    python_requires='>=' + cfg['min_python'],
+    install_requires=cfg['requirements'].split(),
+    extras_require=extras,
+    entry_points={'console_scripts': cfg['console_scripts'].split(),
+                  'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
+    zip_safe=False,
+)
