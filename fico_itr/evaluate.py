@@ -49,13 +49,11 @@ def block_values(scores: np.ndarray, rel: np.ndarray, specs: Sequence[tuple], co
     if conventions.nonpositive_irrelevant: rel = rel & (scores > 0)
     need_all = any(f in _NEEDS_ALL_RANKS for f, _ in specs)
     ranked = rank_relevant(scores, rel, ties) if need_all else first_relevant_rank(scores, rel, ties)
-    out, cs = {}, None
+    out = {}
     for fam, k in specs:
         if fam == 'R@K': v = M.recall_at_k(ranked, k)
         elif fam in ('MedR', 'MeanR'): v = M.best_rank(ranked)
-        elif fam == 'mAP@K':
-            cs = M._precision_cumsum(ranked) if cs is None else cs
-            v = M.average_precision(ranked, k, conventions.ap_denominator, _cumsum=cs)
+        elif fam == 'mAP@K': v = M.average_precision(ranked, k, conventions.ap_denominator)
         elif fam in ('P@K', 'R-Precision'): v = M.precision_at_k(ranked, k)
         elif fam == 'PR': v = M.pr_curve_11pt(ranked, conventions.pr_rule)
         else: raise ValueError(f'unknown metric family {fam!r}')
@@ -232,7 +230,7 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
                 rels[g] = SameItem(np.arange(ni), split.cap2img) if d == 'i2t' else SameItem(split.cap2img, np.arange(ni))
             elif g == 'category':
                 L = split.labels
-                rels[g] = SharedLabel(L, L[split.cap2img]) if d == 'i2t' else SharedLabel(L[split.cap2img], L)
+                rels[g] = SharedLabel(L, L, None, split.cap2img) if d == 'i2t' else SharedLabel(L, L, split.cap2img, None)
             else:
                 if d not in positives: raise ValueError(f"`positives` has no {d!r} entry")
                 rels[g] = Positives(positives[d], ng)

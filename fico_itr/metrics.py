@@ -37,10 +37,8 @@ def hits_at_k(ranked: RankedRelevance, k) -> np.ndarray:
     "Number of relevant items ranked in the top K of each query."
     _need_ranks(ranked, 'hits_at_k')
     kq = _k_per_query(ranked, k)
-    stride = ranked.n_gallery + 1                     # flat key row*stride + rank is globally sorted
-    rows = np.repeat(np.arange(len(ranked)), np.diff(ranked.offsets))
-    flat = rows * stride + ranked.ranks
-    end = np.searchsorted(flat, np.arange(len(ranked)) * stride + kq, side='right')
+    # positions are q*m + rank-1, globally sorted: the hits of query q in the top K end where q*m + K - 1 would go
+    end = np.searchsorted(ranked.positions, np.arange(len(ranked)) * ranked.n_gallery + kq - 1, side='right')
     return end - ranked.offsets[:-1]
 
 # %% ../nbs/03_metrics.ipynb #20f15aa8
@@ -65,19 +63,14 @@ def mean_rank(best_ranks: np.ndarray) -> float:
     r = best_ranks[~np.isnan(best_ranks)]
     return float(r.mean()) if len(r) else float('nan')
 
-# %% ../nbs/03_metrics.ipynb #d076e539
-def _precision_cumsum(ranked):
-    j = np.arange(len(ranked.ranks)) - np.repeat(ranked.offsets[:-1], np.diff(ranked.offsets)) + 1
-    return np.concatenate([[0.0], np.cumsum(j / ranked.ranks)])
-
-def average_precision(ranked: RankedRelevance, k='N', denominator: str = 'hits', _cumsum=None) -> np.ndarray:
+# %% ../nbs/03_metrics.ipynb #8d3d56a4
+def average_precision(ranked: RankedRelevance, k='N', denominator: str = 'hits') -> np.ndarray:
     "AP@K per query with the given denominator ('hits', 'min_k_r' or 'r'); NaN where the denominator is 0."
     _need_ranks(ranked, 'average_precision')
     if denominator not in ('hits', 'min_k_r', 'r'):
         raise ValueError(f"unknown AP denominator {denominator!r}: choose 'hits', 'min_k_r' or 'r'")
-    cs = _precision_cumsum(ranked) if _cumsum is None else _cumsum
+    cs, start = ranked.precision_cumsum, ranked.offsets[:-1]
     h = hits_at_k(ranked, k)
-    start = ranked.offsets[:-1]
     num = cs[start + h] - cs[start]
     den = {'hits': h, 'min_k_r': np.minimum(_k_per_query(ranked, k), ranked.n_relevant),
            'r': ranked.n_relevant}[denominator].astype(np.float64)
@@ -109,19 +102,17 @@ def _needed_hits(n_relevant, rule):
 def pr_curve_11pt(ranked: RankedRelevance, rule: str = 'textbook') -> np.ndarray:
     "Interpolated precision at recall 0, 0.1, ..., 1 per query (B x 11); NaN rows for queries with no relevant item."
     _need_ranks(ranked, 'pr_curve_11pt')
-    B = len(ranked)
     counts = np.diff(ranked.offsets)
-    rows = np.repeat(np.arange(B), counts)
-    j = np.arange(len(ranked.ranks)) - ranked.offsets[:-1][rows] + 1
-    prec = j / ranked.ranks
-    # running max from the end of each query's list: offset rows so no value leaks across queries
-    shifted = (prec - 2.0 * rows)[::-1]
-    best_after = (np.maximum.accumulate(shifted)[::-1]) + 2.0 * rows
-    need = _needed_hits(ranked.n_relevant, rule)
     has = counts > 0
-    out = np.full((B, 11), np.nan)
-    idx = ranked.offsets[:-1][has, None] + np.minimum(need[has], counts[has, None]) - 1
-    out[has] = best_after[idx]
+    out = np.full((len(ranked), 11), np.nan)
+    if not has.any(): return out
+    # hits n(t) needed at each level, as flat indices; consecutive levels bound segments of the hit list, and
+    # the interpolated precision at t is the max over its segment and every later one (a running max from the end)
+    need = np.minimum(_needed_hits(ranked.n_relevant[has], rule), counts[has, None])
+    bounds = (ranked.offsets[:-1][has, None] + need - 1).ravel()
+    seg_max = np.maximum.reduceat(ranked.precisions, bounds).reshape(-1, 11)
+    # reduceat gives a[i] alone where a level repeats the previous index: the running max below still covers the rest
+    out[has] = np.maximum.accumulate(seg_max[:, ::-1], axis=1)[:, ::-1]
     return out
 
 # %% ../nbs/03_metrics.ipynb #543251fa

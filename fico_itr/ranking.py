@@ -5,6 +5,7 @@
 # %% ../nbs/02_ranking.ipynb #89b86a52
 from __future__ import annotations
 from dataclasses import dataclass
+from functools import cached_property
 import numpy as np
 from .core import TIE_RULES, check_array
 
@@ -30,17 +31,29 @@ def _label_words(labels: np.ndarray) -> np.ndarray:
     return buf.view(np.uint64)
 
 class SharedLabel:
-    "Category relevance: query q and gallery item g match when their multi-hot label rows share at least one label."
-    def __init__(self, query_labels, gallery_labels):
+    """Category relevance: query q and gallery item g match when their multi-hot label rows share at least one label.
+
+    `query_items` / `gallery_items` (optional) index the label rows, so captions can point at their image's labels
+    without copying them. When both label sets are small, a table of "shares a label" between label rows is built
+    once and each block is a gather from it; otherwise blocks AND packed 64-bit label words."""
+    def __init__(self, query_labels, gallery_labels, query_items=None, gallery_items=None, table_limit: int = 1 << 26):
         ql, gl = check_array(query_labels, 'query_labels', ndim=2), check_array(gallery_labels, 'gallery_labels', ndim=2)
         if ql.shape[1] != gl.shape[1]:
             raise ValueError(f"query labels have {ql.shape[1]} classes but gallery labels have {gl.shape[1]}")
-        self.q, self.g = _label_words(ql), _label_words(gl)
-        self.n_queries, self.n_gallery = len(ql), len(gl)
+        self.qi = np.arange(len(ql)) if query_items is None else np.asarray(query_items, dtype=np.int64)
+        self.gi = np.arange(len(gl)) if gallery_items is None else np.asarray(gallery_items, dtype=np.int64)
+        self.n_queries, self.n_gallery = len(self.qi), len(self.gi)
+        self.table = None
+        if len(ql) * len(gl) <= table_limit:
+            self.table = (ql.astype(np.float32) @ gl.T.astype(np.float32)) > 0
+        else:
+            self.q, self.g = _label_words(ql), _label_words(gl)
     def block(self, start: int, stop: int) -> np.ndarray:
-        q = self.q[start:stop]
-        out = (q[:, None, 0] & self.g[None, :, 0]) != 0
-        for w in range(1, q.shape[1]): out |= (q[:, None, w] & self.g[None, :, w]) != 0
+        qi = self.qi[start:stop]
+        if self.table is not None: return np.take(self.table[qi], self.gi, axis=1)
+        q, g = self.q[qi], self.g[self.gi]
+        out = (q[:, None, 0] & g[None, :, 0]) != 0
+        for w in range(1, q.shape[1]): out |= (q[:, None, w] & g[None, :, w]) != 0
         return out
 
 # %% ../nbs/02_ranking.ipynb #39a1f0b5
@@ -64,12 +77,33 @@ class Positives:
 @dataclass
 class RankedRelevance:
     "Where the relevant items of a block of queries landed in the ranking."
-    n_gallery: int          # items in the gallery
+    n_gallery: int          # items in the gallery (m)
     n_relevant: np.ndarray  # (B,) relevant items in the gallery per query
     first: np.ndarray       # (B,) 1-based rank of the best-ranked relevant item, 0 if the query has none
-    ranks: np.ndarray | None = None    # flat 1-based ranks of every relevant item, sorted within each query
-    offsets: np.ndarray | None = None  # (B+1,) query q owns ranks[offsets[q]:offsets[q+1]]
+    positions: np.ndarray | None = None  # flat q*m + (rank-1) of every relevant item: sorted, so one searchsorted answers any cut-off
+    offsets: np.ndarray | None = None    # (B+1,) query q owns positions[offsets[q]:offsets[q+1]]
     def __len__(self): return len(self.n_relevant)
+
+    @cached_property
+    def ranks(self) -> np.ndarray:
+        "1-based ranks of every relevant item, flat, sorted within each query."
+        r = self.positions % self.n_gallery; r += 1
+        return r
+
+    @cached_property
+    def precisions(self) -> np.ndarray:
+        "Precision at each relevant item: j / r_j for the j-th hit of a query at rank r_j."
+        j = np.arange(1, len(self.positions) + 1, dtype=np.float64)
+        j -= np.repeat(self.offsets[:-1], np.diff(self.offsets))
+        j /= self.ranks
+        return j
+
+    @cached_property
+    def precision_cumsum(self) -> np.ndarray:
+        "Running sum of `precisions` with a leading 0: the AP numerator up to any hit is a difference of two entries."
+        out = np.zeros(len(self.positions) + 1); np.cumsum(self.precisions, out=out[1:])
+        return out
+
     def per_query(self):
         "The ranks as a list of arrays, one per query (for reading and tests, not for hot paths)."
         return [self.ranks[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
@@ -101,28 +135,19 @@ def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable
     n_rel = rel.sum(1)
     return RankedRelevance(m, n_rel, np.where(n_rel > 0, rank0 + 1, 0))
 
-# %% ../nbs/02_ranking.ipynb #8d16a8c5
-def _descending_order_values(scores: np.ndarray):
-    "Non-float64 scores as integers whose ascending order is the scores' descending order, with their bit width."
+# %% ../nbs/02_ranking.ipynb #068eb7c1
+def _descending_order_keys(scores: np.ndarray):
+    "Scores as a fresh integer array whose ascending order is the scores' descending order, and its bit width."
     if np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool:
-        s = scores.astype(np.int64) if scores.dtype != np.int64 else scores
+        s = scores.astype(np.int64)
         hi = int(s.max()) if s.size else 0
         width = max(1, int(hi - int(s.min())).bit_length()) if s.size else 1
-        return hi - s, width
-    f = np.asarray(scores, np.float32) + np.float32(0)   # -0.0 -> +0.0, so equal floats get equal keys
-    u = f.view(np.int32)
-    return ~(u ^ ((u >> 31) & 0x7FFFFFFF)), 32
-
-def _tie_fields(rel, ties, m):
-    "The low bits of a key: [tie bit][gallery position][relevance bit]."
-    idx_bits = max(1, (m - 1).bit_length())
-    pos = np.arange(m, dtype=np.int64) if ties != 'reverse' else np.arange(m - 1, -1, -1, dtype=np.int64)
-    low = (pos << 1) | rel
-    if ties in ('optimistic', 'pessimistic'):
-        first_bit = ~rel if ties == 'optimistic' else rel   # 0 sorts first
-        low = low | (first_bit.astype(np.int64) << (idx_bits + 1))
-        return low, idx_bits + 2
-    return low, idx_bits + 1
+        np.subtract(hi, s, out=s)
+        return s, width
+    u = np.add(scores, np.float32(0), dtype=np.float32).view(np.int32)  # a copy; -0.0 becomes +0.0
+    sign = u >> 31; sign &= 0x7FFFFFFF
+    u ^= sign; np.invert(u, out=u)     # IEEE bits -> order-preserving ints, inverted for a descending order
+    return u, 32
 
 def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable') -> RankedRelevance:
     "1-based ranks of every relevant item of each query under the tie rule, from one sort per block."
@@ -131,25 +156,34 @@ def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable') -> 
     if m >= 2 ** 30: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.index")
     if scores.dtype == np.float64 and not np.array_equal(scores.astype(np.float32), scores):
         return _rank_relevant_lexsort(scores, rel, ties)
-    order, width = _descending_order_values(scores)
-    low, low_bits = _tie_fields(rel, ties, m)
-    dtype = np.int32 if width + low_bits <= 31 and order.min(initial=0) >= 0 else np.int64
-    keys = (order.astype(dtype) << dtype(low_bits)) | low.astype(dtype)
+    order, width = _descending_order_keys(scores)
+    idx_bits = max(1, (m - 1).bit_length())
+    tie_bit = ties in ('optimistic', 'pessimistic')
+    low_bits = idx_bits + 1 + tie_bit
+    dtype = np.int32 if width + low_bits <= 31 and order.dtype == np.int64 else np.int64
+    keys = order.astype(dtype); keys <<= low_bits            # [score][tie bit][gallery position][relevance]
+    pos = np.arange(m, dtype=dtype) if ties != 'reverse' else np.arange(m - 1, -1, -1, dtype=dtype)
+    keys |= pos << 1
+    keys |= rel
+    if tie_bit: keys |= (~rel if ties == 'optimistic' else rel).astype(dtype) << (idx_bits + 1)
     keys.sort(axis=1)
-    return _from_rank_order(np.flatnonzero(keys & 1), B, m)
+    if np.little_endian: bits = (keys.view(np.uint8)[:, ::keys.itemsize] & 1).view(bool)
+    else: bits = (keys & 1).astype(bool)
+    return _from_rank_order(bits)
 
 def _rank_relevant_lexsort(scores, rel, ties):
     B, m = scores.shape
     pos = np.broadcast_to(np.arange(m) if ties != 'reverse' else -np.arange(m), (B, m))
     keys = [pos] + ([~rel if ties == 'optimistic' else rel] if ties in ('optimistic', 'pessimistic') else []) + [-scores]
     order = np.lexsort(keys, axis=-1)
-    return _from_rank_order(np.flatnonzero(np.take_along_axis(rel, order, 1)), B, m)
+    return _from_rank_order(np.take_along_axis(rel, order, 1))
 
-def _from_rank_order(flat_positions, B, m):
-    rows = flat_positions // m
-    ranks = flat_positions - rows * m + 1
-    counts = np.bincount(rows, minlength=B)
+def _from_rank_order(bits: np.ndarray) -> RankedRelevance:
+    "RankedRelevance from a (B, m) boolean matrix of relevance in rank order."
+    B, m = bits.shape
+    counts = bits.sum(1)
+    positions = np.flatnonzero(bits)
     offsets = np.zeros(B + 1, np.int64); np.cumsum(counts, out=offsets[1:])
     first = np.zeros(B, np.int64); has = counts > 0
-    first[has] = ranks[offsets[:-1][has]]
-    return RankedRelevance(m, counts, first, ranks, offsets)
+    first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * m + 1
+    return RankedRelevance(m, counts, first, positions, offsets)
