@@ -294,10 +294,10 @@ def metric_label(metric: str, k: str) -> str:
     if metric == 'PR': return f'PR@{k}'
     return metric.replace('@K', f'@{k}') if '@K' in metric else metric
 
-def _fmt(v, metric):
+def _fmt(v, metric, units='percent'):
     if v is None or (isinstance(v, float) and math.isnan(v)): return 'n/a'
-    if metric in ('MedR', 'MeanR'): return f'{v:.1f}'
-    return f'{v:.1f}' if abs(v) > 1.0 + 1e-9 or metric == 'rsum' else f'{v:.3f}' if v <= 1.0 else f'{v:.1f}'
+    if metric in ('MedR', 'MeanR') or units == 'percent': return f'{v:.1f}'
+    return f'{v:.3f}'
 
 class Results:
     "Evaluation results: a tidy table (model, dataset, direction, granularity, metric, k, value, convention)."
@@ -370,11 +370,10 @@ def format_table(results: Results) -> str:
     for g in dict.fromkeys(t.granularity):
         w = results.wide(g)
         if w.empty: continue
-        if g == 'instance':
-            rs = t[(t.metric == 'rsum')].set_index(['model', 'dataset']).value
-            if len(rs): w[('', 'rsum')] = [rs.get(i, np.nan) for i in w.index]
-        shown = pd.DataFrame({f'{d} {lab}' if d else lab: [_fmt(v, lab) for v in w[(d, lab)]] for d, lab in w.columns},
-                             index=[f'{m} | {ds}' for m, ds in w.index])
+        units = {i: ('fraction' if 'units=fraction' in c else 'percent')
+                 for i, c in t[t.granularity == g].groupby(['model', 'dataset'], sort=False).convention.first().items()}
+        shown = pd.DataFrame({(f'{d} {lab}' if d != 'both' else lab): [_fmt(v, lab, units[i]) for i, v in zip(w.index, w[(d, lab)])]
+                              for d, lab in w.columns}, index=[f'{m} | {ds}' for m, ds in w.index])
         lines += ['', f'{g} level', shown.to_string()]
     lines += ['', 'conventions: ' + ' || '.join(dict.fromkeys(t.convention))]
     return '\n'.join(lines)

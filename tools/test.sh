@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up (first run only) and run the whole test suite:
+#  1. the notebooks and fico_itr/ agree (nbdev_clean + nbdev_export on a scratch copy change nothing);
+#  2. every notebook executes (nbdev_test; cells flagged slow or gpu are skipped);
+#  3. pytest tests/ (peer cross-checks, property tests, compat).
+EXTRAS=dev,plots,peers source "$(dirname "$0")/env.sh"
+if [ ! -d .peers/fico-itr-1.0.0/fico_itr ]; then   # the peer imports as fico_itr too: keep it in its own folder
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target .peers/fico-itr-1.0.0 fico-itr==1.0.0 2>&1 \
+    | grep -v -E "^WARNING: Location .* is ignored" || true
+fi
+export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
+
+echo "== notebooks and library agree"
+scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
+cp -r nbs fico_itr settings.ini setup.py README.md "$scratch"/
+(cd "$scratch" && "$OLDPWD"/.venv/bin/nbdev_clean >/dev/null && "$OLDPWD"/.venv/bin/nbdev_export)
+if ! diff -rq --exclude=__pycache__ "$scratch/fico_itr" fico_itr || ! diff -rq --exclude=.ipynb_checkpoints "$scratch/nbs" nbs; then
+  echo "FAIL: nbdev_clean + nbdev_export change files: edit the notebooks in nbs/, run nbdev_clean and nbdev_export, commit both" >&2
+  exit 1
+fi
+
+echo "== notebooks execute"
+timeout 1200 .venv/bin/nbdev_test --n_workers 2 ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
+
+echo "== pytest"
+timeout 1800 .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
