@@ -389,7 +389,7 @@ def main():
             checks["hash: 1.0.0 with np.argsort(kind='stable') vs ours ('fico-itr' preset)"] = maxdiff(stable, results['ours:hash-fico'])
         log('')
         log('AGREEMENT (largest absolute difference over the 16 numbers above, percentage points / ranks)')
-        for k, v in checks.items(): log(f'  {k:56s} {v:.3e}')
+        for k, v in checks.items(): log(f'  {k:72s} {v:.3e}')
         log("  Ties: ours (default) breaks ties in index order at both levels. fico-itr 1.0.0 ranks instances by "
             "np.argsort(d)[::-1] and categories by np.argsort(-S); the 'fico-itr' preset reads these as reverse index "
             "order and index order, which holds only for a stable sort. np.argsort's default kind is quicksort, which "
