@@ -217,7 +217,7 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
         if len(captions) != nc: raise ValueError(f"`captions` has {len(captions)} rows but split {split.name!r} has {nc} captions")
         sources = {'i2t': ('emb', images, captions), 't2i': ('emb', captions, images)}
 
-    n_threads = n_threads or min(2, os.cpu_count() or 1)
+    n_threads = n_threads or min(8, os.cpu_count() or 1)   # numpy's sort releases the GIL: one block per core
     rows, per_query = [], {}
     for d in directions:
         nq, ng = (ni, nc) if d == 'i2t' else (nc, ni)
