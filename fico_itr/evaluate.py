@@ -46,16 +46,19 @@ def block_values(scores: np.ndarray, rel: np.ndarray, specs: Sequence[tuple], co
                  granularity: str) -> dict:
     "Per-query values (arrays) of every metric spec for one block of scores and relevance."
     ties = conventions.ties_for(granularity)
-    if conventions.nonpositive_irrelevant: rel = rel & (scores > 0)
     need_all = any(f in _NEEDS_ALL_RANKS for f, _ in specs)
     ranked = rank_relevant(scores, rel, ties) if need_all else first_relevant_rank(scores, rel, ties)
+    if conventions.nonpositive_irrelevant and need_all:
+        # torchmetrics' rule touches AP, P@K and recall, not the hit rate (ITR R@K): rank the reduced relevance apart
+        set_ranked = rank_relevant(scores, rel & (scores > 0), ties)
+    else: set_ranked = ranked
     out = {}
     for fam, k in specs:
         if fam == 'R@K': v = M.recall_at_k(ranked, k)
         elif fam in ('MedR', 'MeanR'): v = M.best_rank(ranked)
-        elif fam == 'mAP@K': v = M.average_precision(ranked, k, conventions.ap_denominator)
-        elif fam in ('P@K', 'R-Precision'): v = M.precision_at_k(ranked, k)
-        elif fam == 'PR': v = M.pr_curve_11pt(ranked, conventions.pr_rule)
+        elif fam == 'mAP@K': v = M.average_precision(set_ranked, k, conventions.ap_denominator)
+        elif fam in ('P@K', 'R-Precision'): v = M.precision_at_k(set_ranked, k)
+        elif fam == 'PR': v = M.pr_curve_11pt(set_ranked, conventions.pr_rule)
         else: raise ValueError(f'unknown metric family {fam!r}')
         out[(fam, k)] = v
     out['_n_relevant'] = ranked.n_relevant

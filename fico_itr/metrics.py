@@ -6,7 +6,7 @@
 from __future__ import annotations
 import warnings
 import numpy as np
-from .ranking import RankedRelevance
+from .ranking import RankedRelevance, rank_relevant
 
 # %% auto #0
 __all__ = ['PR_LEVELS', 'ranked_from_relevance', 'hits_at_k', 'recall_at_k', 'best_rank', 'median_rank', 'mean_rank',

@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
 
 echo "== notebooks and library agree"
 scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
-cp -r nbs fico_itr settings.ini setup.py README.md "$scratch"/
+cp -r nbs fico_itr settings.ini setup.py README.md _quarto.yml "$scratch"/
 (cd "$scratch" && "$OLDPWD"/.venv/bin/nbdev_clean >/dev/null && "$OLDPWD"/.venv/bin/nbdev_export)
 if ! diff -rq --exclude=__pycache__ "$scratch/fico_itr" fico_itr || ! diff -rq --exclude=.ipynb_checkpoints "$scratch/nbs" nbs; then
   echo "FAIL: nbdev_clean + nbdev_export change files: edit the notebooks in nbs/, run nbdev_clean and nbdev_export, commit both" >&2
