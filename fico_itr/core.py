@@ -64,9 +64,10 @@ class EvaluationSplit:
     labels: np.ndarray | None = None  # (n_images, C) multi-hot category labels, or None
     n_images: int | None = None  # number of images; default max(cap2img)+1
     name: str = 'split'          # a short name used in the results table (e.g. 'coco-5k')
-    image_ids: Sequence | None = None    # optional ids (file names, COCO ids) in row order
-    caption_ids: Sequence | None = None  # optional ids of the captions in column order
+    image_ids: Sequence | None = None    # optional ids (COCO ids, Flickr30K indices) in row order
+    caption_ids: Sequence | None = None  # optional ids of the captions (COCO annotation ids, sentids) in column order
     captions: Sequence[str] | None = None  # optional caption texts
+    image_files: Sequence[str] | None = None  # optional image file names (relative paths), for encoders
 
     def __post_init__(self):
         c = check_array(self.cap2img, 'cap2img', ndim=1)
@@ -86,7 +87,7 @@ class EvaluationSplit:
                              "drop those images or fix the map")
         self.cap2img, self.n_images = c, n
         if self.labels is not None: self.labels = check_labels(self.labels, n, 'labels')
-        for attr, size in (('image_ids', n), ('caption_ids', len(c)), ('captions', len(c))):
+        for attr, size in (('image_ids', n), ('caption_ids', len(c)), ('captions', len(c)), ('image_files', n)):
             v = getattr(self, attr)
             if v is not None and len(v) != size:
                 raise ValueError(f"`{attr}` has {len(v)} entries but the split has {size}")
@@ -106,8 +107,10 @@ class EvaluationSplit:
         images = np.asarray(images, dtype=np.int64)
         remap = np.full(self.n_images, -1, dtype=np.int64); remap[images] = np.arange(len(images))
         caps = np.flatnonzero(remap[self.cap2img] >= 0)
+        pick = lambda v, idx: None if v is None else [v[i] for i in idx]
         sub = EvaluationSplit(remap[self.cap2img[caps]], None if self.labels is None else self.labels[images],
-                              len(images), name or f'{self.name}[subset]')
+                              len(images), name or f'{self.name}[subset]', pick(self.image_ids, images),
+                              pick(self.caption_ids, caps), pick(self.captions, caps), pick(self.image_files, images))
         return sub, caps
 
     def folds(self, n_folds: int = 5):
