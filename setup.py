@@ -40,6 +40,7 @@ setuptools.setup(
     ],
     packages=setuptools.find_packages(include=['fico_itr', 'fico_itr.*']),
     include_package_data=True,
+    package_data={'fico_itr': ['assets/*']},
     python_requires='>=' + cfg['min_python'],
     install_requires=cfg['requirements'].split(),
     extras_require=extras,
