@@ -10,7 +10,7 @@ import numpy as np
 from .core import TIE_RULES, check_array
 
 # %% auto #0
-__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'rank_relevant']
+__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'rank_relevant', 'ranked_from_topk']
 
 # %% ../nbs/02_ranking.ipynb #2d0b353b
 class SameItem:
@@ -21,6 +21,14 @@ class SameItem:
         self.n_queries, self.n_gallery = len(self.query_ids), len(self.gallery_ids)
     def block(self, start: int, stop: int) -> np.ndarray:
         return self.query_ids[start:stop, None] == self.gallery_ids[None, :]
+    def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
+        "Relevance of given gallery items (B x k indices) only: what top-k lists need, without a B x m block."
+        return self.query_ids[start:stop, None] == self.gallery_ids[items]
+    def counts(self, start: int, stop: int) -> np.ndarray:
+        "Relevant items in the whole gallery for each query."
+        ids, n = np.unique(self.gallery_ids, return_counts=True)
+        pos = np.searchsorted(ids, self.query_ids[start:stop]).clip(0, len(ids) - 1)
+        return np.where(ids[pos] == self.query_ids[start:stop], n[pos], 0)
 
 # %% ../nbs/02_ranking.ipynb #c84383dd
 def _label_words(labels: np.ndarray) -> np.ndarray:
@@ -55,6 +63,17 @@ class SharedLabel:
         out = (q[:, None, 0] & g[None, :, 0]) != 0
         for w in range(1, q.shape[1]): out |= (q[:, None, w] & g[None, :, w]) != 0
         return out
+    def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
+        "Relevance of given gallery items (B x k indices) only."
+        qi, gi = self.qi[start:stop, None], self.gi[items]
+        if self.table is not None: return self.table[qi, gi]
+        q, g = self.q[qi], self.g[gi]
+        return ((q & g) != 0).any(-1)
+    def counts(self, start: int, stop: int) -> np.ndarray:
+        "Relevant items in the whole gallery for each query."
+        if self.table is None: return self.block(start, stop).sum(1)
+        hist = np.bincount(self.gi, minlength=self.table.shape[1]).astype(np.float64)
+        return np.rint(self.table[self.qi[start:stop]].astype(np.float64) @ hist).astype(np.int64)
 
 # %% ../nbs/02_ranking.ipynb #39a1f0b5
 class Positives:
@@ -72,6 +91,15 @@ class Positives:
         rows = np.repeat(np.arange(stop - start), np.diff(self.indptr[start:stop + 1]))
         out[rows, self.indices[a:b]] = True
         return out
+    def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
+        "Relevance of given gallery items (B x k indices) only."
+        a, b = self.indptr[start], self.indptr[stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(self.indptr[start:stop + 1]))
+        keys = np.arange(stop - start)[:, None] * self.n_gallery + items
+        return np.isin(keys, rows * self.n_gallery + self.indices[a:b])
+    def counts(self, start: int, stop: int) -> np.ndarray:
+        "Relevant items in the whole gallery for each query."
+        return np.diff(self.indptr[start:stop + 1])
 
 # %% ../nbs/02_ranking.ipynb #7bfaba00
 @dataclass
@@ -187,3 +215,19 @@ def _from_rank_order(bits: np.ndarray) -> RankedRelevance:
     first = np.zeros(B, np.int64); has = counts > 0
     first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * m + 1
     return RankedRelevance(m, counts, first, positions, offsets)
+
+# %% ../nbs/02_ranking.ipynb #d88d11b9
+def ranked_from_topk(hits: np.ndarray, n_relevant: np.ndarray, n_gallery: int) -> RankedRelevance:
+    "RankedRelevance from the relevance of top-k lists (B x k bool, in rank order) and each query's relevant count."
+    hits = np.asarray(hits, bool)
+    B, k = hits.shape
+    counts = hits.sum(1)
+    if (counts > np.asarray(n_relevant)).any(): raise ValueError('a top-k list has more hits than the query has relevant items')
+    flat = np.flatnonzero(hits)
+    rows = flat // k
+    positions = rows * n_gallery + (flat - rows * k)
+    offsets = np.zeros(B + 1, np.int64); np.cumsum(counts, out=offsets[1:])
+    first = np.where(np.asarray(n_relevant) > 0, n_gallery + 1, 0).astype(np.int64)
+    has = counts > 0
+    first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * n_gallery + 1
+    return RankedRelevance(n_gallery, np.asarray(n_relevant, np.int64), first, positions, offsets)

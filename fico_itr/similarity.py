@@ -107,11 +107,17 @@ def prepare(x, measure: str, name: str, device=None, dtype=torch.float32):
             return codes, torch.from_numpy(codes.signs()).to(resolve_device(device))
         return codes, None
     if isinstance(x, HashCodes): x = x.signs()  # {-1,+1} codes under a float measure, as in the paper
-    arr = check_array(x, name, ndim=2)
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"`{name}` must be numeric, got {arr.dtype}")
-    t = torch.as_tensor(np.asarray(arr, dtype=np.float32) if arr.dtype != np.float32 else np.asarray(arr))
-    t = t.to(resolve_device(device), dtype)
+    if torch.is_tensor(x):                      # stays where it is (no round trip through the CPU for GPU tensors)
+        if x.ndim != 2: raise ValueError(f"`{name}` must be 2-D, got shape {tuple(x.shape)}")
+        t = x.detach().to(resolve_device(device), dtype)
+        if t.is_floating_point() and not all(bool(torch.isfinite(t[s:s + 65536]).all()) for s in range(0, len(t), 65536)):
+            raise ValueError(f"`{name}` contains NaN or Inf; clean or drop those entries before evaluating")
+    else:
+        arr = check_array(x, name, ndim=2)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"`{name}` must be numeric, got {arr.dtype}")
+        t = torch.as_tensor(np.asarray(arr, dtype=np.float32) if arr.dtype != np.float32 else np.asarray(arr))
+        t = t.to(resolve_device(device), dtype)
     if measure == 'cosine':
         norms = torch.linalg.vector_norm(t.float(), dim=1)
         if (norms == 0).any():
