@@ -167,9 +167,9 @@ def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable
 def _descending_order_keys(scores: np.ndarray):
     "Scores as a fresh integer array whose ascending order is the scores' descending order, and its bit width."
     if np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool:
-        s = scores.astype(np.int64)
-        hi = int(s.max()) if s.size else 0
-        width = max(1, int(hi - int(s.min())).bit_length()) if s.size else 1
+        lo, hi = (int(scores.min()), int(scores.max())) if scores.size else (0, 0)
+        width = max(1, (hi - lo).bit_length())
+        s = scores.astype(np.int32 if width <= 31 and -2**31 <= lo and hi < 2**31 else np.int64)  # few values: 32-bit keys
         np.subtract(hi, s, out=s)
         return s, width
     u = np.add(scores, np.float32(0), dtype=np.float32).view(np.int32)  # a copy; -0.0 becomes +0.0
@@ -188,8 +188,9 @@ def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable') -> 
     idx_bits = max(1, (m - 1).bit_length())
     tie_bit = ties in ('optimistic', 'pessimistic')
     low_bits = idx_bits + 1 + tie_bit
-    dtype = np.int32 if width + low_bits <= 31 and order.dtype == np.int64 else np.int64
-    keys = order.astype(dtype); keys <<= low_bits            # [score][tie bit][gallery position][relevance]
+    is_int = np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool
+    dtype = np.int32 if is_int and width + low_bits <= 31 else np.int64
+    keys = order.astype(dtype, copy=False); keys <<= low_bits   # [score][tie bit][gallery position][relevance]
     pos = np.arange(m, dtype=dtype) if ties != 'reverse' else np.arange(m - 1, -1, -1, dtype=dtype)
     keys |= pos << 1
     keys |= rel
