@@ -179,7 +179,9 @@ def evaluate_topk(split: EvaluationSplit, i2t: TopK | None = None, t2i: TopK | N
             for s in range(0, nq, block_size):
                 e = min(s + block_size, nq)
                 items = top.indices[s:e]
-                ranked = ranked_from_topk(rel.pairs(s, e, items), rel.counts(s, e), ng)
+                found = items >= 0                      # approximate indexes may return -1 for empty slots
+                hits = rel.pairs(s, e, np.where(found, items, 0)) & found
+                ranked = ranked_from_topk(hits, rel.counts(s, e), ng)
                 vals = {}
                 for fam, k in specs:   # values past k are computed from what the lists hold, then marked n/a below
                     if fam == 'R@K': vals[(fam, k)] = M.recall_at_k(ranked, k)
