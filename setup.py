@@ -15,7 +15,7 @@ extras = {
     'notebooks': ['jupyterlab>=4', 'matplotlib>=3.6', 'seaborn>=0.12'],
     # the dev tool set is pinned: nbdev 3 refuses settings.ini and plain nbdev<3 pulls an execnb that breaks
     'dev': ['nbdev==2.4.14', 'execnb==0.1.18', 'fastcore==1.12.4', 'pytest>=7', 'hypothesis>=6',
-            'h5py>=3', 'matplotlib>=3.6', 'seaborn>=0.12', 'faiss-cpu>=1.7.4'],
+            'h5py>=3', 'matplotlib>=3.6', 'seaborn>=0.12', 'faiss-cpu>=1.7.4', 'nbconvert>=7'],
     # peers the tests cross-check against (fico-itr 1.0.0 itself is installed into its own folder)
     'peers': ['torchmetrics>=1.4', 'ranx>=0.3.19', 'pytrec-eval-terrier>=0.5.6', 'eccv-caption>=0.1.0'],
 }

@@ -170,7 +170,7 @@ def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int =
           " (no PR plot: pip install matplotlib)") + f"  [{time.perf_counter() - t0:.1f} s]")
     return res
 
-# %% ../nbs/09_demo.ipynb #3c03587c
+# %% ../nbs/09_demo.ipynb #a749dee7
 STANDIN_NOTE = ('TEXT-ONLY STAND-IN, not an image-text model: each COCO 5K test image is represented by its first caption '
                 'and must retrieve its other four captions (and vice versa)')
 

@@ -494,7 +494,7 @@ class Query2LabelAdapter(LabelGenerator):
     def __call__(self, split: EvaluationSplit) -> np.ndarray:
         return self.scores(split) > self.threshold
 
-# %% ../nbs/07_labels.ipynb #cf18fc94
+# %% ../nbs/07_labels.ipynb #a81ea433
 ECCV_KINDS = ('original', 'cxc', 'eccv')
 
 def eccv_caption_data_dir(data_dir=None) -> Path:
@@ -524,7 +524,7 @@ def load_eccv_caption_data(kind: str = 'eccv', data_dir=None) -> dict:
     if kind not in ECCV_KINDS: raise ValueError(f"unknown kind {kind!r}: choose one of {', '.join(map(repr, ECCV_KINDS))}")
     return _eccv_json(kind, str(eccv_caption_data_dir(data_dir)))
 
-# %% ../nbs/07_labels.ipynb #9289e24a
+# %% ../nbs/07_labels.ipynb #d08ee9dd
 def coco5k_caption_ids(image_ids, data_dir=None) -> np.ndarray:
     """COCO caption ids of the VSE caption lines (5 per image, consecutive) of COCO 5K test images: each image's 5 ids in
     ascending order, which is Karpathy's `sentids` order and the order of eccv-caption's `coco_test_ids.npy`."""
@@ -542,7 +542,7 @@ def coco5k_caption_ids(image_ids, data_dir=None) -> np.ndarray:
                          "eccv-caption has caption ids for that split only")
     return np.array([c for i in ids for c in sorted(i2t[int(i)])], dtype=np.int64)
 
-# %% ../nbs/07_labels.ipynb #37b13203
+# %% ../nbs/07_labels.ipynb #0b8a6e84
 class ExtendedPositives(dict):
     "{'i2t': [...], 't2i': [...]} positives for `evaluate`, with which queries the data covers and what was dropped."
     def __init__(self, i2t, t2i, kind, covered, n_dropped, missing):

@@ -8,7 +8,11 @@ if [ ! -d .peers/fico-itr-1.0.0/fico_itr ]; then   # the peer imports as fico_it
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target .peers/fico-itr-1.0.0 fico-itr==1.0.0 2>&1 \
     | grep -v -E "^WARNING: Location .* is ignored" || true
 fi
-export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
+if ! command -v chromium >/dev/null 2>&1; then   # the docs test screenshots every page in headless Chromium
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "WARNING: could not install chromium: tests/test_docs.py will be skipped" >&2
+fi
+export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
 echo "== notebooks and library agree"
 scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
