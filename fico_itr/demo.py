@@ -77,7 +77,7 @@ class TfidfSvdTextEncoder:
         if len(words) <= self.dim: raise ValueError(f'only {len(words)} words occur in >= {self.min_df} captions: lower `dim`')
         self.vocab = {w: i for i, w in enumerate(words)}
         self.idf = (np.log((1 + len(texts)) / (1 + np.array([df[w] for w in words]))) + 1).astype(np.float32)
-        X = self._tfidf(texts)
+        X = self.tfidf(texts)
         rng = np.random.default_rng(self.seed)
         Y = X @ rng.standard_normal((X.shape[1], self.dim + 16)).astype(np.float32)
         for _ in range(2): Y = X @ (X.T @ np.linalg.qr(Y)[0])               # power iterations
@@ -86,14 +86,15 @@ class TfidfSvdTextEncoder:
         self.components = Vt[:self.dim].astype(np.float32)
         return self
 
-    def _tfidf(self, texts):
+    def tfidf(self, texts) -> sp.csr_matrix:
+        "L2-normalised TF-IDF rows of `texts` in the fitted vocabulary (before the SVD)."
         X = self._counts(texts).multiply(self.idf[None]).tocsr()
         norms = np.sqrt(np.asarray(X.multiply(X).sum(1))).ravel(); norms[norms == 0] = 1
         return sp.diags(1 / norms) @ X
 
     def encode(self, texts) -> np.ndarray:
         "`dim`-D float32 vectors of `texts` (rows without known words become zero vectors)."
-        return np.asarray(self._tfidf(texts) @ self.components.T, dtype=np.float32)
+        return np.asarray(self.tfidf(texts) @ self.components.T, dtype=np.float32)
 
 # %% ../nbs/09_demo.ipynb #8ccc1051
 @dataclass

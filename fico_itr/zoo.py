@@ -524,21 +524,10 @@ def describe_conventions(results: Results) -> str:
         lines.append(f'- `{conv}`: {models}')
     return '\n'.join(lines)
 
-# %% ../nbs/12_zoo.ipynb #a26d22f7
-_WORD = re.compile(r'[a-z]+')   # words as TfidfSvdTextEncoder finds them
-
+# %% ../nbs/12_zoo.ipynb #32597e20
 def tfidf_rows(texts: Sequence[str], encoder: TfidfSvdTextEncoder) -> sp.csr_matrix:
     "L2-normalised TF-IDF rows of `texts` in a fitted encoder's vocabulary and idf."
-    rows, cols = [], []
-    for i, t in enumerate(texts):
-        for w in _WORD.findall(t.lower()):
-            j = encoder.vocab.get(w)
-            if j is not None: rows.append(i); cols.append(j)
-    X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(encoder.vocab)))
-    X.sum_duplicates()
-    X = X.multiply(encoder.idf[None]).tocsr()
-    norms = np.sqrt(np.asarray(X.multiply(X).sum(1))).ravel(); norms[norms == 0] = 1
-    return (sp.diags(1 / norms) @ X).tocsr()
+    return encoder.tfidf(texts).tocsr()
 
 def rerank_matrices(first_stage: np.ndarray, rescore: np.ndarray, depth: int, fill: float = -100.0) -> tuple:
     "LAVIS-style i2t and t2i matrices: the top `depth` of each row (i2t) and column (t2i) of `first_stage` get `rescore + first_stage`, the rest `fill`."
