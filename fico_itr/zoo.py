@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_zoo.ipynb #a9bffab4
 from __future__ import annotations
-import dataclasses, math, re, textwrap
+import dataclasses, math, textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
