@@ -223,7 +223,9 @@ PRESETS = {
     # the paper's conventions: deterministic stable ties, AP@K over the relevant retrieved, percent
     'default': Conventions(name='default'),
     # PyPI fico-itr 1.0.0: instance ranks use np.argsort(d)[::-1] (reverse index order on ties),
-    # category mAP uses np.argsort(-S) (lower index first); AP@K / #relevant in top K, no hit -> 0; percent
+    # category mAP uses np.argsort(-S) (lower index first); AP@K / #relevant in top K, no hit -> 0; percent.
+    # Exact on tie-free scores; with ties 1.0.0's order is that of numpy's unstable default sort (CPU- and
+    # version-dependent), which no fixed rule reproduces: this preset equals 1.0.0 run with a stable argsort
     'fico-itr': Conventions(ties={'instance': 'reverse', 'category': 'stable', 'extended': 'stable'}, name='fico-itr',
                             metrics={'instance': _INSTANCE, 'category': ('mAP@10', 'mAP@100', 'mAP@N')}),
     # VSE++ / SCAN / VSE-infinity evaluation.py: argsort[::-1], percent, COCO 1K = mean of 5 consecutive folds
