@@ -150,7 +150,7 @@ def check_labels(labels, n_rows: int, name: str = 'labels') -> np.ndarray:
     return L
 
 # %% ../nbs/00_core.ipynb #4eeffd82
-TIE_RULES = ('stable', 'reverse', 'optimistic', 'pessimistic')
+TIE_RULES = ('stable', 'reverse', 'optimistic', 'pessimistic', 'random', 'expected')
 AP_DENOMINATORS = ('hits', 'min_k_r', 'r')
 EMPTY_RULES = ('zero', 'skip')
 UNITS = ('percent', 'fraction')
@@ -176,6 +176,8 @@ class Conventions:
     folds: int = 0                 # also report the mean over this many consecutive image folds
     name: str = 'custom'           # the preset this came from
     metrics: Mapping[str, tuple] | None = None  # default metrics per granularity (None: the engine's defaults)
+    tie_seed: int = 0              # seed of the 'random' tie order (and of the PR estimate under 'expected')
+    tie_draws: int = 8             # random orders averaged for the 11-point PR curve under 'expected'
 
     def __post_init__(self):
         ties = self.ties if isinstance(self.ties, Mapping) else {'*': self.ties}
@@ -190,6 +192,10 @@ class Conventions:
             raise ValueError(f"`rerank_depth` must be a positive int or None, got {self.rerank_depth!r}")
         if not isinstance(self.folds, (int, np.integer)) or self.folds < 0 or self.folds == 1:
             raise ValueError(f"`folds` must be 0 (no folds) or an int >= 2, got {self.folds!r}")
+        if not isinstance(self.tie_seed, (int, np.integer)) or self.tie_seed < 0:
+            raise ValueError(f"`tie_seed` must be an int >= 0, got {self.tie_seed!r}")
+        if not isinstance(self.tie_draws, (int, np.integer)) or self.tie_draws < 1:
+            raise ValueError(f"`tie_draws` must be an int >= 1, got {self.tie_draws!r}")
 
     def ties_for(self, granularity: str) -> str:
         "The tie rule applied at `granularity`."
@@ -213,6 +219,10 @@ class Conventions:
         if self.rerank_depth: parts.append(f'rerank_depth={self.rerank_depth}')
         if self.nonpositive_irrelevant: parts.append('score<=0 irrelevant (torchmetrics>=1.7.4 rule)')
         if self.folds: parts.append(f'folds={self.folds}')
+        used = set(ties.split('/')) if isinstance(ties, str) else set()
+        used = {u.split(':')[-1] for u in used}
+        if 'random' in used: parts.append(f'tie_seed={self.tie_seed}')
+        if 'expected' in used: parts.append(f'PR under expected: mean of {self.tie_draws} random orders, seed {self.tie_seed}')
         return ';'.join(parts)
 
 # %% ../nbs/00_core.ipynb #66c260fd

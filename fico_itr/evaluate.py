@@ -16,6 +16,7 @@ from .core import EvaluationSplit, Conventions, get_conventions, check_array, ch
 from .similarity import iter_score_blocks
 from .ranking import SameItem, SharedLabel, Positives, rank_relevant, first_relevant_rank
 from . import metrics as M
+from . import ties as T
 
 # %% auto #0
 __all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'unique_image_rows', 'evaluate',
@@ -43,26 +44,45 @@ def parse_metric(name: str) -> tuple:
 
 # %% ../nbs/04_evaluate.ipynb #3c2a6bcf
 def block_values(scores: np.ndarray, rel: np.ndarray, specs: Sequence[tuple], conventions: Conventions,
-                 granularity: str) -> dict:
-    "Per-query values (arrays) of every metric spec for one block of scores and relevance."
+                 granularity: str, first_query: int = 0, groups=None) -> dict:
+    "Per-query values (arrays) of every metric spec for one block of scores and relevance (queries first_query, ...)."
     ties = conventions.ties_for(granularity)
+    if ties == 'expected': return _expected_values(scores, rel, specs, conventions, first_query, groups)
     need_all = any(f in _NEEDS_ALL_RANKS for f, _ in specs)
-    ranked = rank_relevant(scores, rel, ties) if need_all else first_relevant_rank(scores, rel, ties)
+    seeds = (conventions.tie_seed, first_query)
+    ranked = rank_relevant(scores, rel, ties, *seeds) if need_all else first_relevant_rank(scores, rel, ties, *seeds)
     if conventions.nonpositive_irrelevant and need_all:
         # torchmetrics' rule touches AP, P@K and recall, not the hit rate (ITR R@K): rank the reduced relevance apart
-        set_ranked = rank_relevant(scores, rel & (scores > 0), ties)
+        set_ranked = rank_relevant(scores, rel & (scores > 0), ties, *seeds)
     else: set_ranked = ranked
+    return _values(specs, ranked.n_relevant, {
+        'R@K': lambda k: M.recall_at_k(ranked, k), 'MedR': lambda k: M.best_rank(ranked),
+        'mAP@K': lambda k: M.average_precision(set_ranked, k, conventions.ap_denominator),
+        'P@K': lambda k: M.precision_at_k(set_ranked, k), 'PR': lambda k: M.pr_curve_11pt(set_ranked, conventions.pr_rule)})
+
+_SAME_VALUES = {'MeanR': 'MedR', 'R-Precision': 'P@K'}   # families computed from the same per-query values
+
+def _values(specs, n_relevant, families) -> dict:
     out = {}
     for fam, k in specs:
-        if fam == 'R@K': v = M.recall_at_k(ranked, k)
-        elif fam in ('MedR', 'MeanR'): v = M.best_rank(ranked)
-        elif fam == 'mAP@K': v = M.average_precision(set_ranked, k, conventions.ap_denominator)
-        elif fam in ('P@K', 'R-Precision'): v = M.precision_at_k(set_ranked, k)
-        elif fam == 'PR': v = M.pr_curve_11pt(set_ranked, conventions.pr_rule)
-        else: raise ValueError(f'unknown metric family {fam!r}')
-        out[(fam, k)] = v
-    out['_n_relevant'] = ranked.n_relevant
+        f = families.get(_SAME_VALUES.get(fam, fam))
+        if f is None: raise ValueError(f'unknown metric family {fam!r}')
+        out[(fam, k)] = f(k)
+    out['_n_relevant'] = n_relevant
     return out
+
+# %% ../nbs/04_evaluate.ipynb #783dec2b
+def _expected_values(scores, rel, specs, conventions, first_query, groups=None):
+    groups = T.tie_groups(scores, rel) if groups is None else groups
+    set_rel, set_groups = rel, groups
+    if conventions.nonpositive_irrelevant and any(f in _NEEDS_ALL_RANKS for f, _ in specs):
+        set_rel = rel & (scores > 0); set_groups = T.tie_groups(scores, set_rel)
+    return _values(specs, groups.n_relevant, {
+        'R@K': lambda k: T.expected_recall_at_k(groups, k), 'MedR': lambda k: T.expected_best_rank(groups),
+        'mAP@K': lambda k: T.expected_average_precision(set_groups, k, conventions.ap_denominator),
+        'P@K': lambda k: T.expected_precision_at_k(set_groups, k),
+        'PR': lambda k: T.random_order_pr_curve(scores, set_rel, conventions.pr_rule, conventions.tie_draws,
+                                               conventions.tie_seed, first_query, set_groups)})
 
 # %% ../nbs/04_evaluate.ipynb #a33a7c01
 def _depth_ok(fam, k, depth, n_relevant, value=None):
@@ -148,9 +168,12 @@ def _default_block_size(n_gallery, budget=1 << 22):
 
 # %% ../nbs/04_evaluate.ipynb #d39eeb3e
 def _run_direction(blocks, n_queries, relevances, specs, conventions, n_threads, progress, desc):
+    joint = len(relevances) > 1 and all(conventions.ties_for(g) == 'expected' for g in relevances)
     def work(item):
         s, e, scores = item
-        return {g: block_values(scores, rel.block(s, e), specs[g], conventions, g) for g, rel in relevances.items()}
+        rels = {g: rel.block(s, e) for g, rel in relevances.items()}
+        groups = dict(zip(rels, T.tie_groups_multi(scores, list(rels.values())))) if joint else {}
+        return {g: block_values(scores, r, specs[g], conventions, g, s, groups.get(g)) for g, r in rels.items()}
     parts = {g: [] for g in relevances}
     bar = tqdm(total=n_queries, desc=desc, disable=not progress, leave=False, unit='query')
     for s_e_vals in _bounded_map(lambda it: (it[0], it[1], work(it)), blocks, n_threads):
@@ -382,8 +405,8 @@ def format_table(results: Results) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/04_evaluate.ipynb #83996eb9
-def tie_report(split: EvaluationSplit, rules: Sequence[str] = ('optimistic', 'pessimistic'), **kwargs) -> pd.DataFrame:
-    "Each metric as reported (the conventions' tie rule) and under `rules`, with the optimistic-pessimistic spread."
+def tie_report(split: EvaluationSplit, rules: Sequence[str] = ('optimistic', 'expected', 'pessimistic'), **kwargs) -> pd.DataFrame:
+    "Each metric as reported (the conventions' tie rule) and under `rules` (the expected value between the bounds), with the optimistic-pessimistic spread."
     conv = get_conventions(kwargs.pop('conventions', 'default'))
     base = evaluate(split, conventions=conv, **kwargs).table
     keys = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k']

@@ -10,7 +10,8 @@ import numpy as np
 from .core import TIE_RULES, check_array
 
 # %% auto #0
-__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'rank_relevant', 'ranked_from_topk']
+__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'random_keys', 'rank_relevant',
+           'ranked_from_topk']
 
 # %% ../nbs/02_ranking.ipynb #2d0b353b
 class SameItem:
@@ -139,11 +140,16 @@ class RankedRelevance:
 # %% ../nbs/02_ranking.ipynb #d294e0fd
 def _check_block(scores, rel, ties):
     if ties not in TIE_RULES: raise ValueError(f"unknown tie rule {ties!r}: choose one of {', '.join(TIE_RULES)}")
+    if ties == 'expected':
+        raise ValueError("the 'expected' tie rule gives no single ranking: use fico_itr.ties (tie_groups and the "
+                         "expected_* metrics), as fico_itr.evaluate does")
     if scores.shape != rel.shape: raise ValueError(f"scores {scores.shape} and relevance {rel.shape} differ in shape")
 
-def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable') -> RankedRelevance:
+def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0,
+                        first_query: int = 0) -> RankedRelevance:
     "Rank of the best-ranked relevant item of each query (1-based, 0 if none), by counting under the tie rule."
     _check_block(scores, rel, ties)
+    if ties == 'random': return rank_relevant(scores, rel, ties, seed, first_query)
     B, m = scores.shape
     low = -np.inf if np.issubdtype(scores.dtype, np.floating) else np.iinfo(scores.dtype).min
     best = np.where(rel, scores, low).max(1)[:, None]          # score of the best relevant item
@@ -177,14 +183,34 @@ def _descending_order_keys(scores: np.ndarray):
     u ^= sign; np.invert(u, out=u)     # IEEE bits -> order-preserving ints, inverted for a descending order
     return u, 32
 
-def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable') -> RankedRelevance:
+def _splitmix64(x):
+    "SplitMix64's finaliser: a bijective hash of uint64 values (Steele, Lea and Flood, 2014)."
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+def random_keys(n_queries: int, n_gallery: int, seed: int = 0, first_query: int = 0) -> np.ndarray:
+    "Uniform random uint64 tie-break keys, a function of (seed, query index, item index) only: blocks change nothing."
+    x = np.arange(first_query, first_query + n_queries, dtype=np.uint64)[:, None] * np.uint64(n_gallery)
+    x = x + np.arange(n_gallery, dtype=np.uint64)
+    return _splitmix64(x ^ _splitmix64(np.array([seed], np.uint64)))   # arrays: uint64 products wrap without warnings
+
+def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0,
+                  first_query: int = 0) -> RankedRelevance:
     "1-based ranks of every relevant item of each query under the tie rule, from one sort per block."
     _check_block(scores, rel, ties)
     B, m = scores.shape
     if m >= 2 ** 30: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.index")
     if scores.dtype == np.float64 and not np.array_equal(scores.astype(np.float32), scores):
-        return _rank_relevant_lexsort(scores, rel, ties)
+        return _rank_relevant_lexsort(scores, rel, ties, seed, first_query)
     order, width = _descending_order_keys(scores)
+    if ties == 'random':   # [score][as many random bits as fit][relevance]: equal random bits (2^-30 or rarer) fall back to relevance
+        keys = order.astype(np.int64) << (63 - width)
+        keys |= (random_keys(B, m, seed, first_query) >> np.uint64(width + 2)).view(np.int64) << 1   # bits 1 .. 62 - width
+        keys |= rel
+        keys.sort(axis=1)
+        return _from_rank_order((keys & 1).astype(bool))
     idx_bits = max(1, (m - 1).bit_length())
     tie_bit = ties in ('optimistic', 'pessimistic')
     low_bits = idx_bits + 1 + tie_bit
@@ -200,9 +226,10 @@ def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable') -> 
     else: bits = (keys & 1).astype(bool)
     return _from_rank_order(bits)
 
-def _rank_relevant_lexsort(scores, rel, ties):
+def _rank_relevant_lexsort(scores, rel, ties, seed=0, first_query=0):
     B, m = scores.shape
-    pos = np.broadcast_to(np.arange(m) if ties != 'reverse' else -np.arange(m), (B, m))
+    if ties == 'random': pos = random_keys(B, m, seed, first_query)
+    else: pos = np.broadcast_to(np.arange(m) if ties != 'reverse' else -np.arange(m), (B, m))
     keys = [pos] + ([~rel if ties == 'optimistic' else rel] if ties in ('optimistic', 'pessimistic') else []) + [-scores]
     order = np.lexsort(keys, axis=-1)
     return _from_rank_order(np.take_along_axis(rel, order, 1))

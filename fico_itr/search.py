@@ -171,6 +171,9 @@ def evaluate_topk(split: EvaluationSplit, i2t: TopK | None = None, t2i: TopK | N
             raise ValueError(f'{d} top-k lists have {top.indices.shape[0]} queries but split {split.name!r} has {nq}')
         conv = conv0.replace(rerank_depth=min(top.k, conv0.rerank_depth or top.k), name=f'{conv0.name}+top{top.k}')
         for g in granularities:
+            if conv.ties_for(g) in ('random', 'expected'):
+                raise ValueError(f"top-k lists fix one order of tied items, so ties={conv.ties_for(g)!r} cannot apply to them: "
+                                 "evaluate the similarity or the codes with fico_itr.evaluate, or use a fixed tie rule")
             specs = _resolve_metrics(metrics, [g], conv)[g]
             for fam, k in specs:
                 if k not in (None, 'N', 'R'): check_ks([k], ng, f'metrics ({d} gallery)')

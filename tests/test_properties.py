@@ -15,6 +15,7 @@ from fico_itr import metrics as M
 from fico_itr.evaluate import evaluate
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FIXED_RULES = [t for t in TIE_RULES if t not in ('random', 'expected')]   # one deterministic order each
 
 
 # ---------------------------------------------------------------- brute force, one query at a time
@@ -52,7 +53,7 @@ score_mats = st.integers(1, 6).flatmap(lambda B: st.integers(1, 12).flatmap(lamb
 
 
 @SETTINGS
-@given(score_mats, st.sampled_from(TIE_RULES), st.sampled_from(['hits', 'min_k_r', 'r']), st.integers(1, 12),
+@given(score_mats, st.sampled_from(FIXED_RULES), st.sampled_from(['hits', 'min_k_r', 'r']), st.integers(1, 12),
        st.booleans())
 def test_ranking_and_metrics_match_brute_force(mats, ties, den, K, as_float):
     scores, rel = mats
@@ -150,7 +151,7 @@ def test_bounds_monotonicity_and_tie_order(seed, quantise):
         # any tie order lies between the optimistic and the pessimistic one
         opt, pes = run('optimistic'), run('pessimistic')
         for name, g in (('R@1', 'instance'), ('R@5', 'instance'), ('mAP@N', 'category'), ('P@5', 'category')):
-            for rule in ('stable', 'reverse'):
+            for rule in ('stable', 'reverse', 'random', 'expected'):
                 v = run(rule).get(name, d, g)
                 assert pes.get(name, d, g) - 1e-9 <= v <= opt.get(name, d, g) + 1e-9, (name, d, rule)
 
