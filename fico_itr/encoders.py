@@ -222,6 +222,11 @@ class DualEncoder:
 
     # --- constructors
     @classmethod
+    def _transformers_model(cls):
+        if not cls.model_class_name: raise TypeError(f"{cls.__name__} does not wrap a transformers model: construct it directly")
+        return _transformers_class(cls.model_class_name)
+
+    @classmethod
     def _default_max_length(cls, config) -> int | None:
         text = getattr(config, 'text_config', None) or getattr(config, 'qformer_config', None)
         return getattr(text, 'max_position_embeddings', None)
@@ -229,8 +234,9 @@ class DualEncoder:
     @classmethod
     def from_pretrained(cls, name_or_folder, device='cpu', dtype='float32', normalise: bool = True, max_length: int | None = None):
         "Load a checkpoint by hub name (from the local cache) or from a folder; never downloads (local_files_only=True)."
+        klass = cls._transformers_model()
         try:
-            model = _transformers_class(cls.model_class_name).from_pretrained(str(name_or_folder), local_files_only=True)
+            model = klass.from_pretrained(str(name_or_folder), local_files_only=True)
             processor = _transformers_class('AutoProcessor').from_pretrained(str(name_or_folder), local_files_only=True)
         except OSError as e: raise _no_weights(name_or_folder, e) from e
         return cls(model, ProcessorTransform(processor.image_processor), processor.tokenizer, str(name_or_folder), device, dtype,
@@ -240,7 +246,7 @@ class DualEncoder:
     def from_config(cls, config, image_processor, tokenizer, seed: int = 0, device='cpu', dtype='float32', normalise: bool = True,
                     max_length: int | None = None):
         "A randomly initialised model of `config` (for tests and for timing real-size architectures): named 'random-init ... from config'."
-        klass = _transformers_class(cls.model_class_name)
+        klass = cls._transformers_model()
         torch.manual_seed(seed)
         model = klass(config)
         return cls(model, ProcessorTransform(image_processor), tokenizer, f'random-init {klass.__name__} from config', device, dtype,
@@ -428,7 +434,8 @@ class _ItmScorer(PairScorer):
 class BlipItmScorer(_ItmScorer):
     """BlipForImageTextRetrieval's ITM head (`use_itm_head=True`): the text encoder cross-attends to the image states and
     `itm_head` of its [CLS] state gives two logits (no match, match). output='logit' returns the match logit (what LAVIS adds
-    to the ITC score), 'probability' the softmax probability of a match."""
+    to the ITC score), 'probability' the softmax probability of a match. The caption's token ids go in as the tokenizer gives
+    them, as in transformers' forward (LAVIS's BLIP first replaces the leading token by its [ENC] token)."""
     def score_pairs(self, image_indices, caption_indices):
         m = self.encoder.model
         states, ids, mask, image_mask = self._pairs(image_indices, caption_indices)
