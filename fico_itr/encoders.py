@@ -63,6 +63,10 @@ class Embeddings:
     @property
     def items_per_second(self) -> float: return self.n_items / self.seconds if self.seconds > 0 else float('nan')
     def __len__(self): return self.n_items
+    def __array__(self, dtype=None, copy=None):
+        "The values as an array (codes unpacked to {0,1} bits), so `evaluate(split, images=emb, captions=emb2)` takes Embeddings."
+        a = self.values.unpack() if self.kind == 'binary' else self.values
+        return np.array(a, dtype=dtype, copy=True) if copy else np.asarray(a, dtype=dtype)
     def __repr__(self):
         what = f'{self.modality} ' if self.modality else ''
         shape = ' x '.join(str(s) for s in self.shape)

@@ -75,6 +75,8 @@ def test_embeddings_accounting():
                        "model 'm')")
     b = Embeddings(HashCodes.from_bits(np.ones((5, 130), np.uint8)), 'binary', 'h', 1.0)
     assert (b.bytes_per_item, b.nbytes, b.shape, b.dtype) == (17, 85, (5, 130), '130-bit code')
+    hamming = evaluate(EvaluationSplit.uniform(5, 1), images=b, captions=b, measure='hamming', metrics=['R@1'])
+    assert hamming.get('R@1', 'i2t') == 20.0     # all codes equal: stable ties put item 0 first
     t = Embeddings(np.zeros((3, 32, 256), np.float16), 'continuous', 'blip2')
     assert (t.bytes_per_item, t.shape) == (32 * 256 * 2, (3, 32, 256))
     raises(lambda: Embeddings(np.ones((2, 8), np.int64), 'continuous', 'm'), 'must be floats', exc=TypeError)
@@ -215,6 +217,8 @@ def test_embeddings_flow_into_evaluate(clip, captions, images):
     t2i_hit1 = np.mean(np.argmax(S, 0) == split.cap2img) * 100
     assert res.get('R@1', 't2i') == pytest.approx(t2i_hit1)
     assert set(res.table.model) == {'random-init CLIPModel from config'}
+    again = evaluate(split, images=img, captions=txt, measure='cosine', metrics=['R@1', 'R@5'], conventions='lavis')  # Embeddings as arrays
+    np.testing.assert_array_equal(again.table.value.to_numpy(), res.table.value.to_numpy())
 
 
 # ---------------------------------------------------------------- pair scorers and the rerank
