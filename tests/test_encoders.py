@@ -405,3 +405,16 @@ def test_vgg19_layout_preprocessing_and_weights(images, tmp_path):
     np.testing.assert_array_equal(loaded.encode_images(images[1:2]).values, feats.values)
     raises(lambda: Vgg19Fc7Encoder(tmp_path / 'none.pth'), 'none.pth', 'torchvision vgg19 state_dict', exc=FileNotFoundError)
     raises(lambda: loaded.encode_texts(['a cat']), 'images only', exc=TypeError)
+
+
+def test_agrees_with_zoo_rerank_matrices_within_the_depth():
+    "fico_itr.zoo.rerank_matrices (LAVIS's layout: -100 beyond the depth) ranks the reranked items as `rerank` does."
+    from fico_itr.zoo import rerank_matrices
+    F = _first_stage(8, 3, seed=7)
+    table = np.random.default_rng(8).standard_normal(F.shape).astype(np.float32)
+    ours = rerank(F, CallableScorer(lambda i, c: table[i, c]), depth=5, combine='add')
+    lavis_i2t, lavis_t2i = rerank_matrices(F, table, 5)
+    for M, L in ((ours.i2t, lavis_i2t), (ours.t2i, lavis_t2i)):
+        np.testing.assert_array_equal(np.argsort(-M, 1, kind='stable')[:, :5], np.argsort(-L, 1, kind='stable')[:, :5])
+        assert (np.sort(L, 1)[:, :-5] == -100).all()                     # theirs: every other item tied at -100
+        assert len(np.unique(np.sort(M, 1)[:, :-5])) > 1                 # ours: the first-stage scores, in order
