@@ -418,3 +418,20 @@ def test_agrees_with_zoo_rerank_matrices_within_the_depth():
         np.testing.assert_array_equal(np.argsort(-M, 1, kind='stable')[:, :5], np.argsort(-L, 1, kind='stable')[:, :5])
         assert (np.sort(L, 1)[:, :-5] == -100).all()                     # theirs: every other item tied at -100
         assert len(np.unique(np.sort(M, 1)[:, :-5])) > 1                 # ours: the first-stage scores, in order
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_matches_cpu(tokenizer, blip, blip2, images):
+    "The same random-init models on CUDA give the CPU's embeddings, ITM scores and max-over-tokens similarities."
+    cpu, gpu = _clip(tokenizer), _clip(tokenizer, device='cuda')
+    np.testing.assert_allclose(gpu.encode_images(images).values, cpu.encode_images(images).values, atol=1e-4)
+    np.testing.assert_allclose(gpu.encode_texts(TEXTS).values, cpu.encode_texts(TEXTS).values, atol=1e-4)
+    half = _clip(tokenizer, device='cuda', dtype='float16').encode_images(images)
+    np.testing.assert_allclose(half.values, cpu.encode_images(images).values, atol=1e-2)
+    tokens, txt = blip2.encode_images(images), blip2.encode_texts(TEXTS)
+    np.testing.assert_allclose(max_over_tokens_similarity(tokens, txt, device='cuda'), max_over_tokens_similarity(tokens, txt), atol=1e-5)
+    blip_gpu = BlipDualEncoder.from_config(tiny_config('BlipForImageTextRetrieval', len(tokenizer)),
+                                           BlipImageProcessor(size={'height': 32, 'width': 32}), tokenizer, device='cuda')
+    pi, pc = np.array([0, 1, 2]), np.array([4, 0, 7])     # same seed, same weights as the CPU fixture
+    np.testing.assert_allclose(blip_gpu.itm_scorer(images[:3], TEXTS).score_pairs(pi, pc),
+                               blip.itm_scorer(images[:3], TEXTS).score_pairs(pi, pc), atol=1e-4)
