@@ -1,0 +1,437 @@
+"""fico_itr.encoders: image input by every route, the transformers adapters cross-checked against the models' own forward
+passes, loading from a saved folder, the ITM pair scorers, the rerank (hand case, order beyond the depth, pairs scored,
+full depth = scoring everything, n/a metrics) and VGG-19 fc7. Models are tiny and randomly initialised (no download)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+skimage_data = pytest.importorskip('skimage.data')
+from sklearn.datasets import load_sample_images
+from transformers import (BlipImageProcessor, BlipProcessor, CLIPImageProcessor, CLIPProcessor, SiglipImageProcessor)
+from fico_itr.core import EvaluationSplit, Conventions
+from fico_itr.similarity import HashCodes, similarity
+from fico_itr.evaluate import evaluate
+from fico_itr.encoders import (Embeddings, to_pil, check_images, image_loader, ClipDualEncoder, SiglipDualEncoder,
+                               BlipDualEncoder, Blip2DualEncoder, OpenClipDualEncoder, max_over_tokens_similarity,
+                               PairScorer, CallableScorer, rerank, wordlevel_tokenizer, tiny_config, VGG19, fc7,
+                               ImageNetTransform, Vgg19Fc7Encoder)
+from _helpers import DATA, raises
+
+CAPTIONS = DATA / 'coco_karpathy_test' / 'testall_caps.txt'
+TEXTS = ['a woman in a space suit', 'a cup of coffee on a saucer', 'a cat lying down', 'a rocket on the launch pad',
+         'a plate of food on a table', 'a man riding a horse', 'a cat sleeping on a sofa', 'a rocket in the blue sky']
+
+
+@pytest.fixture(scope='module')
+def captions():
+    if not CAPTIONS.is_file(): pytest.skip(f'{CAPTIONS} is not here')
+    return CAPTIONS.read_text(encoding='utf-8').splitlines()
+
+
+@pytest.fixture(scope='module')
+def tokenizer(captions):
+    return wordlevel_tokenizer(captions[:5000], 2000)
+
+
+@pytest.fixture(scope='module')
+def images():
+    "Real photographs: four from scikit-image, two from scikit-learn (all H x W x 3 uint8)."
+    ims = [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea(), skimage_data.rocket()]
+    return ims + list(load_sample_images().images)
+
+
+def _clip(tokenizer, **kw):
+    proc = CLIPImageProcessor(size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32})
+    return ClipDualEncoder.from_config(tiny_config('CLIPModel', len(tokenizer)), proc, tokenizer, **kw)
+
+
+@pytest.fixture(scope='module')
+def clip(tokenizer): return _clip(tokenizer)
+
+
+@pytest.fixture(scope='module')
+def blip(tokenizer):
+    return BlipDualEncoder.from_config(tiny_config('BlipForImageTextRetrieval', len(tokenizer)),
+                                       BlipImageProcessor(size={'height': 32, 'width': 32}), tokenizer)
+
+
+@pytest.fixture(scope='module')
+def blip2(tokenizer):
+    return Blip2DualEncoder.from_config(tiny_config('Blip2ForImageTextRetrieval', len(tokenizer), layers=2),
+                                        BlipImageProcessor(size={'height': 32, 'width': 32}), tokenizer)
+
+
+def _pixels(encoder, images):
+    return torch.stack([encoder.image_transform(to_pil(i)) for i in images])
+
+
+# ---------------------------------------------------------------- Embeddings and image input
+
+def test_embeddings_accounting():
+    e = Embeddings(np.zeros((10, 512), np.float32), 'continuous', 'm', seconds=0.25, modality='text')
+    assert (e.n_items, e.bytes_per_item, e.nbytes, e.items_per_second, e.dtype) == (10, 2048, 20480, 40.0, 'float32')
+    assert repr(e) == ("Embeddings(text continuous, 10 x 512 float32, 2,048 B/item, 20,480 B; 0.250 s = 40.0 items/s; "
+                       "model 'm')")
+    b = Embeddings(HashCodes.from_bits(np.ones((5, 130), np.uint8)), 'binary', 'h', 1.0)
+    assert (b.bytes_per_item, b.nbytes, b.shape, b.dtype) == (17, 85, (5, 130), '130-bit code')
+    hamming = evaluate(EvaluationSplit.uniform(5, 1), images=b, captions=b, measure='hamming', metrics=['R@1'])
+    assert hamming.get('R@1', 'i2t') == 20.0     # all codes equal: stable ties put item 0 first
+    t = Embeddings(np.zeros((3, 32, 256), np.float16), 'continuous', 'blip2')
+    assert (t.bytes_per_item, t.shape) == (32 * 256 * 2, (3, 32, 256))
+    raises(lambda: Embeddings(np.ones((2, 8), np.int64), 'continuous', 'm'), 'must be floats', exc=TypeError)
+    raises(lambda: Embeddings(np.ones((2, 8)), 'binary', 'm'), 'HashCodes.from_array', exc=TypeError)
+
+
+def test_to_pil_routes(images):
+    a = images[0]
+    for route in (a, torch.from_numpy(a.copy()).permute(2, 0, 1), Image.fromarray(a), a.astype(np.float64) / 255,
+                  torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255):
+        assert np.array_equal(np.asarray(to_pil(route)), a)
+    g = skimage_data.camera()
+    assert np.array_equal(np.asarray(to_pil(g)), np.repeat(g[:, :, None], 3, 2))
+    raises(lambda: to_pil(a.transpose(2, 0, 1), 'images[0]'), '`images[0]`', 'H x W x C')
+    raises(lambda: to_pil(torch.zeros(1, 3, 8, 8)), 'C x H x W')
+    raises(lambda: to_pil(a.astype(np.int32)), 'dtype int32', exc=TypeError)
+    raises(lambda: to_pil(3), 'is a int', exc=TypeError)
+
+
+def test_bad_image_lists(images, tmp_path):
+    raises(lambda: check_images([images[0], Image.fromarray(images[1])]), '`images` mixes', 'Image', 'ndarray', exc=TypeError)
+    raises(lambda: check_images([str(tmp_path / 'missing.png')], 'gallery'), '`gallery`', 'missing.png', exc=FileNotFoundError)
+    raises(lambda: check_images([]), '`images` is empty')
+    raises(lambda: check_images(images[0]), 'a single image', exc=TypeError)
+    raises(lambda: check_images([images[0], 'x.png']), 'mixes', exc=TypeError)
+    raises(lambda: image_loader(images, lambda x: x, batch_size=0), '`batch_size`')
+    raises(lambda: image_loader(images, lambda x: x, num_workers=-1), '`num_workers`')
+
+
+def test_same_image_same_embedding_by_every_route(clip, images, tmp_path):
+    "Files (PNG), PIL images, H x W x C arrays, a stacked array and C x H x W tensors give identical embeddings."
+    paths = []
+    for i, a in enumerate(images):
+        paths.append(tmp_path / f'{i}.png'); Image.fromarray(a).save(paths[-1])
+    ref = clip.encode_images(images, batch_size=4).values
+    routes = {'paths': paths, 'str paths': [str(p) for p in paths], 'pil': [Image.fromarray(a) for a in images],
+              'tensors': [torch.from_numpy(a.copy()).permute(2, 0, 1) for a in images],
+              'stacked': np.stack(images[4:]), 'workers': None}
+    for name, route in routes.items():
+        got = (clip.encode_images(images, batch_size=3, num_workers=2) if name == 'workers'
+               else clip.encode_images(route, batch_size=2))
+        want = ref[4:] if name == 'stacked' else ref
+        np.testing.assert_allclose(got.values, want, atol=1e-6, err_msg=name)
+    assert ref.shape == (6, 16) and not np.allclose(ref[0], ref[1])
+
+
+def test_encode_timing_and_dtypes(tokenizer, images):
+    e32 = _clip(tokenizer).encode_images(images)
+    assert e32.seconds > 0 and e32.modality == 'image' and e32.model == 'random-init CLIPModel from config'
+    np.testing.assert_allclose(np.linalg.norm(e32.values, axis=1), 1, atol=1e-5)
+    e16 = _clip(tokenizer, dtype='float16').encode_images(images)
+    ebf = _clip(tokenizer, dtype='bfloat16').encode_images(images)
+    assert (e16.dtype, e16.bytes_per_item, ebf.dtype) == ('float16', 32, 'float32')
+    np.testing.assert_allclose(e16.values, e32.values, atol=1e-2)
+    np.testing.assert_allclose(ebf.values, e32.values, atol=5e-2)
+    raw = _clip(tokenizer, normalise=False).encode_images(images).values
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), e32.values, atol=1e-5)
+    raises(lambda: _clip(tokenizer, dtype='int8'), "'int8' is not one of")
+    raises(lambda: _clip(tokenizer).encode_texts('a cat'), 'one string', exc=TypeError)
+
+
+# ---------------------------------------------------------------- adapters against the models' own forward passes
+
+def test_clip_matches_its_forward(clip, images):
+    img, txt = clip.encode_images(images[:4]), clip.encode_texts(TEXTS)
+    with torch.inference_mode():
+        tok = clip.tokenize(TEXTS)
+        out = clip.model(pixel_values=_pixels(clip, images[:4]), **tok)
+        cosine = out.logits_per_image / clip.model.logit_scale.exp()
+    np.testing.assert_allclose(img.values @ txt.values.T, cosine.numpy(), atol=1e-5)
+
+
+def test_siglip_matches_its_forward(captions, images):
+    tok = wordlevel_tokenizer(captions[:2000], 1000, input_names=('input_ids',))
+    sig = SiglipDualEncoder.from_config(tiny_config('SiglipModel', len(tok)), SiglipImageProcessor(size={'height': 32, 'width': 32}), tok)
+    assert sig.tokenize(TEXTS[:2])['input_ids'].shape == (2, 32)     # SigLIP: padded to max_length, no attention mask
+    img, txt = sig.encode_images(images[:3]), sig.encode_texts(TEXTS)
+    with torch.inference_mode():
+        out = sig.model(pixel_values=_pixels(sig, images[:3]), **sig.tokenize(TEXTS))
+        cosine = (out.logits_per_image - sig.model.logit_bias) / sig.model.logit_scale.exp()
+    np.testing.assert_allclose(img.values @ txt.values.T, cosine.numpy(), atol=1e-5)
+
+
+def test_blip_itc_matches_its_forward(blip, images):
+    img, txt = blip.encode_images(images[:2]), blip.encode_texts(TEXTS[:2])
+    with torch.inference_mode():
+        tok = blip.tokenize(TEXTS[:2])
+        out = blip.model(pixel_values=_pixels(blip, images[:2]), use_itm_head=False, **tok).itm_score
+    np.testing.assert_allclose(img.values @ txt.values.T, out.numpy(), atol=1e-5)
+
+
+def test_blip2_query_tokens_and_max_similarity(blip2, images):
+    tokens, txt = blip2.encode_images(images), blip2.encode_texts(TEXTS)
+    assert tokens.values.shape == (6, 4, 16) and tokens.bytes_per_item == 4 * 16 * 4
+    np.testing.assert_allclose(np.linalg.norm(tokens.values, axis=2), 1, atol=1e-5)
+    S = max_over_tokens_similarity(tokens, txt)
+    with torch.inference_mode():
+        tok = blip2.tokenize(TEXTS)
+        ref = blip2.model(pixel_values=_pixels(blip2, images), **tok).logits_per_image
+    np.testing.assert_allclose(S, ref.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(max_over_tokens_similarity(tokens.values, txt.values, budget=1), S)   # one image per block
+    raises(lambda: max_over_tokens_similarity(tokens.values, txt.values[:, :8]), 'dimension 16', '8')
+    raises(lambda: max_over_tokens_similarity(txt.values, txt.values), '`image_tokens` must be 3-D')
+
+
+def test_from_pretrained_folder_and_missing_weights(clip, tokenizer, images, tmp_path):
+    CLIPProcessor(image_processor=clip.image_transform.image_processor, tokenizer=tokenizer).save_pretrained(tmp_path)
+    clip.model.save_pretrained(tmp_path)
+    again = ClipDualEncoder.from_pretrained(tmp_path)
+    assert again.name == str(tmp_path) and again.max_length == 32
+    np.testing.assert_allclose(again.encode_images(images[:2]).values, clip.encode_images(images[:2]).values, atol=1e-6)
+    np.testing.assert_allclose(again.encode_texts(TEXTS).values, clip.encode_texts(TEXTS).values, atol=1e-6)
+    raises(lambda: BlipDualEncoder.from_pretrained('Salesforce/blip-itm-base-coco'), "'Salesforce/blip-itm-base-coco'",
+           'hf download', exc=OSError)
+    raises(lambda: ClipDualEncoder.from_pretrained(tmp_path / 'nothing'), 'nothing', 'cannot download', exc=OSError)
+
+
+def test_open_clip_import_error():
+    try:
+        import open_clip  # noqa: F401
+    except Exception: pass
+    else: pytest.skip('open_clip imports here: the error path does not apply')
+    msg = raises(lambda: OpenClipDualEncoder('ViT-B-32', pretrained='laion2b_s34b_b79k'), 'open_clip', 'pip install open_clip_torch',
+                 'torchvision', exc=ImportError)
+    assert torch.__version__ in msg
+
+
+def test_embeddings_flow_into_evaluate(clip, captions, images):
+    "Six real photographs with two real COCO captions each, scored by the random-init CLIP and evaluated."
+    split = EvaluationSplit.uniform(6, 2, name='photos-6')
+    txt = clip.encode_texts(captions[:12])
+    img = clip.encode_images(images)
+    res = evaluate(split, images=img.values, captions=txt.values, measure='cosine', model=img.model,
+                   metrics=['R@1', 'R@5'], conventions='lavis')
+    S = img.values @ txt.values.T
+    hit1 = np.mean([split.cap2img[np.argmax(S[i])] == i for i in range(6)]) * 100
+    assert res.get('R@1', 'i2t') == pytest.approx(hit1)
+    t2i_hit1 = np.mean(np.argmax(S, 0) == split.cap2img) * 100
+    assert res.get('R@1', 't2i') == pytest.approx(t2i_hit1)
+    assert set(res.table.model) == {'random-init CLIPModel from config'}
+    again = evaluate(split, images=img, captions=txt, measure='cosine', metrics=['R@1', 'R@5'], conventions='lavis')  # Embeddings as arrays
+    np.testing.assert_array_equal(again.table.value.to_numpy(), res.table.value.to_numpy())
+
+
+# ---------------------------------------------------------------- pair scorers and the rerank
+
+def _first_stage(n_images=5, cpi=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n_images, n_images * cpi)).astype(np.float32)
+
+
+class Recorder:
+    "A pair function that records every (image, caption) pair it is asked to score and returns a fixed table's value."
+    def __init__(self, table): self.table, self.pairs, self.calls = table, [], 0
+    def __call__(self, imgs, caps):
+        self.calls += 1; self.pairs += list(zip(imgs.tolist(), caps.tolist()))
+        return self.table[imgs, caps]
+
+
+def test_rerank_hand_case():
+    F = np.array([[.9, .8, .1, .2], [.1, .3, .7, .6]], np.float32)
+    rescore = np.array([[0., 5., 9., 9.], [9., 9., 1., 0.]], np.float32)
+    r = rerank(F, CallableScorer(Recorder(rescore)), depth=2, combine='add')
+    np.testing.assert_array_equal(r.candidates['i2t'], [[0, 1], [2, 3]])
+    np.testing.assert_allclose(r.scores['i2t'], [[.9, 5.8], [1.7, .6]])
+    np.testing.assert_array_equal(np.argsort(-r.i2t, 1, kind='stable'), [[1, 0, 3, 2], [2, 3, 1, 0]])
+    # t2i: each caption's top 2 of 2 images, rescored and added
+    np.testing.assert_allclose(r.scores['t2i'], [[.9, 9.1], [5.8, 9.3], [1.7, 9.1], [.6, 9.2]])
+    np.testing.assert_array_equal(r.candidates['t2i'], [[0, 1], [0, 1], [1, 0], [1, 0]])
+    np.testing.assert_array_equal(np.argmax(r.t2i, 1), [1, 1, 0, 0])
+    rep = rerank(F, CallableScorer(Recorder(rescore)), depth=2, combine='replace')
+    np.testing.assert_allclose(rep.scores['i2t'], [[0, 5], [1, 0]])
+    mx = rerank(F, CallableScorer(Recorder(rescore)), depth=2, combine=np.maximum)
+    np.testing.assert_allclose(mx.scores['i2t'], [[.9, 5], [1, .6]])
+    assert (mx.combine, rep.combine) == ('maximum', 'replace')
+
+
+def test_beyond_depth_keeps_first_stage_order():
+    F = _first_stage(20, 5, seed=1)
+    rng = np.random.default_rng(2)
+    table = rng.standard_normal(F.shape).astype(np.float32) * 10
+    r = rerank(F, CallableScorer(Recorder(table)), depth=7, query_block=6)
+    for d, A in (('i2t', F), ('t2i', F.T)):
+        M, k = (r.i2t, 7) if d == 'i2t' else (r.t2i, 7)
+        order = np.argsort(-M, 1, kind='stable')
+        first = np.argsort(-A, 1, kind='stable')
+        for q in range(len(A)):
+            top = set(first[q, :k])
+            assert set(order[q, :k]) == top
+            want_top = r.candidates[d][q][np.argsort(-r.scores[d][q], kind='stable')]
+            np.testing.assert_array_equal(order[q, :k], want_top)
+            np.testing.assert_array_equal(order[q, k:], [j for j in first[q] if j not in top])
+        assert (M[np.arange(len(A))[:, None], order[:, k:]] == np.take_along_axis(A, order[:, k:], 1)).all()  # values kept
+
+
+def test_rerank_keeps_ties_of_the_combined_scores():
+    F = np.array([[.5, .4, .3, .2, .1]], np.float32)
+    r = rerank(F, lambda q, c, d: np.where(c < 2, 1., 0.).astype(np.float32), depth=4, combine='replace', directions=('i2t',))
+    row = r.i2t[0]
+    assert row[0] == row[1] > row[2] == row[3] > row[4] == np.float32(.1)
+    assert r.t2i is None and set(r.seconds) == {'i2t'}
+
+
+def test_scorer_sees_exactly_the_depth_candidates():
+    F = _first_stage(9, 3, seed=3)
+    rec = Recorder(np.zeros(F.shape, np.float32))
+    r = rerank(F, CallableScorer(rec, batch_size=7), depth=4, query_block=5)
+    i2t_pairs = {(i, int(c)) for i in range(9) for c in np.argsort(-F[i])[:4]}
+    t2i_pairs = {(int(i), c) for c in range(27) for i in np.argsort(-F[:, c])[:4]}
+    assert len(rec.pairs) == 9 * 4 + 27 * 4 == r.n_pairs['i2t'] + r.n_pairs['t2i']
+    assert set(rec.pairs[:36]) == i2t_pairs and set(rec.pairs[36:]) == t2i_pairs
+    assert len(set(rec.pairs[:36])) == 36 and len(set(rec.pairs[36:])) == 108
+    # query blocks of 5 -> 2 i2t blocks (20 + 16 pairs) and 6 t2i blocks, each split into calls of at most 7 pairs
+    assert rec.calls == (3 + 3) + (5 * 3 + 1 * 2)
+    assert r.seconds['i2t'] > 0 and r.depth == 4
+
+
+def test_full_depth_replace_equals_scoring_everything():
+    split = EvaluationSplit.uniform(6, 3)
+    F = _first_stage(6, 3, seed=4)
+    full = np.round(np.random.default_rng(5).standard_normal(F.shape), 1).astype(np.float32)   # rounded: ties occur
+    r = rerank(F, CallableScorer(Recorder(full)), depth=18, combine='replace')
+    for d, M, ref in (('i2t', r.i2t, full), ('t2i', r.t2i, full.T)):
+        np.testing.assert_array_equal(np.argsort(-M, 1, kind='stable'), np.argsort(-ref, 1, kind='stable'))
+    metrics = ['R@1', 'R@5', 'MedR', 'mAP@N']
+    for ties in ('stable', 'reverse', 'optimistic', 'pessimistic'):
+        conv = Conventions(ties=ties)
+        got = evaluate(split, i2t_similarity=r.i2t, t2i_similarity=r.t2i, metrics=metrics, conventions=conv)
+        want = evaluate(split, similarity=full, metrics=metrics, conventions=conv)
+        np.testing.assert_allclose(got.table.value.to_numpy(), want.table.value.to_numpy())
+
+
+def test_depth_marks_metrics_na():
+    split = EvaluationSplit.uniform(10, 2)
+    F = _first_stage(10, 2, seed=6)
+    r = rerank(F, lambda q, c, d: np.zeros(c.shape, np.float32), depth=5, combine='add')
+    res = evaluate(split, i2t_similarity=r.i2t, t2i_similarity=r.t2i, conventions=r.conventions('lavis'),
+                   metrics=['R@1', 'R@5', 'R@10', 'mAP@N'])
+    for d in ('i2t', 't2i'):
+        assert not np.isnan(res.get('R@1', d)) and not np.isnan(res.get('R@5', d))
+        assert np.isnan(res.get('R@10', d)) and np.isnan(res.get('mAP@N', d))
+    # combine='add' with zero rescoring leaves the first stage's ranking: same R@1 as the first stage itself
+    base = evaluate(split, similarity=F, metrics=['R@1', 'R@5'], conventions='lavis')
+    assert res.get('R@1', 'i2t') == base.get('R@1', 'i2t') and res.get('R@5', 't2i') == base.get('R@5', 't2i')
+    assert r.conventions('lavis').rerank_depth == 5
+
+
+def test_rerank_bad_input():
+    F = _first_stage(3, 2)
+    ok = lambda q, c, d: np.zeros(c.shape, np.float32)
+    raises(lambda: rerank(F, ok, depth=0), '`depth` must be a positive int')
+    raises(lambda: rerank(F, ok, depth=2, combine='mean'), '`combine`', 'add, replace or a callable')
+    raises(lambda: rerank(F, ok, depth=2, directions=('x',)), "unknown direction 'x'")
+    raises(lambda: rerank(F, lambda q, c, d: np.zeros(3), depth=2), 'returned shape (3,)')
+    raises(lambda: rerank(F, lambda q, c, d: np.full(c.shape, np.nan), depth=2), 'NaN or Inf')
+    raises(lambda: rerank(F[0], ok, depth=2), '`first_stage_i2t` must be 2-D')
+    raises(lambda: CallableScorer(lambda i, c: np.zeros(2))(np.arange(2), np.zeros((2, 3), int)), 'returned shape (2,) for 6 pairs')
+    raises(lambda: CallableScorer(3), '`fn` must be callable', exc=TypeError)
+    raises(lambda: PairScorer()(np.arange(2), np.zeros((3, 2), int)), '2 queries', '3 rows')
+
+
+def test_blip_itm_scorer_matches_forward(blip, images):
+    itm = blip.itm_scorer(images[:3], TEXTS[:6], batch_size=4)
+    assert itm.image_states.shape == (3, 17, 32) and itm.image_state_bytes == 17 * 32 * 4 and itm.prepare_seconds > 0
+    pairs_i, pairs_c = np.array([0, 1, 2, 2]), np.array([5, 0, 3, 1])
+    with torch.inference_mode():
+        tok = blip.tokenize([TEXTS[c] for c in pairs_c])
+        ref = blip.model(pixel_values=_pixels(blip, [images[i] for i in pairs_i]), use_itm_head=True, **tok).itm_score
+    np.testing.assert_allclose(itm.score_pairs(pairs_i, pairs_c), ref[:, 1].numpy(), atol=1e-5)
+    prob = blip.itm_scorer(images[:3], TEXTS[:6], output='probability')
+    np.testing.assert_allclose(prob.score_pairs(pairs_i, pairs_c), ref.softmax(-1)[:, 1].numpy(), atol=1e-5)
+    # through the PairScorer call: t2i rows are captions, candidates images
+    got = itm(np.array([5, 0]), np.array([[0, 2], [1, 1]]), 't2i')
+    np.testing.assert_allclose(got, itm.score_pairs(np.array([0, 2, 1, 1]), np.array([5, 5, 0, 0])).reshape(2, 2), atol=1e-6)
+    raises(lambda: blip.itm_scorer(images[:1], TEXTS[:1], output='softmax'), '`output`', 'logit')
+
+
+def test_blip2_itm_scorer_matches_forward(blip2, images):
+    itm = blip2.itm_scorer(images[:2], TEXTS[:4])
+    pairs_i, pairs_c = np.array([0, 1, 1]), np.array([3, 0, 2])
+    with torch.inference_mode():
+        tok = blip2.tokenize([TEXTS[c] for c in pairs_c])
+        ref = blip2.model(pixel_values=_pixels(blip2, [images[i] for i in pairs_i]), use_image_text_matching_head=True,
+                          **tok).logits_per_image
+    np.testing.assert_allclose(itm.score_pairs(pairs_i, pairs_c), ref[:, 1].numpy(), atol=1e-5)
+    S = max_over_tokens_similarity(blip2.encode_images(images[:2]), blip2.encode_texts(TEXTS[:4]))
+    r = rerank(S, itm, depth=2)          # BLIP-2 as LAVIS evaluates it: ITC first stage + ITM on its top 2
+    assert r.n_pairs == {'i2t': 4, 't2i': 8}
+
+
+# ---------------------------------------------------------------- VGG-19 fc7
+
+VGG19_KEYS = [  # torchvision.models.vgg19().state_dict(): names and shapes
+    ('features.0.weight', (64, 3, 3, 3)), ('features.0.bias', (64,)), ('features.2.weight', (64, 64, 3, 3)), ('features.2.bias', (64,)),
+    ('features.5.weight', (128, 64, 3, 3)), ('features.5.bias', (128,)), ('features.7.weight', (128, 128, 3, 3)), ('features.7.bias', (128,)),
+    ('features.10.weight', (256, 128, 3, 3)), ('features.10.bias', (256,)), ('features.12.weight', (256, 256, 3, 3)),
+    ('features.12.bias', (256,)), ('features.14.weight', (256, 256, 3, 3)), ('features.14.bias', (256,)),
+    ('features.16.weight', (256, 256, 3, 3)), ('features.16.bias', (256,)), ('features.19.weight', (512, 256, 3, 3)),
+    ('features.19.bias', (512,)), ('features.21.weight', (512, 512, 3, 3)), ('features.21.bias', (512,)),
+    ('features.23.weight', (512, 512, 3, 3)), ('features.23.bias', (512,)), ('features.25.weight', (512, 512, 3, 3)),
+    ('features.25.bias', (512,)), ('features.28.weight', (512, 512, 3, 3)), ('features.28.bias', (512,)),
+    ('features.30.weight', (512, 512, 3, 3)), ('features.30.bias', (512,)), ('features.32.weight', (512, 512, 3, 3)),
+    ('features.32.bias', (512,)), ('features.34.weight', (512, 512, 3, 3)), ('features.34.bias', (512,)),
+    ('classifier.0.weight', (4096, 25088)), ('classifier.0.bias', (4096,)), ('classifier.3.weight', (4096, 4096)),
+    ('classifier.3.bias', (4096,)), ('classifier.6.weight', (1000, 4096)), ('classifier.6.bias', (1000,))]
+
+
+def test_vgg19_layout_preprocessing_and_weights(images, tmp_path):
+    enc = Vgg19Fc7Encoder(seed=0)
+    assert [(k, tuple(v.shape)) for k, v in enc.model.state_dict().items()] == VGG19_KEYS
+    assert enc.name == 'random-init VGG-19 fc7'
+    x = ImageNetTransform()(to_pil(images[1]))        # coffee, 400 x 600 -> 256 x 384 -> centre 224 x 224
+    assert x.shape == (3, 224, 224)
+    a = np.asarray(to_pil(images[1]).resize((384, 256), Image.BILINEAR), np.float32)[16:240, 80:304] / 255
+    np.testing.assert_allclose(x.numpy(), ((a - (.485, .456, .406)) / (.229, .224, .225)).transpose(2, 0, 1), atol=1e-5)
+    feats = enc.encode_images(images[1:2])
+    assert feats.values.shape == (1, 4096) and (feats.values >= 0).all() and feats.bytes_per_item == 4096 * 4
+    with torch.inference_mode():   # fc7 = classifier.3 after its ReLU, by hand
+        px = x[None]
+        h = torch.flatten(enc.model.avgpool(enc.model.features(px)), 1)
+        h = torch.relu(enc.model.classifier[3](torch.relu(enc.model.classifier[0](h))))
+    np.testing.assert_allclose(feats.values, h.numpy(), rtol=1e-4, atol=1e-6)
+    torch.save(enc.model.state_dict(), tmp_path / 'vgg19.pth')
+    loaded = Vgg19Fc7Encoder(tmp_path / 'vgg19.pth', seed=1)
+    assert loaded.name == 'VGG-19 fc7 (vgg19.pth)'
+    np.testing.assert_array_equal(loaded.encode_images(images[1:2]).values, feats.values)
+    raises(lambda: Vgg19Fc7Encoder(tmp_path / 'none.pth'), 'none.pth', 'torchvision vgg19 state_dict', exc=FileNotFoundError)
+    raises(lambda: loaded.encode_texts(['a cat']), 'images only', exc=TypeError)
+
+
+def test_agrees_with_zoo_rerank_matrices_within_the_depth():
+    "fico_itr.zoo.rerank_matrices (LAVIS's layout: -100 beyond the depth) ranks the reranked items as `rerank` does."
+    from fico_itr.zoo import rerank_matrices
+    F = _first_stage(8, 3, seed=7)
+    table = np.random.default_rng(8).standard_normal(F.shape).astype(np.float32)
+    ours = rerank(F, CallableScorer(lambda i, c: table[i, c]), depth=5, combine='add')
+    lavis_i2t, lavis_t2i = rerank_matrices(F, table, 5)
+    for M, L in ((ours.i2t, lavis_i2t), (ours.t2i, lavis_t2i)):
+        np.testing.assert_array_equal(np.argsort(-M, 1, kind='stable')[:, :5], np.argsort(-L, 1, kind='stable')[:, :5])
+        assert (np.sort(L, 1)[:, :-5] == -100).all()                     # theirs: every other item tied at -100
+        assert len(np.unique(np.sort(M, 1)[:, :-5])) > 1                 # ours: the first-stage scores, in order
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_matches_cpu(tokenizer, blip, blip2, images):
+    "The same random-init models on CUDA give the CPU's embeddings, ITM scores and max-over-tokens similarities."
+    cpu, gpu = _clip(tokenizer), _clip(tokenizer, device='cuda')
+    np.testing.assert_allclose(gpu.encode_images(images).values, cpu.encode_images(images).values, atol=1e-4)
+    np.testing.assert_allclose(gpu.encode_texts(TEXTS).values, cpu.encode_texts(TEXTS).values, atol=1e-4)
+    half = _clip(tokenizer, device='cuda', dtype='float16').encode_images(images)
+    np.testing.assert_allclose(half.values, cpu.encode_images(images).values, atol=1e-2)
+    tokens, txt = blip2.encode_images(images), blip2.encode_texts(TEXTS)
+    np.testing.assert_allclose(max_over_tokens_similarity(tokens, txt, device='cuda'), max_over_tokens_similarity(tokens, txt), atol=1e-5)
+    blip_gpu = BlipDualEncoder.from_config(tiny_config('BlipForImageTextRetrieval', len(tokenizer)),
+                                           BlipImageProcessor(size={'height': 32, 'width': 32}), tokenizer, device='cuda')
+    pi, pc = np.array([0, 1, 2]), np.array([4, 0, 7])     # same seed, same weights as the CPU fixture
+    np.testing.assert_allclose(blip_gpu.itm_scorer(images[:3], TEXTS).score_pairs(pi, pc),
+                               blip.itm_scorer(images[:3], TEXTS).score_pairs(pi, pc), atol=1e-4)
