@@ -10,12 +10,16 @@ cfg = cfg['DEFAULT']
 
 extras = {
     'faiss': ['faiss-cpu>=1.7.4'],
-    'models': ['transformers>=4.30', 'open_clip_torch>=2.20'],
+    # model adapters (fico_itr.encoders) and CG features (fico_itr.hashing); open_clip brings torchvision, which needs
+    # the torch build it was made for: install it beside a CUDA torch, not beside a CPU-only wheel of another version
+    'models': ['transformers>=4.45', 'tokenizers>=0.15', 'pillow>=9', 'gensim>=4.3', 'open_clip_torch>=2.20'],
     'plots': ['matplotlib>=3.6', 'seaborn>=0.12'],
     'notebooks': ['jupyterlab>=4', 'matplotlib>=3.6', 'seaborn>=0.12'],
     # the dev tool set is pinned: nbdev 3 refuses settings.ini and plain nbdev<3 pulls an execnb that breaks
     'dev': ['nbdev==2.4.14', 'execnb==0.1.18', 'fastcore==1.12.4', 'pytest>=7', 'hypothesis>=6',
-            'h5py>=3', 'matplotlib>=3.6', 'seaborn>=0.12', 'faiss-cpu>=1.7.4', 'nbconvert>=7'],
+            'h5py>=3', 'matplotlib>=3.6', 'seaborn>=0.12', 'faiss-cpu>=1.7.4', 'nbconvert>=7',
+            # the encoder and hashing tests: tiny models from configs, real photos bundled in scikit-image / scikit-learn
+            'transformers>=4.45', 'tokenizers>=0.15', 'pillow>=9', 'gensim>=4.3', 'scikit-image>=0.21', 'scikit-learn>=1.2'],
     # peers the tests cross-check against (fico-itr 1.0.0 itself is installed into its own folder)
     'peers': ['torchmetrics>=1.4', 'ranx>=0.3.19', 'pytrec-eval-terrier>=0.5.6', 'eccv-caption>=0.1.0'],
 }
