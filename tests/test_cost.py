@@ -52,7 +52,7 @@ def test_known_sleep():
 def test_time_limit_stops_or_extrapolates():
     sleep = lambda b: time.sleep(0.02)
     stop = time_encoding(sleep, list(range(100)), 10, warmup=0, time_limit=0.05, progress=False)
-    assert stop['status'] == 'DNF (time limit)' and 3 <= stop['n_done'] // 10 <= 5 and 'stopped at the 0.05 s limit' in stop['note']
+    assert stop['status'] == 'DNF (time limit)' and 2 <= stop['n_done'] // 10 <= 5 and 'stopped at the 0.05 s limit' in stop['note']
     ext = time_encoding(sleep, list(range(100)), 10, warmup=0, time_limit=0.05, on_limit='extrapolate', progress=False)
     assert ext['status'] == 'extrapolated (time limit)' and 'extrapolated linearly' in ext['note']
     assert ext['seconds'] == pytest.approx(0.2, rel=0.3)
@@ -167,3 +167,15 @@ def test_table5_layout():
     assert t.loc[('x', 'measured: cpu'), 'embeddings @1M/5M'] == '0.36 GiB'
     assert t.loc[('UCCH', 'paper: one A100 80 GB'), '1M/5M'] == '488.28 s'
     assert len(t) == 1 + PAPER_TABLE5.model.nunique()
+
+
+def test_scale_time_limit_shared_by_the_modalities():
+    "The images take the whole limit: with 'extrapolate' the texts still get one batch and are extrapolated; with 'dnf' they are not run."
+    slow = lambda b: time.sleep(0.02)
+    ext = encoding_cost('m', slow, slow, [0], ['a'], scales=[(40, 200)], batch_size=10, warmup=0, time_limit=0.03,
+                        on_limit='extrapolate', progress=False).iloc[0]
+    assert ext.status == 'extrapolated (time limit)'
+    assert ext.image_seconds == pytest.approx(0.08, rel=0.35) and ext.text_seconds == pytest.approx(0.4, rel=0.35)
+    dnf = encoding_cost('m', slow, slow, [0], ['a'], scales=[(40, 200)], batch_size=10, warmup=0, time_limit=0.03,
+                        progress=False).iloc[0]
+    assert dnf.status == 'DNF (time limit)' and np.isnan(dnf.seconds) and 'texts: not encoded' in dnf.note
