@@ -1,5 +1,6 @@
 "fico_itr.cost: duplicated scales, timing records (ok, DNF, time limit), rerank pair accounting, storage arithmetic."
-import time, tracemalloc
+import os, time, tracemalloc
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')      # before torch: spinning OpenMP threads distort timings on a shared CPU
 import numpy as np
 import pandas as pd
 import pytest
