@@ -97,7 +97,7 @@ def test_after_dnf_rule():
     held.clear(); calls.clear()
     enc2, _ = _fills_up(10**9)                                # never fails: 'attempt' and 'skip' agree when nothing fails
     ok = encoding_cost('m', enc2, enc2, [0], ['a'], scales=scales, batch_size=4, warmup=0, progress=False)
-    assert ok.status.tolist() == ['ok'] * 3
+    assert ok.status.tolist() == ['ok'] * 3 and ok.storage_gib.isna().all()         # no `storage`: the column is there, nan
     enc3, held3 = _fills_up(30)
     att = encoding_cost('m', enc3, enc3, list(range(4)), list('abcde'), scales=scales, batch_size=4, warmup=0,
                         after_dnf='attempt', progress=False)
