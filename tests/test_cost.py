@@ -180,3 +180,39 @@ def test_scale_time_limit_shared_by_the_modalities():
     dnf = encoding_cost('m', slow, slow, [0], ['a'], scales=[(40, 200)], batch_size=10, warmup=0, time_limit=0.03,
                         progress=False).iloc[0]
     assert dnf.status == 'DNF (time limit)' and np.isnan(dnf.seconds) and 'texts: not encoded' in dnf.note
+
+
+# ---- the encode and ITM functions agree with transformers' own forward passes (tiny random-weight models)
+def test_clip_encoders_match_clipmodel_forward():
+    from fico_itr.cost import random_weight_model, clip_encoders, hash_token_ids, pixel_batch
+    m = random_weight_model(clip_config('tiny'))
+    tc = m.config.text_config
+    px = torch.randn(3, 3, 64, 64)
+    ids = hash_token_ids(['a dog on a red sofa', 'two birds', 'a cat'], 77, tc.vocab_size, tc.bos_token_id, tc.eos_token_id, tc.eos_token_id)
+    ei, et = clip_encoders(m)
+    with torch.inference_mode():
+        ref = m(input_ids=ids, pixel_values=px).logits_per_image
+        ours = m.logit_scale.exp() * ei(px) @ et(ids).T
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_blip2_encoders_and_itm_match_the_retrieval_model():
+    from fico_itr.cost import random_weight_model, blip2_encoders, blip2_vit_features, blip2_itm_scorer, hash_token_ids
+    m = random_weight_model(blip2_retrieval_config(tiny=True))
+    px = torch.randn(3, 3, 56, 56)
+    ids = hash_token_ids(['a dog on a red sofa', 'two birds', 'a cat sleeping'], 35, 30522, 101, 102, 0)
+    mask = (ids != 0).long()
+    ei, et = blip2_encoders(m)
+    with torch.inference_mode():
+        itc_ref = m(pixel_values=px, input_ids=ids, attention_mask=mask).logits_per_image            # 3 images x 3 texts
+        itc = torch.einsum('iqd,td->iqt', ei(px), et(ids)).max(1).values
+        itm_ref = m(pixel_values=px, input_ids=ids, attention_mask=mask, use_image_text_matching_head=True).logits_per_image[:, 1]
+        score = blip2_itm_scorer(m, blip2_vit_features(m, px), ids)
+        itm = score(torch.arange(3), torch.arange(3))                                                # pairs (text i, image i)
+        wrapped = score(torch.tensor([4]), torch.tensor([5]))                                        # indices wrap: pair (1, 2)
+    torch.testing.assert_close(itc, itc_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(itm, itm_ref, rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(wrapped, score(torch.tensor([1]), torch.tensor([2])))
+    r = time_rerank(score, 4, 3, batch=5, warmup=0, progress=False)
+    assert r['n_pairs'] == 12 and r['status'] == 'ok'
