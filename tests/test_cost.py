@@ -152,6 +152,7 @@ def test_paper_storage_verdicts():
 
 
 def test_storage_from_real_configs():
+    pytest.importorskip('transformers', reason='the random-weight architectures need transformers (fico-itr[models])')
     emb, kept = storage_from_config(blip2_retrieval_config(image_size=364))
     assert vit_tokens(364, 14) == 677
     assert kept.bytes_per_image == 677 * 1408 * 4 and emb.bytes_per_image == 32 * 256 * 4 and emb.bytes_per_text == 256 * 4
@@ -184,6 +185,7 @@ def test_scale_time_limit_shared_by_the_modalities():
 
 # ---- the encode and ITM functions agree with transformers' own forward passes (tiny random-weight models)
 def test_clip_encoders_match_clipmodel_forward():
+    pytest.importorskip('transformers', reason='the random-weight architectures need transformers (fico-itr[models])')
     from fico_itr.cost import random_weight_model, clip_encoders, hash_token_ids, pixel_batch
     m = random_weight_model(clip_config('tiny'))
     tc = m.config.text_config
@@ -197,6 +199,7 @@ def test_clip_encoders_match_clipmodel_forward():
 
 
 def test_blip2_encoders_and_itm_match_the_retrieval_model():
+    pytest.importorskip('transformers', reason='the random-weight architectures need transformers (fico-itr[models])')
     from fico_itr.cost import random_weight_model, blip2_encoders, blip2_vit_features, blip2_itm_scorer, hash_token_ids
     m = random_weight_model(blip2_retrieval_config(tiny=True))
     px = torch.randn(3, 3, 56, 56)
