@@ -38,7 +38,7 @@ import torch
 from fico_itr.cost import (RANDOM_WEIGHTS_NOTE, PAPER_SCALES, Stored, clip_config, blip2_retrieval_config, random_weight_model,
                            clip_encoders, blip2_encoders, blip2_vit_features, blip2_itm_scorer, VGGHashNet, sample_images,
                            pixel_batch, hash_token_ids, encoding_cost, time_rerank, storage_from_config, storage_table,
-                           check_paper_storage, table5, table6, scale_label, device_name)
+                           check_paper_storage, table5, table6, scale_label, device_name, is_out_of_memory)
 from fico_itr.demo import coco5k_test_captions, TfidfSvdTextEncoder
 
 MODELS = ('clip-b16', 'clip-l14', 'blip2', 'vgg19-hash', 'hash-head')
@@ -144,7 +144,6 @@ def main(argv=None):
         try:
             label, ei, et, imgs, txts, store, scorer, model = build(key, dev, dtype, captions)
         except Exception as e:                                     # an out-of-memory build is a DNF row, not a crash
-            from fico_itr.cost import is_out_of_memory
             if not is_out_of_memory(e): raise
             print(f'[{key}] DNF: building the model ran out of memory ({type(e).__name__})', flush=True)
             enc_rows += [dict(model=key, scale=scale_label(*s), n_images=s[0], n_texts=s[1], seconds=float('nan'),
