@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['TIE_RULES', 'AP_DENOMINATORS', 'EMPTY_RULES', 'UNITS', 'PR_RULES', 'GRANULARITIES', 'PRESETS', 'check_array',
-           'check_ks', 'EvaluationSplit', 'check_labels', 'Conventions', 'get_conventions']
+__all__ = ['TIE_RULES', 'CONVENTION_TIES', 'AP_DENOMINATORS', 'EMPTY_RULES', 'UNITS', 'PR_RULES', 'GRANULARITIES', 'PRESETS',
+           'check_array', 'check_ks', 'EvaluationSplit', 'check_labels', 'Conventions', 'get_conventions']
 
 # %% ../nbs/00_core.ipynb #70da6b19
 def check_array(x, name: str, ndim: int | None = None, finite: bool = True) -> np.ndarray:
@@ -151,6 +151,7 @@ def check_labels(labels, n_rows: int, name: str = 'labels') -> np.ndarray:
 
 # %% ../nbs/00_core.ipynb #4eeffd82
 TIE_RULES = ('stable', 'reverse', 'optimistic', 'pessimistic', 'random', 'expected')
+CONVENTION_TIES = TIE_RULES + ('auto',)   # 'auto': 'expected' for integer scores (hash codes), 'stable' for floats
 AP_DENOMINATORS = ('hits', 'min_k_r', 'r')
 EMPTY_RULES = ('zero', 'skip')
 UNITS = ('percent', 'fraction')
@@ -177,13 +178,13 @@ class Conventions:
     name: str = 'custom'           # the preset this came from
     metrics: Mapping[str, tuple] | None = None  # default metrics per granularity (None: the engine's defaults)
     tie_seed: int = 0              # seed of the 'random' tie order (and of the PR estimate under 'expected')
-    tie_draws: int = 8             # random orders averaged for the 11-point PR curve under 'expected'
+    tie_draws: int = 1             # random orders averaged for the 11-point PR curve under 'expected'
 
     def __post_init__(self):
         ties = self.ties if isinstance(self.ties, Mapping) else {'*': self.ties}
         for g, t in ties.items():
             if g != '*': _one_of(g, GRANULARITIES, 'granularity in `ties`')
-            _one_of(t, TIE_RULES, 'tie rule')
+            _one_of(t, CONVENTION_TIES, 'tie rule')
         _one_of(self.ap_denominator, AP_DENOMINATORS, 'ap_denominator')
         _one_of(self.empty, EMPTY_RULES, 'empty-query rule')
         _one_of(self.units, UNITS, 'units')
@@ -196,6 +197,14 @@ class Conventions:
             raise ValueError(f"`tie_seed` must be an int >= 0, got {self.tie_seed!r}")
         if not isinstance(self.tie_draws, (int, np.integer)) or self.tie_draws < 1:
             raise ValueError(f"`tie_draws` must be an int >= 1, got {self.tie_draws!r}")
+
+    def resolve_ties(self, integer_scores: bool) -> 'Conventions':
+        "These conventions with 'auto' made concrete: 'expected' for integer scores (Hamming similarities), else 'stable'."
+        rule = 'expected' if integer_scores else 'stable'
+        if isinstance(self.ties, Mapping):
+            if 'auto' not in self.ties.values(): return self
+            return dataclasses.replace(self, ties={g: rule if t == 'auto' else t for g, t in self.ties.items()})
+        return dataclasses.replace(self, ties=rule) if self.ties == 'auto' else self
 
     def ties_for(self, granularity: str) -> str:
         "The tie rule applied at `granularity`."
@@ -222,7 +231,7 @@ class Conventions:
         used = set(ties.split('/')) if isinstance(ties, str) else set()
         used = {u.split(':')[-1] for u in used}
         if 'random' in used: parts.append(f'tie_seed={self.tie_seed}')
-        if 'expected' in used: parts.append(f'PR under expected: mean of {self.tie_draws} random orders, seed {self.tie_seed}')
+        if 'expected' in used: parts.append(f'PR under expected: mean of {self.tie_draws} random order(s), seed {self.tie_seed}')
         return ';'.join(parts)
 
 # %% ../nbs/00_core.ipynb #66c260fd
@@ -230,8 +239,9 @@ _INSTANCE = ('R@1', 'R@5', 'R@10', 'MedR', 'MeanR')
 _CATEGORY = ('mAP@10', 'mAP@100', 'mAP@N', 'P@10', 'P@100', 'PR')
 
 PRESETS = {
-    # the paper's conventions: deterministic stable ties, AP@K over the relevant retrieved, percent
-    'default': Conventions(name='default'),
+    # the paper's conventions (AP@K over the relevant retrieved, percent); ties 'auto': stable index order for float
+    # scores, the exact expectation over tie orders for hash codes (integer scores), see experiments/55_ties
+    'default': Conventions(ties='auto', name='default'),
     # PyPI fico-itr 1.0.0: instance ranks use np.argsort(d)[::-1] (reverse index order on ties),
     # category mAP uses np.argsort(-S) (lower index first); AP@K / #relevant in top K, no hit -> 0; percent.
     # Exact on tie-free scores; with ties 1.0.0's order is that of numpy's unstable default sort (CPU- and

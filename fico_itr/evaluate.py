@@ -47,6 +47,7 @@ def block_values(scores: np.ndarray, rel: np.ndarray, specs: Sequence[tuple], co
                  granularity: str, first_query: int = 0, groups=None) -> dict:
     "Per-query values (arrays) of every metric spec for one block of scores and relevance (queries first_query, ...)."
     ties = conventions.ties_for(granularity)
+    if ties == 'auto': ties = 'expected' if np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool else 'stable'
     if ties == 'expected': return _expected_values(scores, rel, specs, conventions, first_query, groups)
     need_all = any(f in _NEEDS_ALL_RANKS for f, _ in specs)
     seeds = (conventions.tie_seed, first_query)
@@ -242,6 +243,9 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
         if len(images) != ni: raise ValueError(f"`images` has {len(images)} rows but split {split.name!r} has {ni} images")
         if len(captions) != nc: raise ValueError(f"`captions` has {len(captions)} rows but split {split.name!r} has {nc} captions")
         sources = {'i2t': ('emb', images, captions), 't2i': ('emb', captions, images)}
+    integer = all(measure == 'hamming' if s[0] == 'emb' else np.issubdtype(s[1].dtype, np.integer) or s[1].dtype == bool
+                  for d, s in sources.items() if d in directions)
+    conv = conv.resolve_ties(integer)                   # 'auto': expected for hash codes, stable for float scores
 
     n_threads = n_threads or min(8, os.cpu_count() or 1)   # numpy's sort releases the GIL: one block per core
     rows, per_query = [], {}

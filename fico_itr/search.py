@@ -161,7 +161,7 @@ def evaluate_topk(split: EvaluationSplit, i2t: TopK | None = None, t2i: TopK | N
                   metrics=None, granularities=None, positives=None, model: str = 'model', dataset: str | None = None,
                   block_size: int = 65536) -> Results:
     "Results from top-k lists (i2t: images over captions, t2i: captions over images); numbers past k are n/a."
-    conv0 = get_conventions(conventions)
+    conv0 = get_conventions(conventions).resolve_ties(False)   # a top-k list holds one order: 'auto' is 'stable'
     granularities = granularities or (['instance'] + (['category'] if split.labels is not None else []))
     rows = []
     for d, top in (('i2t', i2t), ('t2i', t2i)):

@@ -131,13 +131,13 @@ def evaluate_query_database(split: QueryDatabase, queries, database, measure: st
         raise TypeError(f"`split` must be a QueryDatabase, got {type(split).__name__}: for image-caption pairs use evaluate()")
     for name, x, n in (('queries', queries, split.n_queries), ('database', database, split.n_database)):
         if len(x) != n: raise ValueError(f"`{name}` has {len(x)} rows but `split` has {n} {name} labels: pass them in the same order")
-    conv = get_conventions(conventions)
+    conv = get_conventions(conventions).resolve_ties(measure == 'hamming')   # 'auto': expected for hash codes
     names = metrics if metrics is not None else (conv.metrics or {}).get('category', DEFAULT_METRICS['category'])
     specs = [parse_metric(n) for n in names]
     check_ks([k for _, k in specs if k not in (None, 'N', 'R')], split.n_database, 'metrics (database)')
     rel = SharedLabel(split.query_labels, split.database_labels)
     bs = block_size or max(8, min(4096, (1 << 22) // max(1, split.n_database)))
-    parts = [block_values(scores, rel.block(s, e), specs, conv, 'category')
+    parts = [block_values(scores, rel.block(s, e), specs, conv, 'category', s)
              for s, e, scores in iter_score_blocks(queries, database, measure, bs, device, 'queries', 'database')]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     rows = [(model, dataset or split.name, split.direction, 'category', fam, k, v, conv.describe('category'))

@@ -76,7 +76,7 @@ def test_embeddings_accounting():
     b = Embeddings(HashCodes.from_bits(np.ones((5, 130), np.uint8)), 'binary', 'h', 1.0)
     assert (b.bytes_per_item, b.nbytes, b.shape, b.dtype) == (17, 85, (5, 130), '130-bit code')
     hamming = evaluate(EvaluationSplit.uniform(5, 1), images=b, captions=b, measure='hamming', metrics=['R@1'])
-    assert hamming.get('R@1', 'i2t') == 20.0     # all codes equal: stable ties put item 0 first
+    assert hamming.get('R@1', 'i2t') == pytest.approx(20.0)   # all codes equal: the true item is first in 1 of 5 orders
     t = Embeddings(np.zeros((3, 32, 256), np.float16), 'continuous', 'blip2')
     assert (t.bytes_per_item, t.shape) == (32 * 256 * 2, (3, 32, 256))
     raises(lambda: Embeddings(np.ones((2, 8), np.int64), 'continuous', 'm'), 'must be floats', exc=TypeError)
