@@ -58,6 +58,8 @@ def test_n_bits_validation():
     X, Y, _ = two_views(300)
     assert CrossModalLSH(2048).fit(X, Y).encode_texts(Y[:3]).n_bits == 2048
     raises(lambda: CrossModalITQ(32).fit(X, Y), 'ITQ needs n_bits <= the feature dimension', 'n_bits=32', '20 (texts)')
+    deep = DeepCrossModalHashing(2048, 'contrastive', epochs=1, hidden=64, progress=False).fit(X, Y)
+    assert deep.encode_images(X[:5], 'packed').shape == (5, 256) and deep.encode_texts(Y[:5]).n_bits == 2048
     raises(lambda: ITQHasher(n_bits=31).fit(Y), 'features have 20 dimensions, fewer than n_bits=31')
 
 
@@ -73,6 +75,17 @@ def test_input_checks():
     raises(lambda: DeepCrossModalHashing(16, 'pairwise'), "`objective`='pairwise' is not one of")
     raises(lambda: DeepCrossModalHashing(16, 'label', progress=False).fit(X, Y, L[:10]), 'labels')
     raises(lambda: tag_views_standin(np.ones((4, 1))), '`texts` has 1 tag columns')
+
+
+def test_tag_views_standin_splits_the_vocabulary():
+    rng = np.random.default_rng(0)
+    T = (rng.random((50, 11)) < .3) * rng.integers(1, 4, (50, 11))           # counts, as YAll stores them
+    a, b = tag_views_standin(T, seed=2)
+    assert a.shape == (50, 5) and b.shape == (50, 6) and a.dtype == np.float32
+    assert a.sum() + b.sum() == (T > 0).sum() and set(np.unique(np.concatenate([a, b], 1))) <= {0.0, 1.0}
+    perm = np.random.default_rng(2).permutation(11)                            # the documented halves
+    np.testing.assert_array_equal(a, T[:, np.sort(perm[:5])] > 0)
+    np.testing.assert_array_equal(b, T[:, np.sort(perm[5:])] > 0)
 
 
 def test_lsh_by_hand_and_on_identical_inputs():
