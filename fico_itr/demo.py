@@ -12,12 +12,13 @@ import numpy as np
 import scipy.sparse as sp
 from .core import EvaluationSplit
 from .similarity import HashCodes
+from .hashing import ITQHasher
 from .synthetic import coco5k_like
 from .evaluate import evaluate, tie_report, Results
 
 # %% auto #0
-__all__ = ['STANDIN_NOTE', 'coco5k_test_captions', 'coco5k_split', 'text_standin_split', 'TfidfSvdTextEncoder', 'ITQHasher',
-           'plot_pr_curves', 'synthetic_demo', 'standin_problem', 'run_demo']
+__all__ = ['STANDIN_NOTE', 'coco5k_test_captions', 'coco5k_split', 'text_standin_split', 'TfidfSvdTextEncoder', 'plot_pr_curves',
+           'synthetic_demo', 'standin_problem', 'run_demo']
 
 # %% ../nbs/09_demo.ipynb #2daba7ba
 def coco5k_test_captions() -> tuple:
@@ -95,38 +96,6 @@ class TfidfSvdTextEncoder:
     def encode(self, texts) -> np.ndarray:
         "`dim`-D float32 vectors of `texts` (rows without known words become zero vectors)."
         return np.asarray(self.tfidf(texts) @ self.components.T, dtype=np.float32)
-
-# %% ../nbs/09_demo.ipynb #8ccc1051
-@dataclass
-class ITQHasher:
-    "ITQ binary codes: PCA to `n_bits` dimensions, then a learned rotation; encode() returns `HashCodes`."
-    n_bits: int = 64
-    n_iter: int = 50
-    seed: int = 0
-
-    def fit(self, X: np.ndarray):
-        X = np.asarray(X, np.float64)
-        if X.shape[1] < self.n_bits: raise ValueError(f'features have {X.shape[1]} dimensions, fewer than n_bits={self.n_bits}')
-        self.mean = X.mean(0)
-        Xc = X - self.mean
-        _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
-        self.pca = Vt[:self.n_bits].T
-        V = Xc @ self.pca
-        R = np.linalg.qr(np.random.default_rng(self.seed).standard_normal((self.n_bits, self.n_bits)))[0]
-        for _ in range(self.n_iter):
-            B = np.where(V @ R >= 0, 1.0, -1.0)
-            U, _, Wt = np.linalg.svd(V.T @ B)
-            R = U @ Wt
-        self.rotation = R
-        return self
-
-    def encode(self, X: np.ndarray) -> HashCodes:
-        return HashCodes.from_bits((np.asarray(X, np.float64) - self.mean) @ self.pca @ self.rotation >= 0)
-
-    def quantisation_loss(self, X) -> float:
-        "Mean squared distance between the rotated projections and their signs (what ITQ minimises)."
-        V = (np.asarray(X, np.float64) - self.mean) @ self.pca @ self.rotation
-        return float(((np.where(V >= 0, 1.0, -1.0) - V) ** 2).mean())
 
 # %% ../nbs/09_demo.ipynb #da72b5fb
 def plot_pr_curves(results: Results, path, title: str):

@@ -18,7 +18,8 @@ from .ranking import SharedLabel
 from .evaluate import (evaluate, Results, DEFAULT_METRICS, RESULT_COLUMNS, parse_metric, block_values,
                                reduce_values, unique_image_rows, metric_label)
 from .data import load_array, load_fico_labels, check_rows, with_labels, MirFlickr25K, HashingSplit, hashing_split
-from .demo import text_standin_split, TfidfSvdTextEncoder, ITQHasher
+from .demo import text_standin_split, TfidfSvdTextEncoder
+from .hashing import ITQHasher
 
 # %% auto #0
 __all__ = ['OUTPUT_KINDS', 'FAMILIES', 'MODELS', 'DATASETS', 'DEEP_RECALL', 'PARTS', 'PAPER_FIGURES', 'ZooModel', 'zoo_model',
