@@ -44,17 +44,17 @@ def parse_metric(name: str) -> tuple:
 
 # %% ../nbs/04_evaluate.ipynb #3c2a6bcf
 def block_values(scores: np.ndarray, rel: np.ndarray, specs: Sequence[tuple], conventions: Conventions,
-                 granularity: str, first_query: int = 0, groups=None) -> dict:
-    "Per-query values (arrays) of every metric spec for one block of scores and relevance (queries first_query, ...)."
+                 granularity: str, groups=None) -> dict:
+    "Per-query values (arrays) of every metric spec for one block of scores and relevance (`groups`: its tie groups, if known)."
     ties = conventions.ties_for(granularity)
     if ties == 'auto': ties = 'expected' if np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool else 'stable'
-    if ties == 'expected': return _expected_values(scores, rel, specs, conventions, first_query, groups)
+    if ties == 'expected': return _expected_values(scores, rel, specs, conventions, groups)
     need_all = any(f in _NEEDS_ALL_RANKS for f, _ in specs)
-    seeds = (conventions.tie_seed, first_query)
-    ranked = rank_relevant(scores, rel, ties, *seeds) if need_all else first_relevant_rank(scores, rel, ties, *seeds)
+    seed = conventions.tie_seed
+    ranked = rank_relevant(scores, rel, ties, seed) if need_all else first_relevant_rank(scores, rel, ties, seed)
     if conventions.nonpositive_irrelevant and need_all:
         # torchmetrics' rule touches AP, P@K and recall, not the hit rate (ITR R@K): rank the reduced relevance apart
-        set_ranked = rank_relevant(scores, rel & (scores > 0), ties, *seeds)
+        set_ranked = rank_relevant(scores, rel & (scores > 0), ties, seed)
     else: set_ranked = ranked
     return _values(specs, ranked.n_relevant, {
         'R@K': lambda k: M.recall_at_k(ranked, k), 'MedR': lambda k: M.best_rank(ranked),
@@ -73,7 +73,7 @@ def _values(specs, n_relevant, families) -> dict:
     return out
 
 # %% ../nbs/04_evaluate.ipynb #783dec2b
-def _expected_values(scores, rel, specs, conventions, first_query, groups=None):
+def _expected_values(scores, rel, specs, conventions, groups=None):
     groups = T.tie_groups(scores, rel) if groups is None else groups
     set_rel, set_groups = rel, groups
     if conventions.nonpositive_irrelevant and any(f in _NEEDS_ALL_RANKS for f, _ in specs):
@@ -83,7 +83,7 @@ def _expected_values(scores, rel, specs, conventions, first_query, groups=None):
         'mAP@K': lambda k: T.expected_average_precision(set_groups, k, conventions.ap_denominator),
         'P@K': lambda k: T.expected_precision_at_k(set_groups, k),
         'PR': lambda k: T.random_order_pr_curve(scores, set_rel, conventions.pr_rule, conventions.tie_draws,
-                                               conventions.tie_seed, first_query, set_groups)})
+                                               conventions.tie_seed, set_groups)})
 
 # %% ../nbs/04_evaluate.ipynb #a33a7c01
 def _depth_ok(fam, k, depth, n_relevant, value=None):
@@ -174,7 +174,7 @@ def _run_direction(blocks, n_queries, relevances, specs, conventions, n_threads,
         s, e, scores = item
         rels = {g: rel.block(s, e) for g, rel in relevances.items()}
         groups = dict(zip(rels, T.tie_groups_multi(scores, list(rels.values())))) if joint else {}
-        return {g: block_values(scores, r, specs[g], conventions, g, s, groups.get(g)) for g, r in rels.items()}
+        return {g: block_values(scores, r, specs[g], conventions, g, groups.get(g)) for g, r in rels.items()}
     parts = {g: [] for g in relevances}
     bar = tqdm(total=n_queries, desc=desc, disable=not progress, leave=False, unit='query')
     for s_e_vals in _bounded_map(lambda it: (it[0], it[1], work(it)), blocks, n_threads):
@@ -248,7 +248,7 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
     conv = conv.resolve_ties(integer)                   # 'auto': expected for hash codes, stable for float scores
 
     n_threads = n_threads or min(8, os.cpu_count() or 1)   # numpy's sort releases the GIL: one block per core
-    rows, per_query = [], {}
+    rows, per_query, label_table = [], {}, None
     for d in directions:
         nq, ng = (ni, nc) if d == 'i2t' else (nc, ni)
         for g in granularities:
@@ -259,8 +259,10 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
             if g == 'instance':
                 rels[g] = SameItem(np.arange(ni), split.cap2img) if d == 'i2t' else SameItem(split.cap2img, np.arange(ni))
             elif g == 'category':
-                L = split.labels
-                rels[g] = SharedLabel(L, L, None, split.cap2img) if d == 'i2t' else SharedLabel(L, L, split.cap2img, None)
+                L = split.labels           # images x images "shares a label", built once for both directions
+                rels[g] = (SharedLabel(L, L, None, split.cap2img, table=label_table) if d == 'i2t' else
+                           SharedLabel(L, L, split.cap2img, None, table=label_table))
+                label_table = rels[g].table
             else:
                 if d not in positives: raise ValueError(f"`positives` has no {d!r} entry")
                 rels[g] = Positives(positives[d], ng)

@@ -10,7 +10,7 @@ import numpy as np
 from .core import TIE_RULES, check_array
 
 # %% auto #0
-__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'random_keys', 'rank_relevant',
+__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'random_positions', 'rank_relevant',
            'ranked_from_topk']
 
 # %% ../nbs/02_ranking.ipynb #2d0b353b
@@ -45,7 +45,8 @@ class SharedLabel:
     `query_items` / `gallery_items` (optional) index the label rows, so captions can point at their image's labels
     without copying them. When both label sets are small, a table of "shares a label" between label rows is built
     once and each block is a gather from it; otherwise blocks AND packed 64-bit label words."""
-    def __init__(self, query_labels, gallery_labels, query_items=None, gallery_items=None, table_limit: int = 1 << 26):
+    def __init__(self, query_labels, gallery_labels, query_items=None, gallery_items=None, table_limit: int = 1 << 26,
+                 table: np.ndarray | None = None):
         ql, gl = check_array(query_labels, 'query_labels', ndim=2), check_array(gallery_labels, 'gallery_labels', ndim=2)
         if ql.shape[1] != gl.shape[1]:
             raise ValueError(f"query labels have {ql.shape[1]} classes but gallery labels have {gl.shape[1]}")
@@ -53,7 +54,10 @@ class SharedLabel:
         self.gi = np.arange(len(gl)) if gallery_items is None else np.asarray(gallery_items, dtype=np.int64)
         self.n_queries, self.n_gallery = len(self.qi), len(self.gi)
         self.table = None
-        if len(ql) * len(gl) <= table_limit:
+        if table is not None:                       # a table already built for the same label rows (the other direction)
+            if table.shape != (len(ql), len(gl)): raise ValueError(f"`table` has shape {table.shape}, expected {(len(ql), len(gl))}")
+            self.table = table
+        elif len(ql) * len(gl) <= table_limit:
             self.table = (ql.astype(np.float32) @ gl.T.astype(np.float32)) > 0
         else:
             self.q, self.g = _label_words(ql), _label_words(gl)
@@ -145,11 +149,10 @@ def _check_block(scores, rel, ties):
                          "expected_* metrics), as fico_itr.evaluate does")
     if scores.shape != rel.shape: raise ValueError(f"scores {scores.shape} and relevance {rel.shape} differ in shape")
 
-def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0,
-                        first_query: int = 0) -> RankedRelevance:
+def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0) -> RankedRelevance:
     "Rank of the best-ranked relevant item of each query (1-based, 0 if none), by counting under the tie rule."
     _check_block(scores, rel, ties)
-    if ties == 'random': return rank_relevant(scores, rel, ties, seed, first_query)
+    if ties == 'random': return rank_relevant(scores, rel, ties, seed)
     B, m = scores.shape
     low = -np.inf if np.issubdtype(scores.dtype, np.floating) else np.iinfo(scores.dtype).min
     best = np.where(rel, scores, low).max(1)[:, None]          # score of the best relevant item
@@ -190,34 +193,28 @@ def _splitmix64(x):
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
-def random_keys(n_queries: int, n_gallery: int, seed: int = 0, first_query: int = 0) -> np.ndarray:
-    "Uniform random uint64 tie-break keys, a function of (seed, query index, item index) only: blocks change nothing."
-    x = np.arange(first_query, first_query + n_queries, dtype=np.uint64)[:, None] * np.uint64(n_gallery)
-    x = x + np.arange(n_gallery, dtype=np.uint64)
-    return _splitmix64(x ^ _splitmix64(np.array([seed], np.uint64)))   # arrays: uint64 products wrap without warnings
+def random_positions(n_gallery: int, seed: int = 0) -> np.ndarray:
+    "A uniformly random permutation of the gallery positions 0..m-1 for a seed (ranks of SplitMix64 hashes of the indices)."
+    h = _splitmix64(np.arange(n_gallery, dtype=np.uint64) ^ _splitmix64(np.array([seed], np.uint64)))  # arrays wrap silently
+    pos = np.empty(n_gallery, np.int64); pos[np.argsort(h)] = np.arange(n_gallery)
+    return pos
 
-def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0,
-                  first_query: int = 0) -> RankedRelevance:
+def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0) -> RankedRelevance:
     "1-based ranks of every relevant item of each query under the tie rule, from one sort per block."
     _check_block(scores, rel, ties)
     B, m = scores.shape
     if m >= 2 ** 30: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.index")
     if scores.dtype == np.float64 and not np.array_equal(scores.astype(np.float32), scores):
-        return _rank_relevant_lexsort(scores, rel, ties, seed, first_query)
+        return _rank_relevant_lexsort(scores, rel, ties, seed)
     order, width = _descending_order_keys(scores)
-    if ties == 'random':   # [score][as many random bits as fit][relevance]: equal random bits (2^-30 or rarer) fall back to relevance
-        keys = order.astype(np.int64) << (63 - width)
-        keys |= (random_keys(B, m, seed, first_query) >> np.uint64(width + 2)).view(np.int64) << 1   # bits 1 .. 62 - width
-        keys |= rel
-        keys.sort(axis=1)
-        return _from_rank_order((keys & 1).astype(bool))
     idx_bits = max(1, (m - 1).bit_length())
     tie_bit = ties in ('optimistic', 'pessimistic')
     low_bits = idx_bits + 1 + tie_bit
     is_int = np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool
     dtype = np.int32 if is_int and width + low_bits <= 31 else np.int64
     keys = order.astype(dtype, copy=False); keys <<= low_bits   # [score][tie bit][gallery position][relevance]
-    pos = np.arange(m, dtype=dtype) if ties != 'reverse' else np.arange(m - 1, -1, -1, dtype=dtype)
+    if ties == 'random': pos = random_positions(m, seed).astype(dtype)
+    else: pos = np.arange(m, dtype=dtype) if ties != 'reverse' else np.arange(m - 1, -1, -1, dtype=dtype)
     keys |= pos << 1
     keys |= rel
     if tie_bit: keys |= (~rel if ties == 'optimistic' else rel).astype(dtype) << (idx_bits + 1)
@@ -226,9 +223,9 @@ def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', see
     else: bits = (keys & 1).astype(bool)
     return _from_rank_order(bits)
 
-def _rank_relevant_lexsort(scores, rel, ties, seed=0, first_query=0):
+def _rank_relevant_lexsort(scores, rel, ties, seed=0):
     B, m = scores.shape
-    if ties == 'random': pos = random_keys(B, m, seed, first_query)
+    if ties == 'random': pos = np.broadcast_to(random_positions(m, seed), (B, m))
     else: pos = np.broadcast_to(np.arange(m) if ties != 'reverse' else -np.arange(m), (B, m))
     keys = [pos] + ([~rel if ties == 'optimistic' else rel] if ties in ('optimistic', 'pessimistic') else []) + [-scores]
     order = np.lexsort(keys, axis=-1)

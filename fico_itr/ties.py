@@ -60,10 +60,10 @@ def _groups(B, m, row, ahead, size, r):
     n_rel = np.bincount(row, weights=r, minlength=B).astype(np.int64)
     return TieGroups(m, n_rel, offsets, ahead.astype(np.int64), size.astype(np.int64), r.astype(np.int64), H.astype(np.int64))
 
-def _groups_by_count(scores, rels):
-    "TieGroups of several relevance blocks over the same integer scores, from one histogram of (query, value, relevance bits)."
+def _groups_by_count(scores, rels, lo, hi):
+    "TieGroups of several relevance blocks over the same integer scores (lo..hi), from one histogram of (query, value, relevance bits)."
     B, m = scores.shape
-    hi = int(scores.max()); V = hi - int(scores.min()) + 1; k = len(rels)
+    V = hi - lo + 1; k = len(rels)
     bins = B * V << k
     small = np.int16 if V << k < 2 ** 15 else np.int32              # (value, relevance bits) in 2 bytes when they fit
     code = np.subtract(hi, scores, dtype=small)                      # value index: 0 is the highest score
@@ -102,7 +102,8 @@ def tie_groups_multi(scores, rels, max_values: int = 4096) -> list:
     scores = np.asarray(scores)
     if scores.size and (np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool):
         s = scores.astype(np.int16) if scores.dtype == bool else scores
-        if int(s.max()) - int(s.min()) < max_values: return _groups_by_count(s, rels)
+        lo, hi = int(s.min()), int(s.max())
+        if hi - lo < max_values: return _groups_by_count(s, rels, lo, hi)
     return [_groups_by_sort(scores, r) for r in rels]
 
 def tie_groups(scores, rel, max_values: int = 4096) -> TieGroups:
@@ -198,7 +199,7 @@ def expected_average_precision(groups: TieGroups, k='N', denominator: str = 'hit
     return out
 
 # %% ../nbs/03a_ties.ipynb #511fe83b
-def random_order_pr_curve(scores, rel, rule: str = 'textbook', draws: int = 8, seed: int = 0, first_query: int = 0,
+def random_order_pr_curve(scores, rel, rule: str = 'textbook', draws: int = 8, seed: int = 0,
                           groups: TieGroups | None = None) -> np.ndarray:
     "Mean 11-point interpolated PR curve (B x 11) over `draws` random tie orders: an unbiased estimate of its expectation."
     scores, rel = _check(scores, rel)
@@ -207,5 +208,5 @@ def random_order_pr_curve(scores, rel, rule: str = 'textbook', draws: int = 8, s
     if not groups.tied: return pr_curve_11pt(rank_relevant(scores, rel), rule)
     total = 0.0
     for d in range(draws):
-        total = total + pr_curve_11pt(rank_relevant(scores, rel, 'random', seed * 1_000_003 + d, first_query), rule)
+        total = total + pr_curve_11pt(rank_relevant(scores, rel, 'random', seed * 1_000_003 + d), rule)
     return total / draws

@@ -138,7 +138,7 @@ def evaluate_query_database(split: QueryDatabase, queries, database, measure: st
     check_ks([k for _, k in specs if k not in (None, 'N', 'R')], split.n_database, 'metrics (database)')
     rel = SharedLabel(split.query_labels, split.database_labels)
     bs = block_size or max(8, min(4096, (1 << 22) // max(1, split.n_database)))
-    parts = [block_values(scores, rel.block(s, e), specs, conv, 'category', s)
+    parts = [block_values(scores, rel.block(s, e), specs, conv, 'category')
              for s, e, scores in iter_score_blocks(queries, database, measure, bs, device, 'queries', 'database')]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     rows = [(model, dataset or split.name, split.direction, 'category', fam, k, v, conv.describe('category'))
