@@ -85,6 +85,9 @@ def test_page(notebook, docs, shots):
     assert 'Traceback (most recent call last)' not in text and not re.search(r'\w+Error\s+Traceback', text), \
         f"{m['page']} shows a Python traceback"
     assert not re.search(r'<span class="c1">#\|', html), f"{m['page']} shows raw `#|` directives in its code"
+    leaked = [w for w in re.findall(r'data-mime-type="application/vnd.jupyter.stderr"[^>]*>\s*<pre>(.*?)</pre>', html, re.S)
+              if re.search(r'\w+Warning\b', w)]
+    assert not leaked, f"{m['page']} shows a warning from its code: {leaked[0][:300]}"
     assert not re.search(r'\{(target|style|\.[\w-]+)[=\s][^}]*\}', text), f"{m['page']} shows Pandoc attribute syntax"
     n_img = len(re.findall(r'<img[^>]*\ssrc="data:image/png', html))
     assert n_img >= m['plots'], f"{m['page']} shows {n_img} plots but its notebook made {m['plots']}"
