@@ -231,7 +231,8 @@ class Conventions:
         used = set(ties.split('/')) if isinstance(ties, str) else set()
         used = {u.split(':')[-1] for u in used}
         if 'random' in used: parts.append(f'tie_seed={self.tie_seed}')
-        if 'expected' in used: parts.append(f'PR under expected: mean of {self.tie_draws} random order(s), seed {self.tie_seed}')
+        if 'expected' in used and granularity != 'instance':   # no PR curve at the instance level
+            parts.append(f'PR under expected: mean of {self.tie_draws} random order(s), seed {self.tie_seed}')
         return ';'.join(parts)
 
 # %% ../nbs/00_core.ipynb #66c260fd

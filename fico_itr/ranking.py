@@ -178,6 +178,9 @@ def _descending_order_keys(scores: np.ndarray):
     if np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool:
         lo, hi = (int(scores.min()), int(scores.max())) if scores.size else (0, 0)
         width = max(1, (hi - lo).bit_length())
+        if width > 31:   # a huge range (int64, uint64): dense ranks order and tie exactly as the scores do, in few bits
+            u, inv = np.unique(scores, return_inverse=True)
+            return (len(u) - 1 - inv.reshape(scores.shape)).astype(np.int64), max(1, (len(u) - 1).bit_length())
         s = scores.astype(np.int32 if width <= 31 and -2**31 <= lo and hi < 2**31 else np.int64)  # few values: 32-bit keys
         np.subtract(hi, s, out=s)
         return s, width

@@ -66,7 +66,11 @@ def _groups_by_count(scores, rels, lo, hi):
     V = hi - lo + 1; k = len(rels)
     bins = B * V << k
     small = np.int16 if V << k < 2 ** 15 else np.int32              # (value, relevance bits) in 2 bytes when they fit
-    code = np.subtract(hi, scores, dtype=small)                      # value index: 0 is the highest score
+    if np.can_cast(scores.dtype, small) and hi <= np.iinfo(small).max:
+        code = np.subtract(hi, scores, dtype=small)                  # value index: 0 is the highest score
+    else:                                                            # wide scores (e.g. 40000..40009): offsets first
+        code = (scores - scores.dtype.type(lo)).astype(small)       # exact: the true differences are below V
+        np.subtract(V - 1, code, out=code)
     code <<= k
     for i, rel in enumerate(rels): code |= rel.view(np.uint8) << np.uint8(i)
     wide = np.int32 if bins < 2 ** 31 else np.int64
@@ -103,7 +107,8 @@ def tie_groups_multi(scores, rels, max_values: int = 4096) -> list:
     if scores.size and (np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool):
         s = scores.astype(np.int16) if scores.dtype == bool else scores
         lo, hi = int(s.min()), int(s.max())
-        if hi - lo < max_values: return _groups_by_count(s, rels, lo, hi)
+        if hi - lo < max_values and (hi - lo + 1) << len(rels) <= max(s.shape[1], 256):   # histogram no wider than a row
+            return _groups_by_count(s, rels, lo, hi)
     return [_groups_by_sort(scores, r) for r in rels]
 
 def tie_groups(scores, rel, max_values: int = 4096) -> TieGroups:
@@ -141,10 +146,18 @@ def expected_recall_at_k(groups: TieGroups, k) -> np.ndarray:
     f = groups.first[has]
     N, n, r = groups.ahead[f], groups.size[f], groups.relevant[f]
     s = np.clip(K[has] - N, 0, n)
-    with np.errstate(invalid='ignore'):
-        p_none = np.where(s <= n - r, np.exp(_log_choose(n - r, np.minimum(s, n - r)) - _log_choose(n, s)), 0.0)
-    out[has] = 1.0 - p_none
+    out[has] = _p_some(n, r, s)
     return out
+
+def _p_some(n, r, s):
+    "P(X >= 1) for X hypergeometric (n items, r relevant, s drawn) = 1 - prod_{i < t} (1 - u / (n - i)), t = min(r, s), u = max(r, s): expm1 of a sum of log1p, no cancellation."
+    t, u = np.minimum(r, s), np.maximum(r, s)
+    sure = u > n - t                                                 # a relevant item must be drawn
+    t = np.where(sure, 0, t)
+    i = np.arange(t.sum()) - np.repeat(np.cumsum(t) - t, t)          # 0 .. t-1 for each query, flat
+    j = np.repeat(np.arange(len(t)), t)
+    logs = np.bincount(j, weights=np.log1p(-u[j] / (n[j] - i)), minlength=len(t))
+    return np.where(sure, 1.0, -np.expm1(logs))
 
 def expected_best_rank(groups: TieGroups) -> np.ndarray:
     "Expected 1-based rank of the best-ranked relevant item per query (NaN if none): N + (n + 1)/(r + 1)."

@@ -75,7 +75,7 @@ def test_expectation_equals_the_mean_over_every_order(mats, as_float):
 @given(st.integers(0, 10_000), st.integers(2, 40), st.integers(1, 3))
 def test_count_path_equals_sort_path(seed, values, n_rel):
     rng = np.random.default_rng(seed)
-    S = rng.integers(-values, values, (20, 300)).astype(np.int16)
+    S = rng.integers(-values, values, (20, 1000)).astype(np.int16)    # 80 values x 8 bits <= 1000: the count path
     rels = [rng.random(S.shape) < p for p in (0.01, 0.3, 0.7)[:n_rel]]
     counted = T.tie_groups_multi(S, rels)
     for rel, c in zip(rels, counted):
@@ -158,3 +158,24 @@ def test_expected_refuses_what_it_cannot_mean():
     split = EvaluationSplit.uniform(3, 1, name='t')
     top = topk_search(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32), 2)
     raises(lambda: evaluate_topk(split, i2t=top, conventions=get_conventions(ties='expected')), 'top-k lists fix one order')
+
+
+def test_wide_integer_scores_and_large_groups():
+    "Integer scores far from zero or with a huge range, and R@K of very large tie groups (no cancellation)."
+    rel = np.array([[1, 0, 1]], bool)
+    for s in (np.array([[40000, 40001, 40001]], np.int32), np.array([[65534, 65535, 65535]], np.uint16),
+              np.array([[2 ** 63 + 5, 2 ** 63 + 7, 2 ** 63 + 7]], np.uint64)):
+        np.testing.assert_allclose(T.expected_best_rank(T.tie_groups(s, rel)), [1.5])   # item 2 tied with 1 at the top
+    huge = np.array([[0, 2 ** 62, 2 ** 62]], np.int64)
+    np.testing.assert_allclose(T.expected_best_rank(T.tie_groups(huge, rel)), [1.5])
+    np.testing.assert_allclose(T.expected_best_rank(T.tie_groups(np.array([[0, 1, 2 ** 62 + 1]]), np.array([[0, 0, 1]], bool))), [1.0])
+    from fico_itr.ranking import rank_relevant
+    S = np.zeros((1, 1000), np.int64); S[0, 0], S[0, 1] = 2 ** 55, -2 ** 55
+    r = np.zeros((1, 1000), bool); r[0, 1] = True
+    for rule in ('stable', 'random', 'pessimistic'): assert rank_relevant(S, r, rule).first[0] == 1000, rule
+    for n in (20_000, 10 ** 6, 10 ** 7, 5 * 10 ** 8):                 # one group, one relevant item, K = 1: exactly 1/n
+        g = T.TieGroups(n, np.array([1]), np.array([0, 1]), np.array([0]), np.array([n]), np.array([1]), np.array([0]))
+        np.testing.assert_allclose(T.expected_recall_at_k(g, 1), [1 / n], rtol=1e-12)
+    g = T.TieGroups(200_000, np.array([3]), np.array([0, 1]), np.array([100_000]), np.array([20_000]), np.array([3]), np.array([0]))
+    exact = 1 - np.prod([(20_000 - 3 - i) / (20_000 - i) for i in range(1)])   # K = N + 1: one slot of the group
+    np.testing.assert_allclose(T.expected_recall_at_k(g, 100_001), [exact], rtol=1e-12)
