@@ -15,13 +15,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['PAPER_SCALES', 'OUT_OF_MEMORY_ERRORS', 'ON_LIMIT', 'DTYPE_BYTES', 'GIB', 'PAPER_TABLE5', 'PAPER_STORAGE_GIB',
-           'PAPER_TABLE6', 'PAPER_STORAGE', 'RANDOM_WEIGHTS_NOTE', 'AFTER_DNF', 'VGG19_LAYERS', 'CLIP_MEAN', 'CLIP_STD',
-           'scale_label', 'DuplicatedView', 'scale_by_duplication', 'is_out_of_memory', 'device_name', 'time_encoding',
-           'time_rerank', 'Stored', 'vit_tokens', 'storage_from_config', 'check_paper_storage', 'storage_table',
-           'encoding_cost', 'table5', 'table6', 'clip_config', 'blip2_retrieval_config', 'random_weight_model',
-           'clip_encoders', 'blip2_vit_features', 'blip2_encoders', 'blip2_itm_scorer', 'VGGHashNet', 'sample_images',
-           'pixel_batch', 'hash_token_ids']
+__all__ = ['PAPER_SCALES', 'OUT_OF_MEMORY_ERRORS', 'OUT_OF_MEMORY_MESSAGES', 'ON_LIMIT', 'DTYPE_BYTES', 'GIB', 'PAPER_TABLE5',
+           'PAPER_STORAGE_GIB', 'PAPER_TABLE6', 'PAPER_STORAGE', 'RANDOM_WEIGHTS_NOTE', 'AFTER_DNF', 'VGG19_LAYERS',
+           'CLIP_MEAN', 'CLIP_STD', 'scale_label', 'DuplicatedView', 'scale_by_duplication', 'is_out_of_memory',
+           'device_name', 'time_encoding', 'time_rerank', 'Stored', 'vit_tokens', 'storage_from_config',
+           'check_paper_storage', 'storage_table', 'encoding_cost', 'table5', 'table6', 'clip_config',
+           'blip2_retrieval_config', 'random_weight_model', 'clip_encoders', 'blip2_vit_features', 'blip2_encoders',
+           'blip2_itm_scorer', 'VGGHashNet', 'sample_images', 'pixel_batch', 'hash_token_ids']
 
 # %% ../nbs/16_cost.ipynb #795d6d3b
 PAPER_SCALES = ((1_000, 5_000), (10_000, 50_000), (100_000, 500_000), (1_000_000, 5_000_000))
@@ -49,8 +49,13 @@ class DuplicatedView(Sequence):
     def copies(self) -> float: return self.n / len(self.items)
 
     def source_index(self, idx) -> np.ndarray:
-        "Index into `items` of each position in `idx` (an int array)."
-        idx = np.asarray(idx, dtype=np.int64)
+        "Index into `items` of each position in `idx` (ints or an int array; negative ones count from the end)."
+        idx = np.asarray(idx)
+        if idx.size == 0: idx = idx.astype(np.int64)
+        if idx.dtype.kind not in 'iu':
+            fix = ': pass np.flatnonzero(mask) for a boolean mask' if idx.dtype.kind == 'b' else ''
+            raise TypeError(f'DuplicatedView indices must be ints, int arrays or a slice, got {idx.dtype}{fix}')
+        idx = idx.astype(np.int64)
         if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
             raise IndexError(f'index out of range for a view of {self.n} items')
         return np.where(idx < 0, idx + self.n, idx) % len(self.items)
@@ -76,10 +81,12 @@ def scale_by_duplication(items, n: int) -> DuplicatedView:
 
 # %% ../nbs/16_cost.ipynb #6038b40a
 OUT_OF_MEMORY_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
+OUT_OF_MEMORY_MESSAGES = ('out of memory', "can't allocate memory", 'cannot allocate memory', 'unable to allocate')
 
 def is_out_of_memory(error: BaseException) -> bool:
-    "True for CUDA out-of-memory, MemoryError, and a RuntimeError whose message says 'out of memory'."
-    return isinstance(error, OUT_OF_MEMORY_ERRORS) or (isinstance(error, RuntimeError) and 'out of memory' in str(error).lower())
+    "True for CUDA out-of-memory, MemoryError (numpy's 'Unable to allocate' is one), and a RuntimeError whose message has one of OUT_OF_MEMORY_MESSAGES (CUDA's 'out of memory', torch's CPU allocator's \"can't allocate memory\")."
+    if isinstance(error, OUT_OF_MEMORY_ERRORS): return True
+    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in OUT_OF_MEMORY_MESSAGES)
 
 def _rss_bytes() -> int:
     "Resident set size of this process now (Linux /proc), else its lifetime peak (resource.getrusage)."
@@ -180,25 +187,40 @@ def time_encoding(encode_batch, items, batch_size: int = 64, device='cpu', warmu
                 on_limit, keep_outputs, progress, desc, 'item')
 
 # %% ../nbs/16_cost.ipynb #923128bc
-def time_rerank(score_pairs, n_queries: int, depth: int, batch: int = 256, candidates=None, device='cpu', warmup: int = 1,
-                time_limit: float | None = None, on_limit: str = 'dnf', progress: bool = True, desc: str = 'rerank') -> dict:
+def _check_candidates(candidates, n_queries: int, depth: int, n_gallery: int | None) -> torch.Tensor:
+    "`candidates` as an int64 tensor, once checked: integer indices, n_queries x depth, each in [0, n_gallery)."
+    a = candidates.cpu().numpy() if isinstance(candidates, torch.Tensor) else np.asarray(candidates)
+    if a.dtype.kind not in 'iu':
+        raise TypeError(f'`candidates` must be integer indices into the gallery, got dtype {a.dtype}: pass the top-k index array')
+    if a.shape != (n_queries, depth):
+        raise ValueError(f'`candidates` must be n_queries x depth = {n_queries} x {depth}, got {a.shape}')
+    if n_gallery is None:
+        raise ValueError('`candidates` are gallery indices: pass `n_gallery` (the gallery size) so that they can be checked')
+    if a.min() < 0 or a.max() >= n_gallery:
+        raise ValueError(f'`candidates` must index the gallery: 0 <= index < n_gallery = {n_gallery}, got min {a.min()}, max {a.max()}')
+    return torch.from_numpy(a.astype(np.int64))
+
+def time_rerank(score_pairs, n_queries: int, depth: int, batch: int = 256, candidates=None, n_gallery: int | None = None,
+                device='cpu', warmup: int = 1, time_limit: float | None = None, on_limit: str = 'dnf', progress: bool = True,
+                desc: str = 'rerank') -> dict:
     "Time `score_pairs(query_ids, candidate_ids)` over the n_queries x depth pairs, `batch` pairs a call: seconds, pairs/s, peak memory, status."
     if not callable(score_pairs): raise TypeError(f'`score_pairs` must be callable, got {type(score_pairs).__name__}')
-    for name, v in (('n_queries', n_queries), ('depth', depth)):
+    sizes = (('n_queries', n_queries), ('depth', depth)) + ((('n_gallery', n_gallery),) if n_gallery is not None else ())
+    for name, v in sizes:
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1: raise ValueError(f'`{name}` must be a positive int, got {v!r}')
+    if n_gallery is not None and depth > n_gallery:
+        raise ValueError(f'`depth` {depth} is larger than `n_gallery` {n_gallery}: a query has at most n_gallery candidates')
     _check_run_args(batch, warmup, time_limit, on_limit, 'batch')
-    if candidates is not None:
-        candidates = torch.as_tensor(np.asarray(candidates), dtype=torch.int64)
-        if tuple(candidates.shape) != (n_queries, depth):
-            raise ValueError(f'`candidates` must be n_queries x depth = {n_queries} x {depth}, got {tuple(candidates.shape)}')
+    if candidates is not None: candidates = _check_candidates(candidates, n_queries, depth, n_gallery)
     n_pairs = int(n_queries) * int(depth)
     def get_batch(a, b):
         p = torch.arange(a, b)
         q, j = p // depth, p % depth
         return q, (candidates[q, j] if candidates is not None else j)
     def step(pair):
-        s = score_pairs(*pair)
-        if len(s) != len(pair[0]): raise ValueError(f'`score_pairs` returned {len(s)} scores for {len(pair[0])} pairs: one score per pair')
+        s, n = score_pairs(*pair), len(pair[0])
+        shape = tuple(s.shape) if hasattr(s, 'shape') else np.shape(s)
+        if shape != (n,): raise ValueError(f'`score_pairs` returned shape {shape} for {n} pairs: it must return one score per pair, shape ({n},)')
         return s
     r = _run(step, n_pairs, get_batch, int(batch), device, int(warmup), time_limit, on_limit, False, progress, desc, 'pair')
     r = dict(n_queries=int(n_queries), depth=int(depth), n_pairs=n_pairs, **r)
@@ -216,11 +238,17 @@ def _entries(entries, side):
         if not (isinstance(e, tuple) and len(e) == 3): raise TypeError(f'`{side}` entries must be (name, shape, dtype) tuples, got {e!r}')
         name, shape, dtype = e
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        if not shape or any(not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
+        if not shape or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 1 for s in shape):
             raise ValueError(f'{side} entry {name!r}: shape must be positive ints, got {shape!r}')
         if dtype not in DTYPE_BYTES: raise ValueError(f"{side} entry {name!r}: unknown dtype {dtype!r}: choose one of {', '.join(DTYPE_BYTES)}")
         out.append((str(name), tuple(int(s) for s in shape), dtype))
     return tuple(out)
+
+def _count(v, name: str, positive: bool = False, alternative: str = '') -> int:
+    "`v` as an int, else a ValueError naming `name`: a positive (or non-negative) int, `alternative` added to what it may be."
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < int(positive):
+        raise ValueError(f"`{name}` must be a {'positive' if positive else 'non-negative'} int{alternative}, got {v!r}")
+    return int(v)
 
 def _entry_bytes(shape, dtype) -> int:
     n = math.prod(shape)
@@ -237,16 +265,18 @@ class Stored:
 
     @classmethod
     def embedding(cls, dim: int, dtype: str = 'float32', text_dim: int | None = None) -> 'Stored':
-        "One `dim`-D vector (or `dim`-bit code) per image and per text (`text_dim` if the text side differs)."
-        return cls((('embedding', (dim,), dtype),), (('embedding', (text_dim or dim,), dtype),))
+        "One `dim`-D vector (or `dim`-bit code) per image and per text; `text_dim` if the text side differs (None: the same as `dim`)."
+        dim = _count(dim, 'dim', positive=True)
+        text_dim = dim if text_dim is None else _count(text_dim, 'text_dim', True, ' or None (None: the same as `dim`)')
+        return cls((('embedding', (dim,), dtype),), (('embedding', (text_dim,), dtype),))
 
     @property
     def bytes_per_image(self) -> int: return sum(_entry_bytes(s, d) for _, s, d in self.image)
     @property
     def bytes_per_text(self) -> int: return sum(_entry_bytes(s, d) for _, s, d in self.text)
     def nbytes(self, n_images: int, n_texts: int) -> int:
-        "Bytes for `n_images` images and `n_texts` texts."
-        return int(n_images) * self.bytes_per_image + int(n_texts) * self.bytes_per_text
+        "Bytes for `n_images` images and `n_texts` texts (non-negative ints)."
+        return _count(n_images, 'n_images') * self.bytes_per_image + _count(n_texts, 'n_texts') * self.bytes_per_text
     def gib(self, n_images: int, n_texts: int) -> float:
         "GiB (2^30 bytes) for `n_images` images and `n_texts` texts."
         return self.nbytes(n_images, n_texts) / GIB

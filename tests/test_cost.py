@@ -219,3 +219,75 @@ def test_blip2_encoders_and_itm_match_the_retrieval_model():
         torch.testing.assert_close(wrapped, score(torch.tensor([1]), torch.tensor([2])))
     r = time_rerank(score, 4, 3, batch=5, warmup=0, progress=False)
     assert r['n_pairs'] == 12 and r['status'] == 'ok'
+
+
+# ---- review findings: CPU allocation failures, rerank candidates, storage sizes and view indices
+# The exact messages of failed CPU allocations, SIMULATED: the tests raise them from fake encoders and allocate nothing.
+# torch.empty(2**45) on CPU raises this RuntimeError (torch 2.x's DefaultCPUAllocator); numpy raises a MemoryError
+# subclass (_ArrayMemoryError) with the second message.
+TORCH_CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                 "you tried to allocate 140737488355328 bytes. Error code 12 (Cannot allocate memory)")
+NUMPY_OOM = 'Unable to allocate 8.00 PiB for an array with shape (1125899906842624,) and data type float64'
+
+
+@pytest.mark.parametrize('error', [RuntimeError(TORCH_CPU_OOM), MemoryError(NUMPY_OOM), RuntimeError(NUMPY_OOM)])
+def test_cpu_allocation_failure_is_out_of_memory(error):
+    "Finding 6: a failed CPU allocation (simulated message, see above) is a DNF (out of memory) record, not a crash."
+    assert is_out_of_memory(error)
+    def enc(batch):                                              # simulates the allocator failing from the third batch on
+        if batch[0] >= 8: raise error
+    r = time_encoding(enc, list(range(20)), 4, warmup=0, progress=False)
+    assert r['status'] == 'DNF (out of memory)' and r['n_done'] == 8 and np.isnan(r['seconds'])
+    assert r['note'].startswith(f'{type(error).__name__} after 8 of 20 items: ') and str(error)[:40] in r['note']
+    encoded = []
+    def fills_up(batch):                                         # simulated: fails once more than 24 items (scale 1) were encoded
+        encoded.append(len(batch))
+        if sum(encoded) > 24: raise error
+    df = encoding_cost('m', fills_up, fills_up, list(range(4)), list('abcde'), scales=[(4, 20), (16, 80), (32, 160)],
+                       batch_size=4, warmup=0, progress=False)
+    assert df.status.tolist() == ['ok', 'DNF (out of memory)', 'DNF (skipped)']
+    assert not is_out_of_memory(RuntimeError('mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)'))
+    with pytest.raises(RuntimeError, match='shapes cannot be multiplied'):
+        time_encoding(lambda b: torch.ones(2, 3) @ torch.ones(4, 5), [1, 2], progress=False)
+
+
+def test_time_rerank_validates_candidates_and_scores():
+    "Finding 10: candidates must be integer indices into the gallery, n_queries x depth; the scorer one score per pair."
+    seen = []
+    def scorer(q, c): seen.append(c.clone()); return torch.zeros(len(q))
+    ok = time_rerank(scorer, 2, 2, candidates=np.array([[0, 9], [3, 1]], np.int32), n_gallery=10, warmup=0, progress=False)
+    assert ok['status'] == 'ok' and torch.cat(seen).tolist() == [0, 9, 3, 1]
+    raises(lambda: time_rerank(scorer, 2, 2, candidates=[[0, 99], [-5, 1]], n_gallery=10, progress=False),
+           '`candidates` must index the gallery: 0 <= index < n_gallery = 10', 'min -5', 'max 99')
+    raises(lambda: time_rerank(scorer, 2, 2, candidates=[[0, 10], [1, 1]], n_gallery=10, progress=False), 'max 10')
+    raises(lambda: time_rerank(scorer, 2, 2, candidates=[[0.7, 1.2], [3.9, 1]], n_gallery=10, progress=False),
+           '`candidates` must be integer indices', 'float64', exc=TypeError)
+    raises(lambda: time_rerank(scorer, 2, 2, candidates=torch.ones(2, 2, dtype=torch.bool), n_gallery=10, progress=False),
+           '`candidates` must be integer indices', exc=TypeError)
+    raises(lambda: time_rerank(scorer, 2, 2, candidates=[[0, 1], [2, 3]], progress=False), 'pass `n_gallery`')
+    raises(lambda: time_rerank(scorer, 2, 3, candidates=[[0, 1], [2, 3]], n_gallery=10, progress=False),
+           '`candidates` must be n_queries x depth = 2 x 3, got (2, 2)')
+    raises(lambda: time_rerank(scorer, 2, 5, n_gallery=4, progress=False), '`depth` 5 is larger than `n_gallery` 4')
+    raises(lambda: time_rerank(scorer, 2, 2, n_gallery=0, progress=False), '`n_gallery` must be a positive int')
+    raises(lambda: time_rerank(lambda q, c: torch.zeros(len(q), 7), 2, 2, progress=False),
+           '`score_pairs` returned shape (4, 7) for 4 pairs', 'shape (4,)')
+    raises(lambda: time_rerank(lambda q, c: 1.0, 2, 2, progress=False), '`score_pairs` returned shape () for 4 pairs')
+    assert time_rerank(lambda q, c: np.zeros(len(q)), 3, 2, batch=4, progress=False)['status'] == 'ok'   # numpy scores
+
+
+def test_stored_sizes_and_view_indices_are_checked():
+    "Finding 11g: text_dim=0 is rejected (None means 'same as dim'), counts must be non-negative ints, view indices ints."
+    assert Stored.embedding(5).bytes_per_text == 20 and Stored.embedding(5, text_dim=3).bytes_per_text == 12
+    raises(lambda: Stored.embedding(5, text_dim=0), '`text_dim` must be a positive int or None (None: the same as `dim`), got 0')
+    raises(lambda: Stored.embedding(0), '`dim` must be a positive int, got 0')
+    raises(lambda: Stored((('x', (True,), 'float32'),)), 'shape must be positive ints')
+    s = Stored.embedding(5)
+    assert s.nbytes(np.int64(2), 0) == 40 and s.gib(0, 0) == 0.0
+    raises(lambda: s.gib(-10, 3), '`n_images` must be a non-negative int, got -10')
+    raises(lambda: s.nbytes(3, -1), '`n_texts` must be a non-negative int, got -1')
+    raises(lambda: s.nbytes(1.9, 0), '`n_images` must be a non-negative int, got 1.9')
+    v = scale_by_duplication(list('abc'), 7)
+    raises(lambda: v[1.5], 'DuplicatedView indices must be ints, int arrays or a slice, got float', exc=TypeError)
+    raises(lambda: v[np.array([0.5, 1.0])], 'got float64', exc=TypeError)
+    raises(lambda: v[np.array([True, False] * 3 + [True])], 'got bool', 'np.flatnonzero(mask)', exc=TypeError)
+    assert v[[]] == [] and v[np.array([6, -7])] == ['a', 'a'] and v[torch.tensor([4])] == ['b']
