@@ -46,6 +46,11 @@ class Embeddings:
             if not np.issubdtype(v.dtype, np.floating): raise TypeError(f"continuous `values` must be floats, got {v.dtype}")
             if v.ndim not in (2, 3): raise ValueError(f"`values` must be n x dim (or n x tokens x dim), got shape {v.shape}")
             self.values = v
+        if self.modality not in ('', 'image', 'text'): raise ValueError(f"`modality` must be 'image', 'text' or '' (not said), got {self.modality!r}")
+        s = self.seconds
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, float, np.integer, np.floating)) or not (math.isnan(s) or 0 <= s < math.inf):
+            raise ValueError(f"`seconds` must be a wall time >= 0 (or nan when not measured), got {s!r}")
+        self.seconds = float(s)
 
     @property
     def n_items(self) -> int: return len(self.values)
@@ -74,6 +79,12 @@ class Embeddings:
                 f"{self.seconds:.3f} s = {self.items_per_second:,.1f} items/s; model {self.model!r})")
 
 # %% ../nbs/14_encoders.ipynb #8a567a8e
+def _positive_int(value, name: str) -> int:
+    "`value` as an int >= 1, else a ValueError naming `name` (bools and floats included)."
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+    return int(value)
+
 def _uint8(a: np.ndarray, name: str) -> np.ndarray:
     if a.dtype == np.uint8: return a
     if np.issubdtype(a.dtype, np.floating):
@@ -112,7 +123,8 @@ def check_images(images, name: str = 'images') -> list:
     "A list of images of one type (paths, PIL images, numpy arrays or torch tensors); a stacked 4-D array becomes its rows."
     if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4: images = list(images)
     if isinstance(images, (str, Path, Image.Image, np.ndarray, torch.Tensor)):
-        raise TypeError(f"`{name}` is a single image: pass a list of images (or a stacked N x H x W x C array / N x C x H x W tensor)")
+        raise TypeError(f"`{name}` is a single image: pass a list of images (or a stacked N x H x W x C array / N x C x H x W tensor; "
+                        "a 3-D array is one image, so stack N grayscale images as N x H x W x 1, e.g. `stack[..., None]`)")
     images = list(images)
     if not images: raise ValueError(f"`{name}` is empty")
     kinds = set()
@@ -137,9 +149,9 @@ class ImageDataset(Dataset):
 
 def image_loader(images, transform: Callable, batch_size: int = 32, num_workers: int = 0, name: str = 'images') -> DataLoader:
     "A DataLoader over `images` in their order: `num_workers` processes decode and pre-process while the model runs."
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1: raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
+    batch_size = _positive_int(batch_size, 'batch_size')
     if not isinstance(num_workers, (int, np.integer)) or num_workers < 0: raise ValueError(f"`num_workers` must be an int >= 0, got {num_workers!r}")
-    return DataLoader(ImageDataset(images, transform, name), batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers))
+    return DataLoader(ImageDataset(images, transform, name), batch_size=batch_size, shuffle=False, num_workers=int(num_workers))
 
 # %% ../nbs/14_encoders.ipynb #ac19e617
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
@@ -220,7 +232,7 @@ class DualEncoder:
     def encode_texts(self, texts, batch_size: int = 256, progress: bool | None = None) -> Embeddings:
         "Embed a list of strings in order, `batch_size` at a time, timed end to end (tokenising included)."
         texts = check_texts(texts)
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1: raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
+        batch_size = _positive_int(batch_size, 'batch_size')
         chunks = (texts[s:s + batch_size] for s in range(0, len(texts), batch_size))
         return self._run(chunks, lambda c: self.text_features(self.tokenize(c)), 'text', len(texts), progress)
 
@@ -376,6 +388,14 @@ class OpenClipDualEncoder(DualEncoder):
     def text_features(self, tokens): return self.model.encode_text(tokens['text'])
 
 # %% ../nbs/14_encoders.ipynb #78a6239a
+def _indices(a, name: str, n: int | None = None, ndim: int | None = None) -> np.ndarray:
+    "Integer indices in [0, n) as int64: float indices (which would be truncated) and negative ones (which would wrap) are errors."
+    a = check_array(a, name, ndim=ndim)
+    if not np.issubdtype(a.dtype, np.integer): raise TypeError(f"`{name}` must hold integer indices, got dtype {a.dtype}")
+    if a.size and a.min() < 0: raise ValueError(f"`{name}` holds the negative index {a.min()}: indices count from 0 (they do not wrap)")
+    if n is not None and a.size and a.max() >= n: raise ValueError(f"`{name}` holds index {a.max()} but there are {n} items")
+    return a.astype(np.int64, copy=False)
+
 class PairScorer:
     """Query-time attention: scores (image, caption) pairs. `scorer(query_indices, candidates, direction)` scores each query
     against its row of candidate indices (n_q x d) and returns n_q x d scores, `batch_size` pairs per model call."""
@@ -386,9 +406,9 @@ class PairScorer:
         raise NotImplementedError
     def __call__(self, query_indices, candidates, direction: str = 'i2t') -> np.ndarray:
         if direction not in ('i2t', 't2i'): raise ValueError(f"`direction` must be 'i2t' or 't2i', got {direction!r}")
-        q, c = check_array(query_indices, 'query_indices', ndim=1), check_array(candidates, 'candidates', ndim=2)
+        q, c = _indices(query_indices, 'query_indices', ndim=1), _indices(candidates, 'candidates', ndim=2)
         if len(q) != len(c): raise ValueError(f"`query_indices` has {len(q)} queries but `candidates` has {len(c)} rows")
-        qq, cc = np.repeat(q.astype(np.int64), c.shape[1]), c.astype(np.int64).ravel()
+        qq, cc = np.repeat(q, c.shape[1]), c.ravel()
         images, captions = (qq, cc) if direction == 'i2t' else (cc, qq)
         out = np.empty(len(qq), np.float32)
         for s in range(0, len(qq), self.batch_size):
@@ -403,7 +423,7 @@ class CallableScorer(PairScorer):
     "Any function `fn(image_indices, caption_indices) -> scores` (e.g. a cross-attention model over stored features) as a PairScorer."
     def __init__(self, fn: Callable, name: str = 'callable scorer', batch_size: int = 256):
         if not callable(fn): raise TypeError(f"`fn` must be callable fn(image_indices, caption_indices) -> scores, got {type(fn).__name__}")
-        self.fn, self.name, self.batch_size = fn, name, int(batch_size)
+        self.fn, self.name, self.batch_size = fn, name, _positive_int(batch_size, 'batch_size')
     def score_pairs(self, image_indices, caption_indices): return self.fn(image_indices, caption_indices)
 
 ITM_OUTPUTS = ('logit', 'probability')
@@ -413,7 +433,7 @@ class _ItmScorer(PairScorer):
     def __init__(self, encoder: DualEncoder, images, texts, output: str = 'logit', batch_size: int = 64, image_batch_size: int = 32,
                  num_workers: int = 0, progress: bool | None = None):
         if output not in ITM_OUTPUTS: raise ValueError(f"`output` must be one of {', '.join(ITM_OUTPUTS)}, got {output!r}")
-        self.encoder, self.output, self.batch_size = encoder, output, int(batch_size)
+        self.encoder, self.output, self.batch_size = encoder, output, _positive_int(batch_size, 'batch_size')
         self.name = f'{encoder.name} ITM ({output})'
         t0 = time.perf_counter()
         loader = image_loader(images, encoder.image_transform, image_batch_size, num_workers)
@@ -431,8 +451,11 @@ class _ItmScorer(PairScorer):
         return (logits[:, 1] if self.output == 'logit' else logits.softmax(-1)[:, 1]).cpu().numpy()
     def _pairs(self, image_indices, caption_indices):
         dev = self.encoder.device
-        states = self.image_states[torch.as_tensor(image_indices)].to(dev)
-        ids, mask = (self.tokens[k][torch.as_tensor(caption_indices)].to(dev) for k in ('input_ids', 'attention_mask'))
+        i = torch.from_numpy(_indices(image_indices, 'image_indices', len(self.image_states), ndim=1))
+        c = torch.from_numpy(_indices(caption_indices, 'caption_indices', len(self.tokens['input_ids']), ndim=1))
+        if len(i) != len(c): raise ValueError(f"`image_indices` has {len(i)} pairs but `caption_indices` has {len(c)}")
+        states = self.image_states[i].to(dev)
+        ids, mask = (self.tokens[k][c].to(dev) for k in ('input_ids', 'attention_mask'))
         return states, ids, mask, torch.ones(states.shape[:2], dtype=torch.long, device=dev)
 
 class BlipItmScorer(_ItmScorer):
@@ -474,7 +497,7 @@ class Reranked:
     depth: int
     combine: str
     candidates: dict           # direction -> n_q x depth indices, in first-stage order
-    scores: dict               # direction -> n_q x depth combined scores of those candidates
+    scores: dict               # direction -> n_q x depth combined scores of those candidates (the matrices' dtype)
     seconds: dict              # direction -> wall time of scoring and combining
     n_pairs: dict              # direction -> pairs the scorer scored
     def conventions(self, base='default', **overrides):
@@ -488,64 +511,97 @@ class Reranked:
 def _combined(first, rescored, combine):
     if combine == 'add': return first + rescored
     if combine == 'replace': return rescored
-    out = np.asarray(combine(first, rescored), np.float32)
+    out = np.asarray(combine(first, rescored), first.dtype)
     if out.shape != first.shape: raise ValueError(f"`combine` returned shape {out.shape} for scores of shape {first.shape}")
     return out
 
-def _place(A, top, combined):
-    """Row block of the output: first-stage scores everywhere, then the reranked items moved above every other item of their
-    row with values that keep the order and the ties of `combined` (max of the rest + 1 + dense rank, exact in float32)."""
-    rows = np.arange(len(A))[:, None]
-    M = A.astype(np.float32, copy=True)
+def _work_dtype(F: np.ndarray, depth: int, block: int) -> type:
+    """float32 where it holds every first-stage score exactly and |score| + depth + 1 <= 2**22 (float32 steps there are <= 1/2,
+    so the placements max + 1, + 2, ... stay distinct and above the max), else float64 (steps <= 1/4 below 2**51); beyond
+    2**51 an error. Read in row blocks."""
+    big, exact32 = 0, True
+    for s in range(0, len(F), block):
+        a = np.asarray(F[s:s + block])
+        if not a.size: break
+        big = max(big, abs(a.max().item()), abs(a.min().item()))   # Python numbers: no overflow at int64's minimum
+        exact32 = exact32 and (a.dtype.kind in 'biu' or a.dtype.itemsize <= 4 or np.array_equal(a.astype(np.float32), a))
+    if big + depth + 1 > 2**51:
+        raise ValueError(f"`first_stage_i2t` reaches |score| = {big:.4g}: the reranked items are placed at max + 1, + 2, ... above "
+                         "the other scores, which float64 holds exactly only below 2**51: rescale `first_stage_i2t`")
+    return np.float32 if exact32 and big + depth + 1 <= 2**22 else np.float64
+
+def _top_candidates(a: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k highest scores as indices, highest first; equal scores in index order (the engine's 'stable' rule), also
+    where a tie straddles the k-th place: the items at or above the k-th highest value (by partition), less the highest-index
+    items tied at that value in the rows where there are more than k."""
+    n, m = a.shape
+    if k < m:
+        kth = np.partition(a, m - k, axis=1)[:, m - k, None]
+        take = a >= kth
+        extra = take.sum(1) - k
+        r = np.flatnonzero(extra)
+        if len(r):
+            tied = a[r] == kth[r]
+            take[r] &= ~(tied & (np.cumsum(tied[:, ::-1], 1)[:, ::-1] <= extra[r, None]))
+        idx = np.nonzero(take)[1].reshape(n, k)                 # row-major: each row's k indices, ascending
+    else: idx = np.broadcast_to(np.arange(m), (n, m))
+    return np.take_along_axis(idx, np.argsort(-np.take_along_axis(a, idx, 1), axis=1, kind='stable'), 1)
+
+def _place(M, top, combined):
+    """Move the reranked items of a row block `M` (first-stage scores, in the working dtype) above every other item of their
+    row, with values that keep the order and the ties of `combined`: max of the rest + 1 + dense rank (`_work_dtype` makes
+    these exact enough to stay distinct)."""
+    rows = np.arange(len(M))[:, None]
     rest = M.copy(); rest[rows, top] = -np.inf
-    floor = rest.max(1, keepdims=True) if top.shape[1] < A.shape[1] else np.zeros((len(A), 1), np.float32)
+    floor = rest.max(1, keepdims=True) if top.shape[1] < M.shape[1] else np.zeros((len(M), 1))
     order = np.argsort(-combined, axis=1, kind='stable')
     s = np.take_along_axis(combined, order, 1)
-    level = np.concatenate([np.zeros((len(A), 1), np.int64), np.cumsum(s[:, 1:] < s[:, :-1], axis=1)], 1)
-    values = (floor.astype(np.float64) + 1 + (level[:, -1:] - level)).astype(np.float32)
-    if not (values[:, -1:] > floor).all():
-        raise ValueError("first-stage scores are too large in magnitude (> 2**22) to place the reranked items above them exactly: rescale them")
-    M[rows, np.take_along_axis(top, order, 1)] = values
+    level = np.concatenate([np.zeros((len(M), 1), np.int64), np.cumsum(s[:, 1:] < s[:, :-1], axis=1)], 1)
+    M[rows, np.take_along_axis(top, order, 1)] = floor.astype(np.float64) + 1 + (level[:, -1:] - level)
     return M
 
 def rerank(first_stage_i2t, scorer: Callable, depth: int, combine: str | Callable = 'add', directions: Sequence[str] = ('i2t', 't2i'),
            query_block: int = 256, progress: bool | None = None) -> Reranked:
     """Rescore, for every query, the top `depth` candidates of a first stage (images x captions scores; t2i uses its transpose),
-    as BLIP / BLIP-2 / X-VLM evaluate. The new score of a candidate is `combine(first, rescored)`: 'add' (LAVIS: ITM + ITC),
-    'replace' (the rescored value alone) or a callable. Items beyond `depth` keep their first-stage order below the reranked
-    ones. Evaluate with `evaluate(split, i2t_similarity=r.i2t, t2i_similarity=r.t2i, conventions=r.conventions(preset))`:
+    as BLIP / BLIP-2 / X-VLM evaluate. Candidates tied at the depth boundary are taken in gallery order (lower index first,
+    the 'stable' tie rule). The new score of a candidate is `combine(first, rescored)`: 'add' (LAVIS: ITM + ITC),
+    'replace' (the rescored value alone) or a callable. Items beyond `depth` keep their first-stage scores and order below the
+    reranked ones; the matrices are float32, or float64 where float32 cannot hold the first-stage scores or the placements
+    above them exactly. Evaluate with `evaluate(split, i2t_similarity=r.i2t, t2i_similarity=r.t2i, conventions=r.conventions(preset))`:
     metrics that look past `depth` are then n/a."""
     F = check_array(first_stage_i2t, 'first_stage_i2t', ndim=2)
-    if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"`depth` must be a positive int, got {depth!r}")
+    depth, query_block = _positive_int(depth, 'depth'), _positive_int(query_block, 'query_block')
     if not (combine in COMBINE or callable(combine)):
         raise ValueError(f"`combine` must be one of {', '.join(COMBINE)} or a callable (first, rescored) -> scores, got {combine!r}")
     if not callable(scorer): raise TypeError(f"`scorer` must be a PairScorer or callable(query_indices, candidates, direction), got {type(scorer).__name__}")
     for d in directions:
         if d not in ('i2t', 't2i'): raise ValueError(f"unknown direction {d!r}: use 'i2t' and/or 't2i'")
+    how = combine if isinstance(combine, str) else getattr(combine, '__name__', 'callable')
+    dtype = _work_dtype(F, min(depth, max(F.shape)), query_block)
     out = {'i2t': None, 't2i': None}; cands, scores, seconds, pairs = {}, {}, {}, {}
     for d in directions:
         A = F if d == 'i2t' else F.T
         nq, ng = A.shape
-        k = int(min(depth, ng))
-        M, C, S = np.empty((nq, ng), np.float32), np.empty((nq, k), np.int64), np.empty((nq, k), np.float32)
+        k = min(depth, ng)
+        M, C, S = np.empty((nq, ng), dtype), np.empty((nq, k), np.int64), np.empty((nq, k), dtype)
         t0 = time.perf_counter()
         bar = tqdm(total=nq, desc=f'rerank {d} (depth {k})', unit='query', leave=False,
                    disable=not (nq * k >= 100_000 if progress is None else progress))
         for s in range(0, nq, query_block):
-            a = np.ascontiguousarray(A[s:s + query_block], dtype=np.float32)
-            top = torch.from_numpy(a).topk(k, dim=1).indices.numpy()
+            a = np.array(A[s:s + query_block], dtype=dtype)      # exact: `_work_dtype` holds every score
+            top = _top_candidates(a, k)
             first = np.take_along_axis(a, top, 1)
             rescored = np.asarray(scorer(np.arange(s, s + len(a)), top, d), np.float32)
             if rescored.shape != top.shape: raise ValueError(f"`scorer` returned shape {rescored.shape} for candidates of shape {top.shape}")
             if not np.isfinite(rescored).all(): raise ValueError(f"`scorer` returned NaN or Inf for {d} queries {s}..{s + len(a) - 1}")
             comb = _combined(first, rescored, combine)
+            if not np.isfinite(comb).all(): raise ValueError(f"`combine` ({how}) gave NaN or Inf for {d} queries {s}..{s + len(a) - 1}")
             M[s:s + len(a)], C[s:s + len(a)], S[s:s + len(a)] = _place(a, top, comb), top, comb
             bar.update(len(a))
         bar.close()
         out[d], cands[d], scores[d], seconds[d], pairs[d] = M, C, S, time.perf_counter() - t0, nq * k
-    return Reranked(out['i2t'], out['t2i'], int(depth), combine if isinstance(combine, str) else getattr(combine, '__name__', 'callable'),
-                    cands, scores, seconds, pairs)
+    return Reranked(out['i2t'], out['t2i'], depth, how, cands, scores, seconds, pairs)
+
 
 # %% ../nbs/14_encoders.ipynb #6a22a0a3
 VGG19_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512, 'M')

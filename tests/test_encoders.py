@@ -338,6 +338,99 @@ def test_rerank_bad_input():
     raises(lambda: PairScorer()(np.arange(2), np.zeros((3, 2), int)), '2 queries', '3 rows')
 
 
+
+def test_rerank_checks_query_block_and_batch_size():
+    "Review 1: query_block=-1 / batch_size=-1 returned uninitialised memory, 0 a bare range() error."
+    F, ok = _first_stage(3, 2), lambda q, c, d: np.zeros(c.shape, np.float32)
+    for bad in (0, -1, 2.5, True):
+        raises(lambda: rerank(F, ok, depth=2, query_block=bad), '`query_block` must be a positive int', repr(bad))
+        raises(lambda: CallableScorer(lambda i, c: i * 0., batch_size=bad), '`batch_size` must be a positive int', repr(bad))
+    assert rerank(F, ok, depth=2, query_block=np.int64(1)).candidates['i2t'].shape == (3, 2)
+
+
+def test_rerank_candidates_tied_at_the_depth_take_the_lower_index():
+    "Review 4: torch.topk picked [0, 6, 1] and [8, 6, 7]; the engine's stable rule takes the lower gallery index first."
+    zero = lambda q, c, d: np.zeros(c.shape, np.float32)
+    F = np.array([[1, .5, .5, .5, .5, .5, .5, .5, .5, 0], [.5] * 10], np.float32)
+    r = rerank(F, zero, depth=3, directions=('i2t',))
+    np.testing.assert_array_equal(r.candidates['i2t'], [[0, 1, 2], [0, 1, 2]])
+    np.testing.assert_array_equal(np.argsort(-r.i2t, 1, kind='stable'), [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], list(range(10))])
+    # many ties (one decimal, and integer Hamming-like scores): candidates = the first `depth` of the stable order, both directions
+    rng = np.random.default_rng(9)
+    for A in (np.round(rng.random((7, 40)), 1).astype(np.float32), rng.integers(-3, 4, (7, 40)).astype(np.int32)):
+        for depth in (1, 5, 13):
+            r = rerank(A, zero, depth=depth, query_block=3)
+            for d, X in (('i2t', A), ('t2i', A.T)):
+                stable = np.argsort(-X.astype(np.float64), 1, kind='stable')
+                np.testing.assert_array_equal(r.candidates[d], stable[:, :min(depth, X.shape[1])], err_msg=f'{d} {depth}')
+
+
+def test_rerank_float64_first_stage_keeps_its_order_beyond_the_depth():
+    "Review 3: a float64 first stage went through float32, which made 1, 1 + 1e-9 and 1 + 2e-9 one tie."
+    F = np.array([[3., 2., 1., 1 + 1e-9, 1 + 2e-9]])
+    r = rerank(F, lambda q, c, d: np.zeros(c.shape, np.float32), depth=2, directions=('i2t',))
+    assert r.i2t.dtype == np.float64
+    np.testing.assert_array_equal(r.i2t[0, 2:], F[0, 2:])                        # the first-stage values, untouched
+    np.testing.assert_array_equal(r.i2t[0, :2], [1 + 2e-9 + 1 + 1, 1 + 2e-9 + 1])   # max of the rest + 1 + dense rank
+    np.testing.assert_array_equal(np.argsort(-r.i2t, 1, kind='stable'), [[0, 1, 4, 3, 2]])
+    # float64 that float32 holds exactly stays float32 (half the memory), with the same values
+    r32 = rerank(np.array([[.5, .25, .125]]), lambda q, c, d: np.zeros(c.shape, np.float32), depth=1, directions=('i2t',))
+    assert r32.i2t.dtype == np.float32 and r32.i2t.tolist() == [[1.25, .25, .125]]
+
+
+def test_rerank_large_first_stage_scores_stay_distinct():
+    "Review 2: near 2**24 float32 placements max + 1 and max + 2 rounded to the same value (a tie the scorer did not give)."
+    B = np.float32(2**24 - 2)
+    F = np.array([[B + 8, B + 6, B + 4, B + 2, B]], np.float32)
+    r = rerank(F, lambda q, c, d: np.array([[1., 0.]], np.float32), depth=2, combine='replace', directions=('i2t',))
+    assert r.i2t.dtype == np.float64
+    np.testing.assert_array_equal(r.i2t, [[2**24 + 4, 2**24 + 3, 2**24 + 2, 2**24, 2**24 - 2]])
+    raises(lambda: rerank(np.array([[2.**60, 2.**60, 0.]]), lambda q, c, d: np.zeros(c.shape), depth=1),
+           '`first_stage_i2t`', '2**51', 'rescale')
+
+
+def test_rerank_combine_nan_or_inf_is_an_error():
+    "Review 5: combine returning NaN gave an all-tied rerank while r.scores held NaN."
+    F = _first_stage(3, 2)
+    ok = lambda q, c, d: np.zeros(c.shape, np.float32)
+    def halve_or_nan(first, rescored): return np.where(first > 0, first / 2, np.nan)
+    raises(lambda: rerank(F, ok, depth=2, combine=lambda a, b: a * np.nan), '`combine` (<lambda>) gave NaN or Inf', 'i2t queries 0..2')
+    raises(lambda: rerank(-np.abs(F), ok, depth=2, combine=halve_or_nan), '`combine` (halve_or_nan)')
+    raises(lambda: rerank(F, ok, depth=2, combine=lambda a, b: np.full_like(a, np.inf)), 'NaN or Inf')
+
+
+def test_embeddings_check_modality_and_seconds():
+    "Review 11d: modality='audio' and seconds=-1 were accepted."
+    v = np.zeros((2, 3), np.float32)
+    raises(lambda: Embeddings(v, 'continuous', 'x', modality='audio'), "`modality` must be 'image', 'text'", "'audio'")
+    for bad in (-1.0, float('inf'), '1 s', True):
+        raises(lambda: Embeddings(v, 'continuous', 'x', seconds=bad), '`seconds` must be a wall time >= 0', repr(bad))
+    assert np.isnan(Embeddings(v, 'continuous', 'x').seconds) and Embeddings(v, 'continuous', 'x', 2, 'image').seconds == 2.0
+
+
+def test_grayscale_stacks(clip, images):
+    "Review 11e: an N x H x W stack is refused with the layout that works (N x H x W x 1), which equals the list of H x W images."
+    grays = [a[:, :, 1] for a in images[4:]]                    # the two scikit-learn photos, same size
+    stack = np.stack(grays)
+    raises(lambda: check_images(stack), 'a single image', 'N x H x W x 1', exc=TypeError)
+    want = clip.encode_images(grays).values
+    np.testing.assert_array_equal(clip.encode_images(stack[..., None]).values, want)
+    np.testing.assert_allclose(clip.encode_images([np.repeat(g[:, :, None], 3, 2) for g in grays]).values, want, atol=1e-6)
+
+
+def test_scorers_refuse_float_and_negative_indices(blip, images):
+    "Review 11f: float indices were truncated and negative ones wrapped."
+    itm = blip.itm_scorer(images[:2], TEXTS[:3])
+    raises(lambda: itm.score_pairs(np.array([-1]), np.array([0])), '`image_indices`', 'negative index -1')
+    raises(lambda: itm.score_pairs(np.array([0]), np.array([3])), '`caption_indices` holds index 3 but there are 3 items')
+    raises(lambda: itm.score_pairs(np.array([0.9]), np.array([0])), '`image_indices` must hold integer indices', 'float64', exc=TypeError)
+    raises(lambda: itm(np.array([0]), np.array([[0.9, 1.2]]), 'i2t'), '`candidates` must hold integer indices', exc=TypeError)
+    raises(lambda: itm(np.array([0, 1]), np.array([[0], [-2]]), 't2i'), '`candidates`', 'negative index -2')
+    raises(lambda: blip.itm_scorer(images[:1], TEXTS[:1], batch_size=0), '`batch_size` must be a positive int')
+    raises(lambda: CallableScorer(lambda i, c: i * 0.)(np.array([-1]), np.array([[0]])), '`query_indices`', 'negative')
+    np.testing.assert_allclose(itm(np.array([1]), np.array([[2, 0]]), 'i2t'),
+                               itm.score_pairs(np.array([1, 1]), np.array([2, 0]))[None], atol=1e-6)
+
 def test_blip_itm_scorer_matches_forward(blip, images):
     itm = blip.itm_scorer(images[:3], TEXTS[:6], batch_size=4)
     assert itm.image_states.shape == (3, 17, 32) and itm.image_state_bytes == 17 * 32 * 4 and itm.prepare_seconds > 0
