@@ -29,7 +29,14 @@ def check_n_bits(n_bits, low: int = MIN_BITS, high: int = MAX_BITS) -> int:
     return int(n_bits)
 
 def binary_output(positive: np.ndarray, output: str = 'codes'):
-    "Codes from a boolean (n, n_bits) array (True: bit 1, sign +1) in the form `output` names (one of `OUTPUTS`)."
+    "Codes from an (n, n_bits) array of booleans (True: bit 1, sign +1), {0,1} bits or {-1,+1} signs, in the form `output` names (one of `OUTPUTS`)."
+    positive = check_array(positive, 'positive', ndim=2)
+    if positive.dtype != bool:
+        values = np.unique(positive)
+        if np.isin(values, (0, 1)).all(): positive = positive == 1
+        elif np.isin(values, (-1, 1)).all(): positive = positive > 0
+        else: raise ValueError(f"`positive` must hold booleans, {{0,1}} bits or {{-1,+1}} signs, found values {values[:5]}: "
+                               "binarise real values first, e.g. x >= 0")
     if output == 'codes': return HashCodes.from_bits(positive)
     if output == 'bits': return positive.astype(np.uint8)
     if output == 'signs': return np.where(positive, 1, -1).astype(np.int8)
@@ -43,6 +50,22 @@ def _features(x, name: str, dim: int | None = None) -> np.ndarray:
     if dim is not None and X.shape[1] != dim:
         raise ValueError(f"`{name}` has {X.shape[1]} dimensions but the model was fitted on {dim}: encode features of the fitted kind")
     return X
+
+def _check_int(value, name: str, low: int = 1) -> int:
+    "`value` as an int >= `low`, or an error naming `name`."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int >= {low}, got {value!r}")
+    if value < low: raise ValueError(f"`{name}`={value} must be >= {low}")
+    return int(value)
+
+def _check_reg(reg) -> float:
+    "The CCA ridge `reg` as a float >= 0, or an error naming it."
+    if isinstance(reg, bool) or not isinstance(reg, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`reg` must be a number >= 0, got {reg!r}")
+    if not (np.isfinite(reg) and reg >= 0):
+        raise ValueError(f"`reg`={reg} must be a finite number >= 0 (the ridge added to each covariance, relative to its "
+                         "mean eigenvalue; default 1e-3)")
+    return float(reg)
 
 @dataclass
 class LSHHasher:
@@ -73,7 +96,11 @@ class ITQHasher:
     def fit(self, X):
         X = _features(X, 'X').astype(np.float64)
         check_n_bits(self.n_bits, 1, MAX_BITS)
+        n_iter = _check_int(self.n_iter, 'n_iter', 0)
         if X.shape[1] < self.n_bits: raise ValueError(f'features have {X.shape[1]} dimensions, fewer than n_bits={self.n_bits}')
+        if len(X) <= self.n_bits:
+            raise ValueError(f"`X` has {len(X)} rows, but ITQ's PCA to n_bits={self.n_bits} dimensions needs more rows than bits "
+                             "(centring removes one): fit on more rows or use fewer bits")
         self.mean = X.mean(0)
         Xc = X - self.mean
         _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
@@ -82,7 +109,7 @@ class ITQHasher:
         R = self.initial_rotation = np.linalg.qr(np.random.default_rng(self.seed).standard_normal((self.n_bits, self.n_bits)))[0]
         B = np.where(V @ R >= 0, 1.0, -1.0)
         self.loss_history = [float(((B - V @ R) ** 2).mean())]
-        for _ in range(self.n_iter):
+        for _ in range(n_iter):
             U, _, Wt = np.linalg.svd(V.T @ B)
             R = U @ Wt
             B = np.where(V @ R >= 0, 1.0, -1.0)
@@ -112,17 +139,27 @@ class CCA:
     def fit(self, X, Y):
         X, Y = _features(X, 'X').astype(np.float64), _features(Y, 'Y').astype(np.float64)
         if len(X) != len(Y): raise ValueError(f"`X` has {len(X)} rows but `Y` has {len(Y)}: CCA needs paired rows")
-        if not 1 <= self.dim <= min(X.shape[1], Y.shape[1]):
-            raise ValueError(f"`dim`={self.dim} must be between 1 and the smaller feature dimension {min(X.shape[1], Y.shape[1])}")
+        dim, reg = _check_int(self.dim, 'dim'), _check_reg(self.reg)
+        if dim > min(X.shape[1], Y.shape[1]):
+            raise ValueError(f"`dim`={dim} must be between 1 and the smaller feature dimension {min(X.shape[1], Y.shape[1])}")
         self.mean_x, self.mean_y = X.mean(0), Y.mean(0)
         Xc, Yc, n = X - self.mean_x, Y - self.mean_y, len(X)
-        def inv_sqrt(C):
-            w, V = np.linalg.eigh(C + self.reg * np.trace(C) / len(C) * np.eye(len(C)))
+        def inv_sqrt(A, name):
+            C = A.T @ A / n
+            w, V = np.linalg.eigh(C + reg * np.trace(C) / len(C) * np.eye(len(C)))
+            if w.min() <= w.max() * len(C) * np.finfo(np.float64).eps:      # singular: 1 / sqrt(w) would be inf or NaN
+                constant = int((np.ptp(A, 0) == 0).sum())
+                if constant == A.shape[1]:
+                    raise ValueError(f"every feature of `{name}` is constant: CCA needs features that vary across rows")
+                why = (f"{n} rows for {A.shape[1]} dimensions" if n <= A.shape[1] else
+                       f"{constant} constant features" if constant else "collinear features")
+                raise ValueError(f"the covariance of `{name}` is singular ({why}) at reg={reg}: "
+                                 + ("use reg > 0 (e.g. the default 1e-3)" if reg == 0 else "use a larger reg"))
             return (V / np.sqrt(w)) @ V.T
-        Wx, Wy = inv_sqrt(Xc.T @ Xc / n), inv_sqrt(Yc.T @ Yc / n)
+        Wx, Wy = inv_sqrt(Xc, 'X'), inv_sqrt(Yc, 'Y')
         U, rho, Vt = np.linalg.svd(Wx @ (Xc.T @ Yc / n) @ Wy)
-        self.correlations = rho[:self.dim]
-        self.project_x, self.project_y = Wx @ U[:, :self.dim], Wy @ Vt[:self.dim].T
+        self.correlations = rho[:dim]
+        self.project_x, self.project_y = Wx @ U[:, :dim], Wy @ Vt[:dim].T
         return self
 
     def transform_x(self, X) -> np.ndarray:
@@ -136,12 +173,17 @@ class CCA:
 class HashingModel:
     "A cross-modal hashing model: fit on paired image and text features (labels optional), encode each into one Hamming space."
     n_bits: int
+    supervised = False    # whether `fit` trains on `labels`; an unsupervised model refuses them
+
+    def _labels_refused(self) -> str:
+        return f"{type(self).__name__} is unsupervised and would ignore `labels`: fit it without them (labels=None)"
 
     def fit(self, image_features, text_features, labels=None):
-        "Fit on paired training features (row i of both is item i) and, for supervised models, their multi-hot `labels`."
+        "Fit on paired training features (row i of both is item i) and, for supervised models only, their multi-hot `labels`."
         X, Y = _features(image_features, 'image_features'), _features(text_features, 'text_features')
         if len(X) != len(Y):
             raise ValueError(f"`image_features` has {len(X)} rows but `text_features` has {len(Y)}: pass paired rows (row i of both is item i)")
+        if labels is not None and not self.supervised: raise ValueError(self._labels_refused())
         L = None if labels is None else check_labels(labels, len(X), 'labels')
         self.dims, self.encode_seconds = (X.shape[1], Y.shape[1]), {}
         t0 = time.perf_counter()
@@ -170,14 +212,23 @@ SPACES = ('cca', 'shared')
 
 class _SharedSpaceHashing(HashingModel):
     "Both modalities mapped into one space (`space`), then one single-space hasher fitted on both together."
+    def __init__(self, n_bits, space, cca_dim, reg, seed):
+        if space not in SPACES:
+            raise ValueError(f"`space`={space!r} is not one of {SPACES}: 'cca' (learn a shared space) or 'shared' (features already share one)")
+        if cca_dim is not None and space != 'cca': raise ValueError(f"`cca_dim` applies to space='cca' only: leave it None for space={space!r}")
+        self.n_bits, self.space, self.reg, self.seed = check_n_bits(n_bits), space, _check_reg(reg), seed
+        self.cca_dim = None if cca_dim is None else _check_int(cca_dim, 'cca_dim')
+
     def _shared(self, X, Y) -> np.ndarray:
-        if self.space not in SPACES: raise ValueError(f"`space`={self.space!r} is not one of {SPACES}")
         if self.space == 'shared':
             if X.shape[1] != Y.shape[1]:
                 raise ValueError(f"space='shared' needs features of one space, but images have {X.shape[1]} and texts "
                                  f"{Y.shape[1]} dimensions: use space='cca'")
             self.cca = None
             return np.concatenate([X, Y])
+        if self.cca_dim is not None and self.cca_dim > min(X.shape[1], Y.shape[1]):
+            raise ValueError(f"`cca_dim`={self.cca_dim} exceeds the smaller feature dimension ({X.shape[1]} for images, "
+                             f"{Y.shape[1]} for texts): use cca_dim <= {min(X.shape[1], Y.shape[1])}, or None")
         self.cca = CCA(self.cca_dim or min(X.shape[1], Y.shape[1], self.n_bits), self.reg).fit(X, Y)
         return np.concatenate([self.cca.transform_x(X), self.cca.transform_y(Y)])
 
@@ -188,7 +239,7 @@ class _SharedSpaceHashing(HashingModel):
 class CrossModalLSH(_SharedSpaceHashing):
     "LSH across modalities: CCA (or an already shared space), then the signs of one random Gaussian projection. Unsupervised."
     def __init__(self, n_bits: int = 64, space: str = 'cca', cca_dim: int | None = None, reg: float = 1e-3, seed: int = 0):
-        self.n_bits, self.space, self.cca_dim, self.reg, self.seed = check_n_bits(n_bits), space, cca_dim, reg, seed
+        super().__init__(n_bits, space, cca_dim, reg, seed)
 
     def _fit(self, X, Y, labels):
         self.hasher = LSHHasher(self.n_bits, self.seed).fit(self._shared(X, Y))
@@ -196,12 +247,16 @@ class CrossModalLSH(_SharedSpaceHashing):
 class CrossModalITQ(_SharedSpaceHashing):
     "ITQ across modalities: CCA to `n_bits` dimensions (or an already shared space), then one PCA and learned rotation. Unsupervised."
     def __init__(self, n_bits: int = 64, space: str = 'cca', n_iter: int = 50, reg: float = 1e-3, seed: int = 0):
-        self.n_bits, self.space, self.n_iter, self.reg, self.seed, self.cca_dim = check_n_bits(n_bits), space, n_iter, reg, seed, None
+        super().__init__(n_bits, space, None, reg, seed)
+        self.n_iter = _check_int(n_iter, 'n_iter', 0)
 
     def _fit(self, X, Y, labels):
         if min(X.shape[1], Y.shape[1]) < self.n_bits:
             raise ValueError(f"ITQ needs n_bits <= the feature dimension, but n_bits={self.n_bits} and the features have "
                              f"{X.shape[1]} (images) and {Y.shape[1]} (texts) dimensions: use fewer bits or CrossModalLSH")
+        if len(X) <= self.n_bits:
+            raise ValueError(f"CrossModalITQ learns n_bits={self.n_bits} directions from the training pairs and needs more "
+                             f"pairs than bits, but `image_features` and `text_features` have {len(X)} rows: fit on more pairs or use fewer bits")
         self.hasher = ITQHasher(self.n_bits, self.n_iter, self.seed).fit(self._shared(X, Y))
 
 # %% ../nbs/15_hashing.ipynb #61b5487d
@@ -231,9 +286,17 @@ class DeepCrossModalHashing(HashingModel):
         if objective not in OBJECTIVES:
             raise ValueError(f"`objective`={objective!r} is not one of {OBJECTIVES}: 'contrastive' (no labels) or 'label'")
         self.n_bits, self.objective = check_n_bits(n_bits), objective
-        self.hidden, self.epochs, self.batch_size, self.lr, self.weight_decay = hidden, epochs, batch_size, lr, weight_decay
+        self.hidden, self.epochs, self.batch_size = _check_int(hidden, 'hidden'), _check_int(epochs, 'epochs'), _check_int(batch_size, 'batch_size')
+        self.lr, self.weight_decay = lr, weight_decay
         self.dropout, self.temperature, self.quantisation, self.balance = dropout, temperature, quantisation, balance
         self.beta_max, self.seed, self.progress = beta_max, seed, progress
+
+    @property
+    def supervised(self) -> bool: return self.objective == 'label'
+
+    def _labels_refused(self) -> str:
+        return ("objective='contrastive' is unsupervised and would ignore `labels`: fit without them (labels=None), "
+                "or use objective='label' to train on them")
 
     def _inputs(self, x, modality: str) -> torch.Tensor:
         mean, std = self.scaling[modality]
@@ -282,6 +345,24 @@ def caption_words(text: str) -> list:
     "Lower-cased alphabetic words of a caption, as Doc2Vec reads them."
     return _WORD.findall(text.lower())
 
+def _caption_word_lists(texts) -> list:
+    "The words of each of `texts` (any iterable of strings), or an error naming the first text that is not a string."
+    if isinstance(texts, str): raise TypeError("`texts` must be a sequence of strings, got one string: wrap it in a list")
+    texts = list(texts)
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"`texts` must hold strings, but texts[{bad}] is {type(texts[bad]).__name__} ({texts[bad]!r}): "
+                        "convert the texts to str or drop that one")
+    return [caption_words(t) for t in texts]
+
+def _check_known_words(words: list, vocab):
+    "An error when some texts have no word of `vocab`: Doc2Vec would give them an arbitrary (untrained) vector."
+    unknown = [i for i, w in enumerate(words) if not any(x in vocab for x in w)]
+    if unknown:
+        raise ValueError(f"{len(unknown)} of the {len(words)} `texts` have no word of the Doc2Vec vocabulary (first: "
+                         f"texts[{unknown[0]}]), so their vectors would be arbitrary: drop them, or train on captions "
+                         "that hold their words")
+
 @dataclass
 class Doc2VecTextEncoder:
     "The paper's CG text features: gensim Doc2Vec (PV-DBOW by default) trained on captions, `dim`-D, one worker thread."
@@ -294,15 +375,23 @@ class Doc2VecTextEncoder:
     seed: int = 0
 
     def fit(self, texts):
-        "Train on `texts` (a sequence of strings)."
+        "Train on `texts` (a sequence of strings); every text needs a word seen at least `min_count` times."
         try: from gensim.models.doc2vec import Doc2Vec, TaggedDocument
         except ImportError as e: raise ImportError("Doc2VecTextEncoder needs gensim: pip install gensim") from e
-        if isinstance(texts, str): raise TypeError("`texts` must be a sequence of strings, got one string: wrap it in a list")
-        docs = [TaggedDocument(caption_words(t), [i]) for i, t in enumerate(texts)]
-        if not docs: raise ValueError("`texts` is empty: Doc2Vec needs training captions")
+        for name in ('dim', 'epochs', 'min_count'): _check_int(getattr(self, name), name)
+        words = _caption_word_lists(texts)
+        if not words: raise ValueError("`texts` is empty: Doc2Vec needs training captions")
+        docs = [TaggedDocument(w, [i]) for i, w in enumerate(words)]
         t0 = time.perf_counter()
-        self.model = Doc2Vec(docs, vector_size=self.dim, window=self.window, min_count=self.min_count, dm=self.dm,
-                             negative=self.negative, epochs=self.epochs, seed=self.seed, workers=1)
+        model = Doc2Vec(vector_size=self.dim, window=self.window, min_count=self.min_count, dm=self.dm,
+                        negative=self.negative, epochs=self.epochs, seed=self.seed, workers=1)
+        model.build_vocab(docs)
+        if not len(model.wv):
+            raise ValueError(f"no word occurs at least min_count={self.min_count} times in the {len(docs)} `texts`: "
+                             "train on more captions or lower min_count")
+        _check_known_words(words, model.wv.key_to_index)
+        model.train(docs, total_examples=model.corpus_count, epochs=model.epochs)
+        self.model = model
         self.fit_seconds = time.perf_counter() - t0
         return self
 
@@ -312,14 +401,15 @@ class Doc2VecTextEncoder:
         return self.model.dv.vectors.copy()
 
     def encode(self, texts, progress: bool = False) -> np.ndarray:
-        "Inferred float32 (n, dim) vectors of `texts`, one `infer_vector` call per text."
+        "Inferred float32 (n, dim) vectors of `texts` (strings, each with a vocabulary word), one `infer_vector` call per text."
         if not hasattr(self, 'model'): raise ValueError("Doc2VecTextEncoder is not fitted: call fit(texts) first")
-        if isinstance(texts, str): raise TypeError("`texts` must be a sequence of strings, got one string: wrap it in a list")
-        out = np.empty((len(texts), self.dim), np.float32)
+        words = _caption_word_lists(texts)
+        _check_known_words(words, self.model.wv.key_to_index)
+        out = np.empty((len(words), self.dim), np.float32)
         t0 = time.perf_counter()
-        for i, t in enumerate(tqdm(texts, desc='Doc2Vec inference', disable=not progress)):
+        for i, w in enumerate(tqdm(words, desc='Doc2Vec inference', disable=not progress)):
             self.model.random.seed(self.seed)
-            out[i] = self.model.infer_vector(caption_words(t))
+            out[i] = self.model.infer_vector(w)
         self.encode_seconds = time.perf_counter() - t0
         return out
 

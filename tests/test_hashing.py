@@ -9,7 +9,7 @@ import torch
 
 from fico_itr.data import hashing_split, load_mirflickr25k
 from fico_itr.hashing import (CCA, Doc2VecTextEncoder, CrossModalITQ, CrossModalLSH, DeepCrossModalHashing, ITQHasher,
-                              LSHHasher, contrastive_loss, label_likelihood_loss, tag_views_standin)
+                              LSHHasher, binary_output, contrastive_loss, label_likelihood_loss, tag_views_standin)
 from fico_itr.similarity import HashCodes, hamming_distance
 from fico_itr.zoo import QueryDatabase, evaluate_query_database
 
@@ -70,7 +70,7 @@ def test_input_checks():
     m = CrossModalLSH(16).fit(X, Y)
     raises(lambda: m.encode_texts(X), '`texts` has 30 dimensions but the model was fitted on 20')
     raises(lambda: CrossModalLSH(16, space='shared').fit(X, Y), "space='shared' needs features of one space")
-    raises(lambda: CrossModalLSH(16, space='joint').fit(X, Y), "`space`='joint' is not one of")
+    raises(lambda: CrossModalLSH(16, space='joint'), "`space`='joint' is not one of")
     raises(lambda: DeepCrossModalHashing(16, 'label', progress=False).fit(X, Y), "objective='label' needs `labels`")
     raises(lambda: DeepCrossModalHashing(16, 'pairwise'), "`objective`='pairwise' is not one of")
     raises(lambda: DeepCrossModalHashing(16, 'label', progress=False).fit(X, Y, L[:10]), 'labels')
@@ -153,6 +153,86 @@ def test_deep_hashing_is_deterministic_under_a_seed():
     np.testing.assert_array_equal(a.encode_images(X, 'bits'), b.encode_images(X, 'bits'))
 
 
+# ---- review findings: bad arguments get an error naming the argument and the fix
+
+def test_binary_output_rejects_non_binary_input():
+    pos = np.array([[True, False, True], [False, False, True]])
+    want = np.array([[1, 0, 1], [0, 0, 1]], np.uint8)
+    np.testing.assert_array_equal(binary_output(pos, 'bits'), want)
+    np.testing.assert_array_equal(binary_output(pos.astype(np.int64), 'bits'), want)               # {0,1} bits
+    np.testing.assert_array_equal(binary_output(np.where(pos, 1.0, -1.0), 'signs'), 2 * want.astype(np.int8) - 1)  # {-1,+1}
+    np.testing.assert_array_equal(binary_output(np.where(pos, 1, -1), 'packed'), [[0b10100000], [0b00100000]])
+    raises(lambda: binary_output(np.array([[0.3, -1.0, 2.0]]), 'bits'), '`positive` must hold booleans', '{0,1} bits')
+    raises(lambda: binary_output(np.array([[0, 1, -1]]), 'codes'), '`positive` must hold booleans')   # bits and signs mixed
+    raises(lambda: binary_output(np.array([True, False]), 'bits'), '`positive` must be 2-D')
+
+
+def test_itq_needs_more_training_rows_than_bits():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((30, 128)), rng.standard_normal((30, 128))
+    raises(lambda: ITQHasher(64).fit(X[:20]), '`X` has 20 rows', 'n_bits=64', 'more rows than bits')
+    raises(lambda: ITQHasher(20).fit(X[:20]), '`X` has 20 rows')                  # centring leaves rank 19 < 20
+    assert ITQHasher(19).fit(X[:20]).encode(X, 'bits').shape == (30, 19)
+    raises(lambda: ITQHasher(16, n_iter=-1).fit(X), '`n_iter`=-1 must be >= 0')
+    for space in ('cca', 'shared'):
+        raises(lambda: CrossModalITQ(64, space=space).fit(X, Y), 'needs more pairs than bits', 'have 30 rows')
+    raises(lambda: CrossModalITQ(16, n_iter=-1), '`n_iter`=-1 must be >= 0')
+    assert CrossModalITQ(16).fit(X, Y).encode_texts(Y, 'bits').shape == (30, 16)
+
+
+def test_cca_argument_and_covariance_checks():
+    X, Y, _ = two_views(300)
+    raises(lambda: CCA(2.5).fit(X, Y), '`dim` must be an int', exc=TypeError)
+    raises(lambda: CCA(0).fit(X, Y), '`dim`=0 must be >= 1')
+    raises(lambda: CCA(4, reg=-1).fit(X, Y), '`reg`=-1 must be a finite number >= 0')
+    raises(lambda: CCA(4, reg=float('nan')).fit(X, Y), 'must be a finite number >= 0')
+    raises(lambda: CCA(4, reg='0.1').fit(X, Y), '`reg` must be a number', exc=TypeError)
+    # reg=0 where the covariance is singular: fewer rows than dimensions, a constant feature, a repeated feature
+    raises(lambda: CCA(4, reg=0).fit(X[:25], Y[:25]), 'covariance of `X` is singular (25 rows for 30 dimensions)',
+           'use reg > 0')
+    Yc = Y.copy(); Yc[:, 3] = 7.0
+    raises(lambda: CCA(4, reg=0).fit(X, Yc), 'covariance of `Y` is singular (1 constant features)', 'use reg > 0')
+    raises(lambda: CCA(4, reg=0).fit(np.c_[X, X[:, :1]], Y), 'covariance of `X` is singular (collinear features)')
+    raises(lambda: CCA(4, reg=1e-30).fit(X[:25], Y[:25]), 'use a larger reg')
+    raises(lambda: CCA(4).fit(np.ones((300, 8)), Y), 'every feature of `X` is constant')
+    # the default ridge makes the same inputs well posed: the constant feature gets a zero weight in every direction
+    cca = CCA(4).fit(X, Yc)
+    assert np.abs(cca.project_y[3]).max() < 1e-6 * np.abs(cca.project_y).max() and (cca.correlations > 0.9).all()
+    assert CCA(4).fit(X[:25], Y[:25]).correlations.shape == (4,)
+    np.testing.assert_allclose(CCA(4, reg=0).fit(X, Y).correlations, CCA(4, reg=1e-12).fit(X, Y).correlations, rtol=1e-6)
+
+
+def test_shared_space_arguments_are_checked():
+    X, Y, L = two_views(300)
+    raises(lambda: CrossModalLSH(64, space='foo'), "`space`='foo' is not one of ('cca', 'shared')")
+    raises(lambda: CrossModalITQ(64, space='foo'), "`space`='foo' is not one of")
+    raises(lambda: CrossModalLSH(64, cca_dim=0), '`cca_dim`=0 must be >= 1')
+    raises(lambda: CrossModalLSH(64, cca_dim=8.0), '`cca_dim` must be an int', exc=TypeError)
+    raises(lambda: CrossModalLSH(64, space='shared', cca_dim=8), "`cca_dim` applies to space='cca' only")
+    raises(lambda: CrossModalLSH(64, reg=-1), '`reg`=-1 must be')
+    raises(lambda: CrossModalLSH(64, cca_dim=25).fit(X, Y), '`cca_dim`=25 exceeds the smaller feature dimension',
+           '30 for images, 20 for texts', 'cca_dim <= 20')
+    assert CrossModalLSH(64, cca_dim=20).fit(X, Y).cca.project_x.shape == (30, 20)
+    for m in (CrossModalLSH(16), CrossModalITQ(16)):                          # unsupervised: labels refused, not ignored
+        assert not m.supervised
+        raises(lambda: m.fit(X, Y, L), f'{type(m).__name__} is unsupervised and would ignore `labels`')
+
+
+def test_deep_hashing_argument_checks():
+    X, Y, L = two_views(300)
+    for bad in (0, -1):
+        raises(lambda: DeepCrossModalHashing(16, 'contrastive', epochs=bad), f'`epochs`={bad} must be >= 1')
+        raises(lambda: DeepCrossModalHashing(16, 'contrastive', batch_size=bad), f'`batch_size`={bad} must be >= 1')
+    raises(lambda: DeepCrossModalHashing(16, epochs=2.0), '`epochs` must be an int', exc=TypeError)
+    raises(lambda: DeepCrossModalHashing(16, hidden=0), '`hidden`=0 must be >= 1')
+    contrastive = DeepCrossModalHashing(16, 'contrastive', epochs=1, progress=False)
+    assert not contrastive.supervised and DeepCrossModalHashing(16, 'label').supervised
+    raises(lambda: contrastive.fit(X, Y, L), "objective='contrastive' is unsupervised", "objective='label'")
+    assert not hasattr(contrastive, 'loss_history')                           # refused before any training
+    one = DeepCrossModalHashing(16, 'contrastive', epochs=1, batch_size=1000, progress=False).fit(X, Y)
+    assert len(one.loss_history) == 1                                          # one epoch, one batch of all 300 rows
+
+
 # ---- Doc2Vec on the real COCO 5K test captions (5 consecutive captions per image)
 
 @pytest.fixture(scope='module')
@@ -179,6 +259,23 @@ def test_doc2vec_on_real_captions(coco_captions):
     raises(lambda: Doc2VecTextEncoder().encode(['a dog']), 'not fitted')
 
 
+def test_doc2vec_input_checks():
+    pytest.importorskip('gensim')
+    caps = ['a cat on a mat', 'a dog on a log', 'a cat and a dog', 'the mat is red'] * 5
+    enc = Doc2VecTextEncoder(dim=8, epochs=2).fit(caps)
+    raises(lambda: enc.encode(['a dog', 'zzz qqq', '', '12345']),
+           '3 of the 4 `texts` have no word of the Doc2Vec vocabulary (first: texts[1])')
+    raises(lambda: enc.encode(['a cat', 3, b'a dog']), 'texts[1] is int (3)', exc=TypeError)
+    raises(lambda: Doc2VecTextEncoder(dim=4, epochs=1).fit(['a cat', None]), 'texts[1] is NoneType', exc=TypeError)
+    raises(lambda: Doc2VecTextEncoder(dim=4, epochs=1).fit(['alpha', 'beta']), 'no word occurs at least min_count=2 times')
+    raises(lambda: Doc2VecTextEncoder(dim=4, epochs=1).fit(caps + ['zebra']), '1 of the 21 `texts`', 'texts[20]')
+    raises(lambda: Doc2VecTextEncoder(dim=0).fit(caps), '`dim`=0 must be >= 1')
+    V = enc.encode(['zzz cat qqq', 'cat'])                              # one known word is enough
+    assert V.shape == (2, 8) and np.isfinite(V).all()
+    np.testing.assert_array_equal(enc.encode(c for c in caps[:2]), enc.encode(caps[:2]))   # any iterable of strings
+    assert Doc2VecTextEncoder(dim=4, epochs=1, min_count=1).fit(['alpha', 'beta']).train_vectors.shape == (2, 4)
+
+
 # ---- the deep models against LSH on the real MIRFlickr-25K labels (two-view tag stand-in)
 
 @pytest.fixture(scope='module')
@@ -192,7 +289,7 @@ def mirflickr_32_bits():
               'label': DeepCrossModalHashing(32, 'label', progress=False)}
     out = {}
     for name, m in models.items():
-        m.fit(image_view[hs.train], text_view[hs.train], mir.labels[hs.train])
+        m.fit(image_view[hs.train], text_view[hs.train], mir.labels[hs.train] if m.supervised else None)
         q = {'i2t': m.encode_images(image_view[hs.query]), 't2i': m.encode_texts(text_view[hs.query])}
         d = {'i2t': m.encode_texts(text_view[hs.database]), 't2i': m.encode_images(image_view[hs.database])}
         for direction in ('i2t', 't2i'):
