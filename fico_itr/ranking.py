@@ -52,6 +52,7 @@ class SharedLabel:
             raise ValueError(f"query labels have {ql.shape[1]} classes but gallery labels have {gl.shape[1]}")
         self.qi = np.arange(len(ql)) if query_items is None else np.asarray(query_items, dtype=np.int64)
         self.gi = np.arange(len(gl)) if gallery_items is None else np.asarray(gallery_items, dtype=np.int64)
+        self._gallery_is_rows = gallery_items is None        # the gallery is the label rows themselves: no column gather
         self.n_queries, self.n_gallery = len(self.qi), len(self.gi)
         self.table = None
         if table is not None:                       # a table already built for the same label rows (the other direction)
@@ -63,7 +64,9 @@ class SharedLabel:
             self.q, self.g = _label_words(ql), _label_words(gl)
     def block(self, start: int, stop: int) -> np.ndarray:
         qi = self.qi[start:stop]
-        if self.table is not None: return np.take(self.table[qi], self.gi, axis=1)
+        if self.table is not None:
+            rows = self.table[qi]
+            return rows if self._gallery_is_rows else np.take(rows, self.gi, axis=1)
         q, g = self.q[qi], self.g[self.gi]
         out = (q[:, None, 0] & g[None, :, 0]) != 0
         for w in range(1, q.shape[1]): out |= (q[:, None, w] & g[None, :, w]) != 0

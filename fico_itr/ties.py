@@ -72,7 +72,9 @@ def _groups_by_count(scores, rels, lo, hi):
         code = (scores - scores.dtype.type(lo)).astype(small)       # exact: the true differences are below V
         np.subtract(V - 1, code, out=code)
     code <<= k
-    for i, rel in enumerate(rels): code |= rel.view(np.uint8) << np.uint8(i)
+    bits = rels[0].view(np.uint8).copy()                             # the relevance bits side by side, in one byte
+    for i, rel in enumerate(rels[1:], 1): bits |= rel.view(np.uint8) << np.uint8(i)
+    code |= bits
     wide = np.int32 if bins < 2 ** 31 else np.int64
     code = np.add(code, (np.arange(B, dtype=wide) * (V << k))[:, None], dtype=wide)   # one widening pass adds the row
     c = torch.bincount(torch.from_numpy(code.ravel()), minlength=bins).numpy().reshape(B, V, 1 << k)
