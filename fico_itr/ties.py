@@ -102,10 +102,21 @@ def _groups_by_sort(scores, rel):
     row = starts // m
     return _groups(B, m, row, starts - row * m, size, r)
 
+def _half_precision_keys(scores):
+    "Order-preserving int16 keys of float16 scores, or of float32 scores that hold bfloat16 values; None otherwise."
+    if scores.dtype == np.float16: u = np.add(scores, np.float16(0)).view(np.int16)          # -0.0 becomes +0.0
+    elif scores.dtype == np.float32 and not (scores.view(np.uint32) & 0xFFFF).any():         # bf16 values: low half zero
+        u = (np.add(scores, np.float32(0)).view(np.int32) >> 16).astype(np.int16)
+    else: return None
+    return u ^ ((u >> 15) & 0x7FFF)                # IEEE bits -> ints in the same order (negatives flipped)
+
 def tie_groups_multi(scores, rels, max_values: int = 4096) -> list:
     "TieGroups of one block of scores under several relevance blocks (instance, category, ...): one histogram for them all when the scores are integers with few values."
     rels = [_check(scores, r)[1] for r in rels]
     scores = np.asarray(scores)
+    if scores.size:
+        keys = _half_precision_keys(scores)        # fp16 / bf16 scores: few distinct values, ranked as integers
+        if keys is not None: scores = keys
     if scores.size and (np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool):
         s = scores.astype(np.int16) if scores.dtype == bool else scores
         lo, hi = int(s.min()), int(s.max())
