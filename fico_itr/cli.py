@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import fico_itr
 from .core import get_conventions, PRESETS, EvaluationSplit, check_labels
-from .evaluate import evaluate, Results, metric_label, parse_metric
+from .evaluate import evaluate, Results, metric_label, parse_metric, integer_scores
 from .similarity import MEASURES
 from . import data as D
 from .demo import run_demo, synthetic_demo, coco5k_split
@@ -58,8 +58,7 @@ def evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, capt
         split = D.with_labels(split, str(labels) if str(labels).endswith('.mat') else D.load_array(labels))
         inputs['labels'] = str(labels)
     conv = get_conventions(preset, **({'rerank_depth': rerank_depth} if rerank_depth else {}))
-    integer = measure == 'hamming' if 'images' in arrays else all(np.issubdtype(a.dtype, np.integer) for a in arrays.values())
-    conv = conv.resolve_ties(integer)          # the record names the rule used ('auto' -> expected for hash codes)
+    conv = conv.resolve_ties(integer_scores(measure if 'images' in arrays else None, arrays.values()))   # the rule used
     res = evaluate(split, **arrays, measure=measure, conventions=conv, metrics=metrics, granularities=granularities,
                    model=model, progress=progress)
     return {'fico_itr_version': fico_itr.__version__, 'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_demo.ipynb #28b543bc
 from __future__ import annotations
-import dataclasses, gzip, re, time
+import dataclasses, gzip, time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from .core import EvaluationSplit
 from .similarity import HashCodes
-from .hashing import ITQHasher
+from .hashing import ITQHasher, caption_words
 from .synthetic import coco5k_like
 from .evaluate import evaluate, tie_report, Results
 
@@ -51,8 +51,6 @@ def text_standin_split(split: EvaluationSplit, name: str | None = None):
     return sub, first, gallery
 
 # %% ../nbs/09_demo.ipynb #15f65563
-_TOKEN = re.compile(r'[a-z]+')
-
 @dataclass
 class TfidfSvdTextEncoder:
     "Latent semantic analysis of captions: TF-IDF -> randomised truncated SVD -> `dim`-D vectors. A text model, not an image one."
@@ -63,7 +61,7 @@ class TfidfSvdTextEncoder:
     def _counts(self, texts):
         rows, cols = [], []
         for i, t in enumerate(texts):
-            for w in _TOKEN.findall(t.lower()):
+            for w in caption_words(t):
                 j = self.vocab.get(w)
                 if j is not None: rows.append(i); cols.append(j)
         X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
@@ -73,7 +71,7 @@ class TfidfSvdTextEncoder:
     def fit(self, texts):
         df = {}
         for t in texts:
-            for w in set(_TOKEN.findall(t.lower())): df[w] = df.get(w, 0) + 1
+            for w in set(caption_words(t)): df[w] = df.get(w, 0) + 1
         words = sorted(w for w, c in df.items() if c >= self.min_df)
         if len(words) <= self.dim: raise ValueError(f'only {len(words)} words occur in >= {self.min_df} captions: lower `dim`')
         self.vocab = {w: i for i, w in enumerate(words)}

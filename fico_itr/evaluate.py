@@ -19,8 +19,8 @@ from . import metrics as M
 from . import ties as T
 
 # %% auto #0
-__all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'unique_image_rows', 'evaluate',
-           'metric_label', 'Results', 'format_table', 'tie_report']
+__all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'integer_scores',
+           'unique_image_rows', 'evaluate', 'metric_label', 'Results', 'format_table', 'tie_report']
 
 # %% ../nbs/04_evaluate.ipynb #f2b837f2
 DEFAULT_METRICS = {
@@ -123,6 +123,11 @@ def _check_shape(S, expected, name, split):
                          f"{nc // ni})`")
     raise ValueError(f"`{name}` has shape {S.shape} but the split {split.name!r} needs {expected} "
                      f"({ni} images, {nc} captions)")
+
+def integer_scores(measure: str | None = None, matrices=()) -> bool:
+    "Whether the scores are integers: Hamming similarities of codes (`measure`), or integer `matrices`. Tie rule 'auto' gives them 'expected'."
+    if measure is not None: return measure == 'hamming'
+    return all(np.issubdtype(m.dtype, np.integer) or m.dtype == bool for m in matrices)
 
 def unique_image_rows(similarity, captions_per_image: int) -> np.ndarray:
     "Rows 0, k, 2k, ... of a square matrix whose image rows are repeated k times (VSRN/UCCH outputs)."
@@ -243,7 +248,7 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
         if len(images) != ni: raise ValueError(f"`images` has {len(images)} rows but split {split.name!r} has {ni} images")
         if len(captions) != nc: raise ValueError(f"`captions` has {len(captions)} rows but split {split.name!r} has {nc} captions")
         sources = {'i2t': ('emb', images, captions), 't2i': ('emb', captions, images)}
-    integer = all(measure == 'hamming' if s[0] == 'emb' else np.issubdtype(s[1].dtype, np.integer) or s[1].dtype == bool
+    integer = all(integer_scores(measure) if s[0] == 'emb' else integer_scores(None, [s[1]])
                   for d, s in sources.items() if d in directions)
     conv = conv.resolve_ties(integer)                   # 'auto': expected for hash codes, stable for float scores
 

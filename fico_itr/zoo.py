@@ -16,7 +16,7 @@ from .core import EvaluationSplit, Conventions, get_conventions, check_labels, c
 from .similarity import HashCodes, iter_score_blocks, similarity
 from .ranking import SharedLabel
 from .evaluate import (evaluate, Results, DEFAULT_METRICS, RESULT_COLUMNS, parse_metric, block_values,
-                               reduce_values, unique_image_rows, metric_label)
+                               reduce_values, unique_image_rows, metric_label, integer_scores)
 from .data import load_array, load_fico_labels, check_rows, with_labels, MirFlickr25K, HashingSplit, hashing_split
 from .demo import text_standin_split, TfidfSvdTextEncoder
 from .hashing import ITQHasher
@@ -132,7 +132,7 @@ def evaluate_query_database(split: QueryDatabase, queries, database, measure: st
         raise TypeError(f"`split` must be a QueryDatabase, got {type(split).__name__}: for image-caption pairs use evaluate()")
     for name, x, n in (('queries', queries, split.n_queries), ('database', database, split.n_database)):
         if len(x) != n: raise ValueError(f"`{name}` has {len(x)} rows but `split` has {n} {name} labels: pass them in the same order")
-    conv = get_conventions(conventions).resolve_ties(measure == 'hamming')   # 'auto': expected for hash codes
+    conv = get_conventions(conventions).resolve_ties(integer_scores(measure))   # 'auto': expected for hash codes
     names = metrics if metrics is not None else (conv.metrics or {}).get('category', DEFAULT_METRICS['category'])
     specs = [parse_metric(n) for n in names]
     check_ks([k for _, k in specs if k not in (None, 'N', 'R')], split.n_database, 'metrics (database)')
