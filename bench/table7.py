@@ -9,6 +9,11 @@ reading: share of queries whose exact nearest neighbour is in the top k) and ove
 
   python bench/table7.py --scales 10000:50000,100000:500000 --k 1000 --json bench/results/table7_cpu.json
   python bench/table7.py --scales 1000000:5000000 --flat torch --device cuda --json bench/results/table7_gpu.json
+  python bench/table7.py --scales 500000:2500000,1000000:5000000 --query-sample 2000 --indexes 'FG Flat,CG Flat,CG IVF'
+
+--query-sample N runs fico_itr.index.table7_sampled: the gallery is made chunk by chunk (never held whole), every
+index is searched by N seeded random queries, recall comes with its standard error (R@k_se) and search time is scaled
+to the whole query set (the measured time is search_s_sample). The exact reference is then torch's topk_search.
 
 Runs on faiss-cpu or a faiss-gpu build (--device cuda puts the flat indexes on the GPU where FAISS has one; HNSW and
 binary IVF stay on the CPU, as FAISS has no GPU version of them). Memory: about 12 x d bytes per (query + item) for the
@@ -23,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
-from fico_itr.index import table7, compare_table7, save_table7, PAPER_TABLE7, scale_label, faiss_gpus, _faiss
+from fico_itr.index import table7, table7_sampled, compare_table7, save_table7, PAPER_TABLE7, scale_label, faiss_gpus, _faiss
 
 
 def parse_scales(text):
@@ -48,30 +53,51 @@ def main(argv=None):
     ap.add_argument('--rerank-ks', default='', help='also CG Flat top k -> exact FG rerank rows, e.g. 100,1000')
     ap.add_argument('--hnsw-fixed-ef', default='', help='also HNSW rows searched with this efSearch < k (lists may hold fewer than k)')
     ap.add_argument('--counting-knn', action='store_true', help="binary flat by FAISS's counting k-NN (use_heap=False: same lists, faster)")
-    ap.add_argument('--flat', choices=('faiss', 'torch'), default='faiss', help='exact FG search by FAISS or fico-itr topk_search')
+    ap.add_argument('--flat', choices=('faiss', 'torch'), default=None, help='exact FG search by FAISS (the default) or fico-itr topk_search (always, with --query-sample)')
     ap.add_argument('--device', default=None, help="cpu or cuda (default: the GPU where FAISS has one, else the CPU)")
+    ap.add_argument('--query-sample', type=int, default=None, help='search N seeded random queries per scale, gallery made in chunks (table7_sampled)')
+    ap.add_argument('--sample-seed', type=int, default=0, help='seed of the query sample (default 0)')
+    ap.add_argument('--chunk', type=int, default=1 << 16, help='gallery rows made at a time with --query-sample (default 65536)')
     ap.add_argument('--source', default=None, help='label of this run in plots (default: the machine)')
     ap.add_argument('--json', default=None, help='write the rows and this command here')
     a = ap.parse_args(argv)
     faiss = _faiss()
     threads = faiss.omp_get_max_threads()
+    if a.query_sample is not None and (a.rerank_ks or a.flat == 'faiss'):
+        raise SystemExit('--query-sample takes the exact reference from torch and has no rerank rows: drop --rerank-ks and --flat faiss')
+    flat = a.flat or ('torch' if a.query_sample is not None else 'faiss')
     dev = a.device or ('cuda' if faiss_gpus() else 'cpu')
-    source = a.source or (f'GPU script ({dev}, flat={a.flat})' if dev == 'cuda' else f'CPU ({threads} threads)')
+    source = a.source or (f'GPU script ({dev}, flat={flat})' if dev == 'cuda' else f'CPU ({threads} threads)')
     cmd = 'python ' + ' '.join(shlex.quote(x) for x in [os.path.relpath(__file__)] + list(argv if argv is not None else sys.argv[1:]))
     print(f'# {cmd}\n# faiss {faiss.__version__} ({faiss_gpus()} GPUs), {threads} OpenMP threads, {os.cpu_count()} cores; source: {source}')
     t0 = time.perf_counter()
-    df = table7(parse_scales(a.scales), k=a.k, d=a.d, n_bits=a.bits, nlist=a.nlist, nprobe=a.nprobe, ef_search=a.ef_search,
-                indexes=tuple(i.strip() for i in a.indexes.split(',') if i.strip()), flat=a.flat, device=a.device,
+    save = ((lambda rows: save_table7(rows.assign(source=source), a.json, command=cmd, source=source + ' [incomplete: cut short]',
+                                      faiss=faiss.__version__, threads=threads)) if a.json else None)
+    if a.query_sample is not None:
+        done = []
+        def keep(rows):                      # the rows of the scales already finished, then this scale's so far
+            if save: save(pd.concat(done + [rows], ignore_index=True))
+        for q, g in parse_scales(a.scales):
+            done.append(table7_sampled(q, g, a.query_sample, k=a.k, d=a.d, n_bits=a.bits, sample_seed=a.sample_seed,
+                                       indexes=tuple(i.strip() for i in a.indexes.split(',') if i.strip()), nlist=a.nlist,
+                                       nprobe=a.nprobe, ef_search=a.ef_search, recall_ks=tuple(k for k in (1, 100, 1000) if k <= a.k),
+                                       device=a.device, chunk=a.chunk, hnsw_fixed_ef=tuple(int(x) for x in a.hnsw_fixed_ef.split(',') if x),
+                                       binary_use_heap=not a.counting_knn, checkpoint=keep))
+        df = pd.concat(done, ignore_index=True)
+    else:
+        df = table7(parse_scales(a.scales), k=a.k, d=a.d, n_bits=a.bits, nlist=a.nlist, nprobe=a.nprobe, ef_search=a.ef_search,
+                indexes=tuple(i.strip() for i in a.indexes.split(',') if i.strip()), flat=flat, device=a.device,
                 rerank_ks=tuple(int(x) for x in a.rerank_ks.split(',') if x), recall_ks=tuple(k for k in (1, 100, 1000) if k <= a.k),
                 hnsw_fixed_ef=tuple(int(x) for x in a.hnsw_fixed_ef.split(',') if x), binary_use_heap=not a.counting_knn,
-                checkpoint=(lambda rows: save_table7(rows.assign(source=source), a.json, command=cmd, source=source + ' [incomplete: cut short]',
-                                                     faiss=faiss.__version__, threads=threads)) if a.json else None)
+                checkpoint=save)
     df['source'] = source
     total = time.perf_counter() - t0
     pd.set_option('display.width', 200); pd.set_option('display.max_columns', 30); pd.set_option('display.max_colwidth', 60)
     rk = [c for c in ('R@1', 'R@100', 'R@1000') if c in df]
     print('\n## Measured (recall in %: 1-recall@k, then overlap@k; seconds)')
-    print(df[['scale', 'index'] + rk + [c.replace('R@', 'overlap@') for c in rk] + ['build_s', 'search_s']]
+    se = [f'{c}_se' for c in rk if f'{c}_se' in df]       # sampled runs: standard errors and the measured time
+    extra = se + [c for c in ('sampled_queries', 'search_s_sample') if c in df]
+    print(df[['scale', 'index'] + rk + [c.replace('R@', 'overlap@') for c in rk] + ['build_s', 'search_s'] + extra]
           .to_string(index=False, float_format=lambda v: f'{v:.2f}'))
     print('\n## Beside the paper (same scale and index; ratios measured / paper)')
     cmp = compare_table7(df)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from .core import EvaluationSplit, check_array, check_ks
 from .similarity import HashCodes, prepare, resolve_device
 from .search import TopK, topk_search, evaluate_topk, score_keys, decode_keys
@@ -18,9 +19,9 @@ from .search import TopK, topk_search, evaluate_topk, score_keys, decode_keys
 # %% auto #0
 __all__ = ['FLOAT_MEASURES', 'INDEX_KINDS', 'INDEX_LABELS', 'PAPER_TABLE7', 'faiss_gpus', 'packed_codes', 'FaissIndex',
            'FlatIndex', 'HNSWIndex', 'BinaryFlatIndex', 'BinaryIVFIndex', 'build_index', 'one_recall_at_k',
-           'overlap_recall_at_k', 'synthetic_dataset', 'lsh_codes', 'scale_label', 'table7', 'with_paper',
-           'compare_table7', 'plot_table7', 'save_table7', 'load_table7', 'rerank', 'TwoStage', 'coarse_to_fine',
-           'coarse_to_fine_sweep', 'plot_frontier']
+           'overlap_recall_at_k', 'SyntheticRows', 'synthetic_dataset', 'lsh_codes', 'scale_label', 'table7',
+           'with_paper', 'table7_sampled', 'compare_table7', 'plot_table7', 'save_table7', 'load_table7', 'rerank',
+           'TwoStage', 'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
 
 # %% ../nbs/13_faiss.ipynb #bb4474ce
 def _faiss():
@@ -89,14 +90,23 @@ class FaissIndex:
     @property
     def binary(self) -> bool: return self.measure == 'hamming'
 
-    def _prepare_queries(self, queries):
+    def _prepare(self, x, name: str):
         if self.binary:
-            q, n_bits = packed_codes(queries, 'queries')
-            if n_bits != self.dim: raise ValueError(f"queries have {n_bits}-bit codes but the index holds {self.dim}-bit codes")
-            return q
-        q = _float_rows(queries, self.measure, 'queries')
-        if q.shape[1] != self.dim: raise ValueError(f"queries have dimension {q.shape[1]} but the index holds {self.dim}-D vectors")
-        return q
+            x, n_bits = packed_codes(x, name)
+            if n_bits != self.dim: raise ValueError(f"{name} have {n_bits}-bit codes but the index holds {self.dim}-bit codes")
+            return x
+        x = _float_rows(x, self.measure, name)
+        if x.shape[1] != self.dim: raise ValueError(f"{name} have dimension {x.shape[1]} but the index holds {self.dim}-D vectors")
+        return x
+
+    def add(self, rows) -> 'FaissIndex':
+        "Append gallery rows (vectors, or codes for a binary index) after the build: they take the next indices, and the time adds to `build_seconds`."
+        x = self._prepare(rows, 'rows')
+        t0 = time.perf_counter()
+        self.index.add(x)
+        self.build_seconds += time.perf_counter() - t0
+        self.n += len(x)
+        return self
 
     def _search(self, q, k):
         return self.index.search(q, k)
@@ -104,7 +114,7 @@ class FaissIndex:
     def search(self, queries, k: int = 100) -> TopK:
         "The top k of every query: TopK(scores best first, int64 indices, search seconds); missing slots are index -1."
         check_ks([k], self.n, 'k')
-        q = self._prepare_queries(queries)
+        q = self._prepare(queries, 'queries')
         t0 = time.perf_counter()
         D, I = self._search(q, int(k))
         self.search_seconds = time.perf_counter() - t0
@@ -245,22 +255,47 @@ def overlap_recall_at_k(approx, exact, k: int, per_query: bool = False, block: i
     return out if per_query else float(out.mean())
 
 # %% ../nbs/13_faiss.ipynb #78ae28f2
+class SyntheticRows:
+    "The vectors of faiss.contrib.datasets.SyntheticDataset(d, n_train, n_gallery, n_queries, seed=seed), made on demand in float32."
+    def __init__(self, n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338):
+        for name, v in (('n_queries', n_queries), ('n_gallery', n_gallery), ('d', d)):
+            if not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+        self.n_queries, self.n_gallery, self.d, self.n_train = int(n_queries), int(n_gallery), int(d), int(n_train)
+        rs = np.random.RandomState(seed)                   # SyntheticDataset's draws, in its order
+        self.z = rs.normal(size=(n_train + n_gallery + n_queries, 10))
+        self.proj = rs.rand(10, d)
+        self.scale = rs.rand(d) * 4 + 0.1
+
+    def _rows(self, rows) -> np.ndarray:                  # rows: a slice or int array over train, gallery, queries
+        x = np.dot(self.z[rows], self.proj)
+        x *= self.scale
+        return np.sin(x, out=x).astype(np.float32)
+
+    def _fill(self, out: np.ndarray, start: int, n_threads: int | None = None, chunk: int = 8192) -> np.ndarray:
+        "Rows start, start+1, ... (over train, gallery, queries) into `out`, in chunks on several threads."
+        def work(s):
+            e = min(s + chunk, len(out))
+            out[s:e] = self._rows(slice(start + s, start + e))
+        with ThreadPoolExecutor(n_threads or min(16, os.cpu_count() or 1)) as ex: list(ex.map(work, range(0, len(out), chunk)))
+        return out
+
+    def gallery(self, start: int = 0, stop: int | None = None, n_threads: int | None = None) -> np.ndarray:
+        "Gallery rows start..stop-1."
+        stop = self.n_gallery if stop is None else min(stop, self.n_gallery)
+        return self._fill(np.empty((max(0, stop - start), self.d), np.float32), self.n_train + start, n_threads)
+
+    def queries(self, idx=None) -> np.ndarray:
+        "Query rows (all, or those numbered `idx`)."
+        idx = np.arange(self.n_queries) if idx is None else np.asarray(idx, np.int64)
+        if idx.size and not (0 <= idx.min() and idx.max() < self.n_queries):
+            raise ValueError(f"query numbers must lie in 0..{self.n_queries - 1}")
+        return self._rows(self.n_train + self.n_gallery + idx)
+
 def synthetic_dataset(n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338,
                       chunk: int = 8192, n_threads: int | None = None) -> tuple:
     "(queries, gallery) as faiss.contrib.datasets.SyntheticDataset(d, n_train, n_gallery, n_queries, seed=seed) makes them, in float32 chunks."
-    for name, v in (('n_queries', n_queries), ('n_gallery', n_gallery), ('d', d)):
-        if not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"`{name}` must be a positive int, got {v!r}")
-    n = n_train + n_gallery + n_queries
-    rs = np.random.RandomState(seed)                       # SyntheticDataset's draws, in its order
-    z = rs.normal(size=(n, 10))
-    proj = rs.rand(10, d)
-    scale = rs.rand(d) * 4 + 0.1
-    out = np.empty((n - n_train, d), np.float32)           # gallery rows, then query rows
-    def work(s):
-        e = min(s + chunk, n)
-        out[s - n_train:e - n_train] = np.sin(np.dot(z[s:e], proj) * scale)
-    starts = range(n_train, n, chunk)
-    with ThreadPoolExecutor(n_threads or min(16, os.cpu_count() or 1)) as ex: list(ex.map(work, starts))
+    src = SyntheticRows(n_queries, n_gallery, d, n_train, seed)
+    out = src._fill(np.empty((n_gallery + n_queries, d), np.float32), n_train, n_threads, chunk)   # gallery rows, then query rows
     return out[n_gallery:], out[:n_gallery]
 
 def lsh_codes(x, n_bits: int = 64, seed: int = 0, projection: np.ndarray | None = None, block: int = 65536) -> HashCodes:
@@ -307,17 +342,58 @@ def _quiet_search(idx, q, k):
         warnings.simplefilter('ignore')
         return idx.search(q, k)
 
+@dataclass
+class _Recorder:
+    "Turns the top-k lists of one index at one scale into a Table 7 row (recall against `exact`), logs it and checkpoints the rows."
+    rows: list
+    n_queries: int
+    n_gallery: int
+    recall_ks: tuple
+    log: object
+    checkpoint: object = None
+    sampled: int | None = None           # queries searched, when they are a sample of n_queries
+    exact: TopK | None = None
+
+    def __call__(self, name, top, build_s, params, encode_s=float('nan'), dev='cpu'):
+        label = scale_label(self.n_queries, self.n_gallery)
+        scale = 1.0 if self.sampled is None else self.n_queries / self.sampled
+        r = dict(scale=label, n_queries=self.n_queries, n_gallery=self.n_gallery, index=name, k=top.k, build_s=build_s,
+                 search_s=top.seconds * scale, encode_s=encode_s, params=params, device=dev, machine=_machine(dev))
+        if self.sampled is not None: r.update(sampled_queries=self.sampled, search_s_sample=top.seconds)
+        for kk in self.recall_ks:                                 # n/a past the length of the lists
+            hit = one_recall_at_k(top, self.exact, kk, per_query=True) if kk <= top.k else None
+            r[f'R@{kk}'] = 100 * hit.mean() if hit is not None else float('nan')
+            r[f'overlap@{kk}'] = 100 * overlap_recall_at_k(top, self.exact, kk) if kk <= top.k else float('nan')
+            if self.sampled is not None:                          # binomial standard error of the sampled estimate
+                r[f'R@{kk}_se'] = 100 * hit.std() / math.sqrt(len(hit)) if hit is not None else float('nan')
+        self.rows.append(r)
+        self.log(f'[{label}] {name:<28} build {build_s:8.2f} s  search {r["search_s"]:8.2f} s  '
+                 + '  '.join(f'R@{kk} {r[f"R@{kk}"]:5.1f}' for kk in self.recall_ks)
+                 + '  (overlap ' + ' '.join(f'{r[f"overlap@{kk}"]:.1f}' for kk in self.recall_ks) + ')'
+                 + ('' if self.sampled is None else f'  [{self.sampled:,} sampled queries; search time scaled x{scale:g}]'))
+        if callable(self.checkpoint): self.checkpoint(with_paper(pd.DataFrame(self.rows)))
+        elif self.checkpoint: save_table7(with_paper(pd.DataFrame(self.rows)), self.checkpoint, source='checkpoint (incomplete run)')
+
+def _check_table7_args(indexes, recall_ks, k, rerank_ks=()):
+    bad = [i for i in indexes if i not in INDEX_LABELS]
+    if bad: raise ValueError(f"unknown index {bad[0]!r} in `indexes`: choose from {', '.join(INDEX_LABELS)}")
+    if not recall_ks or max(recall_ks) > k: raise ValueError(f"`recall_ks` must be non-empty and <= k={k}")
+    for rk in rerank_ks: check_ks([rk], k, 'rerank_ks')
+
+def _table7_frame(rows) -> pd.DataFrame:                           # rows in the paper's order, variants after theirs
+    df = pd.DataFrame(rows)
+    rank = df['index'].map(lambda n: next(i for i, l in enumerate(INDEX_LABELS) if n.startswith(l)))
+    df = df.assign(_r=rank).sort_values(['n_gallery', '_r', 'index'], kind='stable').drop(columns='_r')
+    return with_paper(df.reset_index(drop=True))
+
 def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int = 64, seed: int = 1338,
            indexes=INDEX_LABELS, hnsw_M: int = 32, ef_construction: int = 40, ef_search: int = 128,
            nlist: int | None = None, nprobe: int = 16, recall_ks=(1, 100, 1000), flat: str = 'faiss', device=None,
            rerank_ks=(), hnsw_fixed_ef=(), binary_use_heap: bool = True, checkpoint=None, log=print) -> pd.DataFrame:
     "Table 7 on SyntheticDataset: one row per (scale, index) with 1-recall@k and overlap@k (percent), build and search seconds, the paper's figures beside."
     if flat not in ('faiss', 'torch'): raise ValueError(f"`flat` must be 'faiss' or 'torch', got {flat!r}")
-    bad = [i for i in indexes if i not in INDEX_LABELS]
-    if bad: raise ValueError(f"unknown index {bad[0]!r} in `indexes`: choose from {', '.join(INDEX_LABELS)}")
+    _check_table7_args(indexes, recall_ks, k, rerank_ks)
     scales = [tuple(int(v) for v in s) for s in scales]
-    if not recall_ks or max(recall_ks) > k: raise ValueError(f"`recall_ks` must be non-empty and <= k={k}")
-    for rk in rerank_ks: check_ks([rk], k, 'rerank_ks')
     log = log or (lambda *a, **kw: None)
     # where each stage runs: FAISS indexes on the GPU only where FAISS has one; torch parts on `device`
     tdev = str(resolve_device(device)) if flat == 'torch' else 'cpu'
@@ -326,55 +402,43 @@ def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int
     rows = []
     for nq, nb in scales:
         check_ks([k], nb, 'k')
-        label = scale_label(nq, nb)
         t0 = time.perf_counter(); xq, xb = synthetic_dataset(nq, nb, d, seed=seed)
-        log(f'[{label}] SyntheticDataset({d}-D) generated in {time.perf_counter() - t0:.1f} s')
-        def record(name, top, build_s, params, encode_s=float('nan'), dev='cpu'):
-            r = dict(scale=label, n_queries=nq, n_gallery=nb, index=name, k=top.k, build_s=build_s, search_s=top.seconds,
-                     encode_s=encode_s, params=params, device=dev, machine=_machine(dev))
-            for kk in recall_ks:                                  # n/a past the length of the lists
-                r[f'R@{kk}'] = 100 * one_recall_at_k(top, exact, kk) if kk <= top.k else float('nan')
-                r[f'overlap@{kk}'] = 100 * overlap_recall_at_k(top, exact, kk) if kk <= top.k else float('nan')
-            rows.append(r)
-            log(f'[{label}] {name:<28} build {build_s:8.2f} s  search {top.seconds:8.2f} s  '
-                + '  '.join(f'R@{kk} {r[f"R@{kk}"]:5.1f}' for kk in recall_ks)
-                + '  (overlap ' + ' '.join(f'{r[f"overlap@{kk}"]:.1f}' for kk in recall_ks) + ')')
-            if callable(checkpoint): checkpoint(with_paper(pd.DataFrame(rows)))
-            elif checkpoint: save_table7(with_paper(pd.DataFrame(rows)), checkpoint, source='checkpoint (incomplete run)')
+        log(f'[{scale_label(nq, nb)}] SyntheticDataset({d}-D) generated in {time.perf_counter() - t0:.1f} s')
+        record = _Recorder(rows, nq, nb, tuple(recall_ks), log, checkpoint)
         # the exact FG reference (the FG Flat row)
         if flat == 'faiss':
-            idx = FlatIndex(xb, device=fdev); exact = idx.search(xq, k); build = idx.build_seconds; del idx
+            idx = FlatIndex(xb, device=fdev); record.exact = idx.search(xq, k); build = idx.build_seconds; del idx
             params, dev = 'IndexFlatIP', fdev
         else:
-            exact = topk_search(xq, xb, k, 'inner_product', device=tdev, progress=False)
+            record.exact = topk_search(xq, xb, k, 'inner_product', device=tdev, progress=False)
             build, params, dev = 0.0, f'exact torch topk_search on {tdev} (not FAISS)', tdev
-        if 'FG Flat' in indexes: record('FG Flat', exact, build, params, dev=dev)
+        if 'FG Flat' in indexes: record('FG Flat', record.exact, build, params, dev=dev)
         if any(i.startswith('CG') for i in indexes) or rerank_ks:
-            _table7_cg(record, xq, xb, k, n_bits, seed, indexes, nlist, nprobe, rerank_ks, fdev, tdev, binary_use_heap)
+            t0 = time.perf_counter()
+            proj = _lsh_projection(d, n_bits, seed)
+            cq, cb = lsh_codes(xq, n_bits, projection=proj), lsh_codes(xb, n_bits, projection=proj)
+            _table7_cg(record, cq, cb, time.perf_counter() - t0, k, n_bits, indexes, nlist, nprobe, fdev, binary_use_heap,
+                       rerank=dict(ks=rerank_ks, xq=xq, xb=xb, device=tdev))
         if 'FG HNSW' in indexes:                                   # last: the slowest row
-            _table7_hnsw(record, xq, xb, k, hnsw_M, ef_construction, ef_search, hnsw_fixed_ef)
-        del xq, xb, exact
-    df = pd.DataFrame(rows)                                         # rows in the paper's order, variants after theirs
-    rank = df['index'].map(lambda n: next(i for i, l in enumerate(INDEX_LABELS) if n.startswith(l)))
-    df = df.assign(_r=rank).sort_values(['n_gallery', '_r', 'index'], kind='stable').drop(columns='_r')
-    return with_paper(df.reset_index(drop=True))
+            _table7_hnsw(record, HNSWIndex(xb, hnsw_M, ef_construction, ef_search), xq, k, hnsw_fixed_ef)
+        del xq, xb, record
+    return _table7_frame(rows)
 
-def _table7_cg(record, xq, xb, k, n_bits, seed, indexes, nlist, nprobe, rerank_ks, fdev, tdev, use_heap):
-    t0 = time.perf_counter()
-    proj = np.random.default_rng(seed).standard_normal((xq.shape[1], n_bits)).astype(np.float32)
-    cq, cb = lsh_codes(xq, n_bits, projection=proj), lsh_codes(xb, n_bits, projection=proj)
-    enc = time.perf_counter() - t0
+def _lsh_projection(d, n_bits, seed):
+    return np.random.default_rng(seed).standard_normal((d, n_bits)).astype(np.float32)
+
+def _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, fdev, use_heap, rerank=None):
     lsh = f'{n_bits}-bit LSH (sign of a seeded Gaussian projection)'
     cflat = BinaryFlatIndex(cb, device=fdev, use_heap=use_heap)
     if 'CG Flat' in indexes:
         record('CG Flat', cflat.search(cq, k), cflat.build_seconds,
                f"IndexBinaryFlat{'' if use_heap else ' (counting k-NN, use_heap=False)'}, {lsh}", enc, fdev)
-    for rk in rerank_ks:
-        ts = coarse_to_fine(cflat, xq, xb, rk, cg_queries=cq, measure='inner_product', device=tdev)
-        nq = len(xq)
+    for rk in (rerank or {}).get('ks', ()):
+        ts = coarse_to_fine(cflat, rerank['xq'], rerank['xb'], rk, cg_queries=cq, measure='inner_product', device=rerank['device'])
+        nq = len(cq)
         record(f'CG Flat + FG rerank (k={rk})', TopK(ts.top.scores, ts.top.indices, ts.seconds), cflat.build_seconds,
                f'IndexBinaryFlat top {rk} ({1000 * ts.coarse_seconds / nq:.3f} ms/query), then exact FG inner product '
-               f'on the candidates on {tdev} ({1000 * ts.rerank_seconds / nq:.3f} ms/query); lists hold {rk} items', enc)
+               f"on the candidates on {rerank['device']} ({1000 * ts.rerank_seconds / nq:.3f} ms/query); lists hold {rk} items", enc)
     del cflat
     if 'CG IVF' in indexes:
         idx = BinaryIVFIndex(cb, nlist, nprobe)
@@ -383,12 +447,12 @@ def _table7_cg(record, xq, xb, k, n_bits, seed, indexes, nlist, nprobe, rerank_k
         record('CG IVF', top, idx.build_seconds,
                f"IndexBinaryIVF nlist={p['nlist']} nprobe={p['nprobe']}, {lsh}; {idx.missing} empty slots", enc)
 
-def _table7_hnsw(record, xq, xb, k, M, ef_construction, ef_search, fixed_ef):
-    idx = HNSWIndex(xb, M, ef_construction, ef_search)
+def _table7_hnsw(record, idx, xq, k, fixed_ef):
+    p = idx.params
     top = _quiet_search(idx, xq, k)
     record('FG HNSW', top, idx.build_seconds,
-           f'IndexHNSWFlat M={M} efConstruction={ef_construction} efSearch=max({ef_search}, k)={max(ef_search, k)}; '
-           f'{idx.missing} empty slots')
+           f"IndexHNSWFlat M={p['M']} efConstruction={p['ef_construction']} efSearch=max({p['ef_search']}, k)="
+           f"{max(p['ef_search'], k)}; {idx.missing} empty slots")
     del top
     for ef in fixed_ef:                                              # FAISS as called plainly: lists may hold < k items
         idx.params.update(ef_search=int(ef), ef_at_least_k=False)
@@ -401,6 +465,57 @@ def with_paper(df: pd.DataFrame) -> pd.DataFrame:
     "Add the paper's figures at the same scale and index (columns paper_R@1 ... paper_search_s; NaN where it has none)."
     p = PAPER_TABLE7.rename(columns={c: f'paper_{c}' for c in ('R@1', 'R@100', 'R@1000', 'build_s', 'search_s')})
     return df.merge(p, on=['n_queries', 'n_gallery', 'index'], how='left')
+
+# %% ../nbs/13_faiss.ipynb #t7samp01
+def _merge_topk(a: TopK | None, b: TopK, offset: int, k: int) -> TopK:
+    "The top k of two lists of the same queries over disjoint gallery parts (b's indices shifted by `offset`): higher score, then lower index."
+    if a is None: return TopK(b.scores, b.indices + offset, b.seconds)
+    s, i = np.concatenate([a.scores, b.scores], 1), np.concatenate([a.indices, b.indices + offset], 1)
+    o = np.lexsort((i, -s), axis=-1)[:, :k]
+    return TopK(np.take_along_axis(s, o, 1), np.take_along_axis(i, o, 1), a.seconds + b.seconds)
+
+def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int = 1000, d: int = 2048, n_bits: int = 64,
+                   seed: int = 1338, sample_seed: int = 0, indexes=('FG Flat', 'CG Flat', 'CG IVF'), hnsw_M: int = 32,
+                   ef_construction: int = 40, ef_search: int = 128, nlist: int | None = None, nprobe: int = 16,
+                   recall_ks=(1, 100, 1000), device=None, chunk: int = 1 << 16, hnsw_fixed_ef=(),
+                   binary_use_heap: bool = True, checkpoint=None, log=print, progress: bool | None = None) -> pd.DataFrame:
+    "Table 7 at a scale too large for memory or time: the gallery made and consumed in chunks, every index searched by a seeded random sample of the queries; recall with its standard error, search time scaled to the whole query set."
+    _check_table7_args(indexes, recall_ks, k)
+    check_ks([k], n_gallery, 'k')
+    if not isinstance(n_sample, (int, np.integer)) or not 1 <= n_sample <= n_queries:
+        raise ValueError(f"`n_sample` must be an int in 1..{n_queries} (n_queries), got {n_sample!r}")
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1: raise ValueError(f"`chunk` must be a positive int, got {chunk!r}")
+    log = log or (lambda *a, **kw: None)
+    tdev = str(resolve_device(device))
+    src = SyntheticRows(n_queries, n_gallery, d, seed=seed)
+    qi = np.sort(np.random.default_rng(sample_seed).choice(n_queries, n_sample, replace=False))
+    xq = src.queries(qi)
+    cg = any(i.startswith('CG') for i in indexes)
+    proj = _lsh_projection(d, n_bits, seed)
+    t0 = time.perf_counter(); cq = lsh_codes(xq, n_bits, projection=proj) if cg else None
+    enc = (time.perf_counter() - t0) * n_queries / n_sample        # the whole query set's encoding, scaled
+    exact, words, hnsw, gen = None, [], None, 0.0
+    show = progress if progress is not None else n_gallery >= 4 * chunk
+    for s in tqdm(range(0, n_gallery, chunk), disable=not show, desc='gallery chunks', unit='chunk'):
+        t0 = time.perf_counter(); xb = src.gallery(s, s + chunk); gen += time.perf_counter() - t0
+        part = topk_search(xq, xb, min(k, len(xb)), 'inner_product', device=tdev, progress=False)
+        exact = _merge_topk(exact, part, s, k)
+        if cg:
+            t0 = time.perf_counter(); words.append(lsh_codes(xb, n_bits, projection=proj).words); enc += time.perf_counter() - t0
+        if 'FG HNSW' in indexes:
+            hnsw = HNSWIndex(xb, hnsw_M, ef_construction, ef_search) if hnsw is None else hnsw.add(xb)
+        del xb
+    log(f'[{scale_label(n_queries, n_gallery)}] SyntheticDataset({d}-D) made in {gen:.1f} s, chunk by chunk; '
+        f'{n_sample:,} of {n_queries:,} queries sampled (seed {sample_seed})')
+    record = _Recorder([], n_queries, n_gallery, tuple(recall_ks), log, checkpoint, sampled=int(n_sample), exact=exact)
+    if 'FG Flat' in indexes:
+        record('FG Flat', exact, 0.0, f'exact torch topk_search on {tdev} (not FAISS), gallery streamed in chunks of {chunk:,}', dev=tdev)
+    if cg:
+        cb = HashCodes(np.concatenate(words), n_bits); del words
+        _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, 'cpu', binary_use_heap)
+        del cb
+    if hnsw is not None: _table7_hnsw(record, hnsw, xq, k, hnsw_fixed_ef)
+    return _table7_frame(record.rows)
 
 # %% ../nbs/13_faiss.ipynb #73caa340
 def compare_table7(df: pd.DataFrame) -> pd.DataFrame:

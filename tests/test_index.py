@@ -3,13 +3,14 @@ coarse-to-fine pipeline (k = gallery size is the FG-only search)."""
 import warnings
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 faiss = pytest.importorskip('faiss')
 from fico_itr.similarity import HashCodes, similarity
 from fico_itr.search import TopK, topk_search, evaluate_topk
 from fico_itr.index import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, build_index, packed_codes,
                             one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, table7, rerank,
-                            coarse_to_fine, coarse_to_fine_sweep, compare_table7, PAPER_TABLE7, TwoStage)
+                            table7_sampled, SyntheticRows, _merge_topk, coarse_to_fine, coarse_to_fine_sweep, compare_table7, PAPER_TABLE7, TwoStage)
 from _helpers import raises
 
 
@@ -254,6 +255,44 @@ def test_table7_small():
     cmp = compare_table7(df)
     assert cmp['paper R@1'].isna().all()
     raises(lambda: table7(flat='numpy'), "`flat` must be 'faiss' or 'torch'")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 120), st.integers(1, 4), st.lists(st.integers(1, 60), min_size=1, max_size=6),
+       st.integers(0, 2 ** 32 - 1))
+def test_merge_topk_over_chunks_equals_one_search(n_q, m, n_values, cuts, seed):
+    "Exact top k over gallery chunks, merged, is the exact top k of the whole gallery, ties (few score values) included."
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-1, 2, (n_q, 3)).astype(np.float32)
+    g = rng.integers(0, n_values, (m, 3)).astype(np.float32)          # few distinct scores: ties everywhere
+    k = int(rng.integers(1, m + 1))
+    bounds = sorted({0, m, *[c % m for c in np.cumsum(cuts)]})
+    merged = None
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        merged = _merge_topk(merged, topk_search(q, g[s:e], min(k, e - s), 'inner_product', device='cpu'), s, k)
+    full = topk_search(q, g, k, 'inner_product', device='cpu')
+    np.testing.assert_array_equal(merged.indices, full.indices)
+    np.testing.assert_array_equal(merged.scores, full.scores)
+
+
+def test_table7_sampled():
+    rows = SyntheticRows(150, 900, d=32, n_train=40, seed=5)
+    xq, xb = synthetic_dataset(150, 900, d=32, n_train=40, seed=5)
+    np.testing.assert_allclose(rows.gallery(100, 400, n_threads=2), xb[100:400], atol=1e-6)
+    np.testing.assert_allclose(rows.queries([0, 149]), xq[[0, 149]], atol=1e-6)
+    kw = dict(k=50, d=32, recall_ks=(1, 10, 50), log=None)
+    full = table7([(150, 900)], indexes=('FG Flat', 'CG Flat', 'CG IVF'), flat='torch', **kw)
+    every = table7_sampled(150, 900, n_sample=150, chunk=200, **kw)           # every query: the full run's numbers
+    cols = ['R@1', 'R@10', 'R@50', 'overlap@10', 'overlap@50']
+    np.testing.assert_array_equal(every[cols].to_numpy(), full[cols].to_numpy())
+    part = table7_sampled(150, 900, n_sample=60, chunk=256, **kw).set_index('index')
+    p = part.loc['CG Flat', 'R@10'] / 100                                     # the binomial standard error, by hand
+    assert part.loc['CG Flat', 'R@10_se'] == pytest.approx(100 * np.sqrt(p * (1 - p) / 60))
+    assert part.loc['CG Flat', 'search_s'] == pytest.approx(2.5 * part.loc['CG Flat', 'search_s_sample'])
+    assert (part['sampled_queries'] == 60).all() and (part.loc['FG Flat', ['R@1', 'R@50']] == 100).all()
+    raises(lambda: table7_sampled(150, 900, n_sample=0, **kw), '`n_sample` must be an int in 1..150')
+    raises(lambda: table7_sampled(150, 900, n_sample=10, chunk=0, **kw), '`chunk` must be a positive int')
+    raises(lambda: rows.queries([150]), 'query numbers must lie in 0..149')
 
 
 def test_paper_table7_as_printed():
