@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_evaluate.ipynb #e82a0389
 from __future__ import annotations
-import json, os, re, math
+import contextvars, json, os, re, math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -194,13 +194,14 @@ def _run_direction(blocks, n_queries, relevances, specs, conventions, n_threads,
     return merged
 
 # %% ../nbs/04_evaluate.ipynb #ccf66106
+_IN_FOLDS = contextvars.ContextVar('fico_itr_in_folds', default=False)   # set while _evaluate_folds runs
+
 def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=None, measure: str = 'cosine',
              i2t_similarity=None, t2i_similarity=None, positives: Mapping | None = None,
              conventions: str | Conventions | None = 'default', metrics=None,
              directions: Sequence[str] = ('i2t', 't2i'), granularities: Sequence[str] | None = None,
              model: str = 'model', dataset: str | None = None, block_size: int | None = None, device=None,
-             n_threads: int | None = None, progress: bool | None = None, keep_per_query: bool = False,
-             _fold_of: str | None = None) -> 'Results':
+             n_threads: int | None = None, progress: bool | None = None, keep_per_query: bool = False) -> 'Results':
     "Evaluate one model's scores on a split: instance/category (and extended) retrieval, both directions."
     if not isinstance(split, EvaluationSplit):
         raise TypeError(f"`split` must be an EvaluationSplit, got {type(split).__name__}: build one with "
@@ -226,7 +227,7 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
         raise ValueError("extended retrieval needs `positives={'i2t': [...], 't2i': [...]}` (CxC / ECCV Caption)")
     specs = _resolve_metrics(metrics, granularities, conv)
     ni, nc = split.n_images, split.n_captions
-    if conv.folds and _fold_of is None:
+    if conv.folds and not _IN_FOLDS.get():
         return _evaluate_folds(split, locals())
 
     # score sources per direction: (factory of blocks, n_queries, n_gallery)
@@ -309,15 +310,20 @@ def _subset_scores(args, imgs, caps):
     return out
 
 def _evaluate_folds(split, args):
+    token = _IN_FOLDS.set(True)              # the calls below evaluate the whole split and each fold once, not their folds
+    try: return _fold_results(split, args)
+    finally: _IN_FOLDS.reset(token)
+
+def _fold_results(split, args):
     conv = get_conventions(args['conventions'])
     if args['positives']: raise ValueError("folds with extended positives are not supported: evaluate each fold's split")
     common = {k: args[k] for k in ('measure', 'metrics', 'directions', 'granularities', 'model', 'block_size',
                                    'device', 'n_threads', 'progress')}
     full = evaluate(split, **{k: args[k] for k in ('similarity', 'images', 'captions', 'i2t_similarity', 't2i_similarity')},
-                    conventions=conv, dataset=args['dataset'], _fold_of='full', **common)
+                    conventions=conv, dataset=args['dataset'], **common)
     fold_tables = []
     for f, (sub, imgs, caps) in enumerate(split.folds(conv.folds)):
-        res = evaluate(sub, **_subset_scores(args, imgs, caps), conventions=conv, dataset=f'fold{f}', _fold_of=str(f), **common)
+        res = evaluate(sub, **_subset_scores(args, imgs, caps), conventions=conv, dataset=f'fold{f}', **common)
         fold_tables.append(res.table)
     t = pd.concat(fold_tables)
     keys = ['model', 'direction', 'granularity', 'metric', 'k', 'convention']
