@@ -20,8 +20,8 @@ from .search import TopK, topk_search, evaluate_topk, score_keys, decode_keys
 __all__ = ['FLOAT_MEASURES', 'INDEX_KINDS', 'INDEX_LABELS', 'PAPER_TABLE7', 'faiss_gpus', 'packed_codes', 'FaissIndex',
            'FlatIndex', 'HNSWIndex', 'BinaryFlatIndex', 'BinaryIVFIndex', 'build_index', 'one_recall_at_k',
            'overlap_recall_at_k', 'SyntheticRows', 'synthetic_dataset', 'lsh_codes', 'scale_label', 'table7',
-           'with_paper', 'table7_sampled', 'compare_table7', 'plot_table7', 'save_table7', 'load_table7', 'rerank',
-           'TwoStage', 'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
+           'with_paper', 'table7_sampled', 'compare_table7', 'plot_table7', 'save_table7', 'load_table7',
+           'rerank_candidates', 'TwoStage', 'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
 
 # %% ../nbs/13_faiss.ipynb #bb4474ce
 def _faiss():
@@ -583,7 +583,7 @@ def _decode(keys: torch.Tensor):
     s, i = decode_keys(keys)
     return s, torch.where(i == 0xFFFFFFFF, torch.full_like(i, -1), i)
 
-def rerank(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
+def rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
            device='cpu', budget: int = 1 << 24) -> TopK:
     "Rerank candidate lists (TopK or n x k indices) by the FG measure on the candidates (or `scorer`); TopK.seconds times the rerank alone."
     cand = _indices(candidates, 'candidates').astype(np.int64)
@@ -664,7 +664,7 @@ def coarse_to_fine(coarse, fg_queries, fg_gallery, k: int, *, cg_queries=None, m
             raise ValueError(f"`cg_queries` has {len(cg_queries)} rows but `fg_queries` has {len(fg_queries)}: pass both sides of the same queries")
         c = coarse.search(cg_queries, k)
         cand, coarse_s = c.indices, c.seconds
-    top = rerank(cand, fg_queries, fg_gallery, measure, final_k, scorer, device)
+    top = rerank_candidates(cand, fg_queries, fg_gallery, measure, final_k, scorer, device)
     return TwoStage(TopK(top.scores, top.indices, coarse_s + top.seconds), coarse_s, top.seconds, build)
 
 # %% ../nbs/13_faiss.ipynb #1e17e3c1
