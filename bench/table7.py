@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
+from fico_itr.similarity import resolve_device
 from fico_itr.index import table7, table7_sampled, compare_table7, save_table7, PAPER_TABLE7, scale_label, faiss_gpus, _faiss
 
 
@@ -49,9 +50,9 @@ def main(argv=None):
     ap.add_argument('--nprobe', type=int, default=16, help='binary IVF lists scanned (default 16)')
     ap.add_argument('--nlist', type=int, default=None, help='binary IVF lists (default round(sqrt(gallery)))')
     ap.add_argument('--ef-search', type=int, default=128, help='HNSW efSearch (searched with max(this, k); default 128)')
-    ap.add_argument('--indexes', default='FG Flat,FG HNSW,CG Flat,CG IVF', help='which rows to run')
+    ap.add_argument('--indexes', default=None, help="which rows to run (default 'FG Flat,FG HNSW,CG Flat,CG IVF'; with --query-sample 'FG Flat,CG Flat,CG IVF')")
     ap.add_argument('--rerank-ks', default='', help='also CG Flat top k -> exact FG rerank rows, e.g. 100,1000')
-    ap.add_argument('--hnsw-fixed-ef', default='', help='also HNSW rows searched with this efSearch < k (lists may hold fewer than k)')
+    ap.add_argument('--hnsw-fixed-ef', default='', help='also HNSW rows searched with this efSearch < k (faster; items past the first efSearch found less well; lists may hold fewer than k)')
     ap.add_argument('--counting-knn', action='store_true', help="binary flat by FAISS's counting k-NN (use_heap=False: same lists, faster)")
     ap.add_argument('--flat', choices=('faiss', 'torch'), default=None, help='exact FG search by FAISS (the default) or fico-itr topk_search (always, with --query-sample)')
     ap.add_argument('--device', default=None, help="cpu or cuda (default: the GPU where FAISS has one, else the CPU)")
@@ -66,7 +67,10 @@ def main(argv=None):
     if a.query_sample is not None and (a.rerank_ks or a.flat == 'faiss'):
         raise SystemExit('--query-sample takes the exact reference from torch and has no rerank rows: drop --rerank-ks and --flat faiss')
     flat = a.flat or ('torch' if a.query_sample is not None else 'faiss')
-    dev = a.device or ('cuda' if faiss_gpus() else 'cpu')
+    indexes = tuple(i.strip() for i in (a.indexes or ('FG Flat,CG Flat,CG IVF' if a.query_sample is not None else
+                                                      'FG Flat,FG HNSW,CG Flat,CG IVF')).split(',') if i.strip())
+    # the label names where the exact search runs: torch's device with --flat torch, else FAISS's
+    dev = str(resolve_device(a.device)) if flat == 'torch' else a.device or ('cuda' if faiss_gpus() else 'cpu')
     source = a.source or (f'GPU script ({dev}, flat={flat})' if dev == 'cuda' else f'CPU ({threads} threads)')
     cmd = 'python ' + ' '.join(shlex.quote(x) for x in [os.path.relpath(__file__)] + list(argv if argv is not None else sys.argv[1:]))
     print(f'# {cmd}\n# faiss {faiss.__version__} ({faiss_gpus()} GPUs), {threads} OpenMP threads, {os.cpu_count()} cores; source: {source}')
@@ -79,14 +83,14 @@ def main(argv=None):
             if save: save(pd.concat(done + [rows], ignore_index=True))
         for q, g in parse_scales(a.scales):
             done.append(table7_sampled(q, g, a.query_sample, k=a.k, d=a.d, n_bits=a.bits, sample_seed=a.sample_seed,
-                                       indexes=tuple(i.strip() for i in a.indexes.split(',') if i.strip()), nlist=a.nlist,
+                                       indexes=indexes, nlist=a.nlist,
                                        nprobe=a.nprobe, ef_search=a.ef_search, recall_ks=tuple(k for k in (1, 100, 1000) if k <= a.k),
                                        device=a.device, chunk=a.chunk, hnsw_fixed_ef=tuple(int(x) for x in a.hnsw_fixed_ef.split(',') if x),
                                        binary_use_heap=not a.counting_knn, checkpoint=keep))
         df = pd.concat(done, ignore_index=True)
     else:
         df = table7(parse_scales(a.scales), k=a.k, d=a.d, n_bits=a.bits, nlist=a.nlist, nprobe=a.nprobe, ef_search=a.ef_search,
-                indexes=tuple(i.strip() for i in a.indexes.split(',') if i.strip()), flat=flat, device=a.device,
+                indexes=indexes, flat=flat, device=a.device,
                 rerank_ks=tuple(int(x) for x in a.rerank_ks.split(',') if x), recall_ks=tuple(k for k in (1, 100, 1000) if k <= a.k),
                 hnsw_fixed_ef=tuple(int(x) for x in a.hnsw_fixed_ef.split(',') if x), binary_use_heap=not a.counting_knn,
                 checkpoint=save)

@@ -260,6 +260,7 @@ class SyntheticRows:
     def __init__(self, n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338):
         for name, v in (('n_queries', n_queries), ('n_gallery', n_gallery), ('d', d)):
             if not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+        if not isinstance(n_train, (int, np.integer)) or n_train < 0: raise ValueError(f"`n_train` must be an int >= 0, got {n_train!r}")
         self.n_queries, self.n_gallery, self.d, self.n_train = int(n_queries), int(n_gallery), int(d), int(n_train)
         rs = np.random.RandomState(seed)                   # SyntheticDataset's draws, in its order
         self.z = rs.normal(size=(n_train + n_gallery + n_queries, 10))
@@ -282,11 +283,13 @@ class SyntheticRows:
     def gallery(self, start: int = 0, stop: int | None = None, n_threads: int | None = None) -> np.ndarray:
         "Gallery rows start..stop-1."
         stop = self.n_gallery if stop is None else min(stop, self.n_gallery)
+        if not 0 <= start <= stop: raise ValueError(f"gallery rows {start}..{stop - 1}: `start` must lie in 0..{stop}")
         return self._fill(np.empty((max(0, stop - start), self.d), np.float32), self.n_train + start, n_threads)
 
     def queries(self, idx=None) -> np.ndarray:
         "Query rows (all, or those numbered `idx`)."
-        idx = np.arange(self.n_queries) if idx is None else np.asarray(idx, np.int64)
+        idx = np.arange(self.n_queries) if idx is None else np.asarray(idx)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer): raise TypeError(f"query numbers must be integers, got dtype {idx.dtype}")
         if idx.size and not (0 <= idx.min() and idx.max() < self.n_queries):
             raise ValueError(f"query numbers must lie in 0..{self.n_queries - 1}")
         return self._rows(self.n_train + self.n_gallery + idx)
@@ -364,8 +367,9 @@ class _Recorder:
             hit = one_recall_at_k(top, self.exact, kk, per_query=True) if kk <= top.k else None
             r[f'R@{kk}'] = 100 * hit.mean() if hit is not None else float('nan')
             r[f'overlap@{kk}'] = 100 * overlap_recall_at_k(top, self.exact, kk) if kk <= top.k else float('nan')
-            if self.sampled is not None:                          # binomial standard error of the sampled estimate
-                r[f'R@{kk}_se'] = 100 * hit.std() / math.sqrt(len(hit)) if hit is not None else float('nan')
+            if self.sampled is not None:                          # standard error of a mean over n of N queries drawn
+                fpc = math.sqrt((self.n_queries - self.sampled) / max(1, self.n_queries - 1))   # without replacement
+                r[f'R@{kk}_se'] = 100 * hit.std() / math.sqrt(len(hit)) * fpc if hit is not None else float('nan')
         self.rows.append(r)
         self.log(f'[{label}] {name:<28} build {build_s:8.2f} s  search {r["search_s"]:8.2f} s  '
                  + '  '.join(f'R@{kk} {r[f"R@{kk}"]:5.1f}' for kk in self.recall_ks)
@@ -374,11 +378,23 @@ class _Recorder:
         if callable(self.checkpoint): self.checkpoint(with_paper(pd.DataFrame(self.rows)))
         elif self.checkpoint: save_table7(with_paper(pd.DataFrame(self.rows)), self.checkpoint, source='checkpoint (incomplete run)')
 
-def _check_table7_args(indexes, recall_ks, k, rerank_ks=()):
+def _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe, rerank_ks=()):
+    "Every argument checked before any vector is made (a 5M gallery takes hours to make and search)."
+    if not indexes: raise ValueError(f"`indexes` is empty: name at least one of {', '.join(INDEX_LABELS)}")
     bad = [i for i in indexes if i not in INDEX_LABELS]
     if bad: raise ValueError(f"unknown index {bad[0]!r} in `indexes`: choose from {', '.join(INDEX_LABELS)}")
     if not recall_ks or max(recall_ks) > k: raise ValueError(f"`recall_ks` must be non-empty and <= k={k}")
     for rk in rerank_ks: check_ks([rk], k, 'rerank_ks')
+    if not isinstance(n_bits, (int, np.integer)) or n_bits < 8 or n_bits % 8:
+        raise ValueError(f"`n_bits` must be a positive multiple of 8 (FAISS's binary indexes work on bytes), got {n_bits!r}")
+    if nlist is not None and (not isinstance(nlist, (int, np.integer)) or nlist < 1):
+        raise ValueError(f"`nlist` must be a positive int or None (round(sqrt(gallery))), got {nlist!r}")
+    if not isinstance(nprobe, (int, np.integer)) or nprobe < 1: raise ValueError(f"`nprobe` must be a positive int, got {nprobe!r}")
+
+def _check_scale(k, n_gallery, nlist, indexes):
+    check_ks([k], n_gallery, 'k')
+    if 'CG IVF' in indexes and nlist is not None and nlist > n_gallery:
+        raise ValueError(f"`nlist`={nlist} is more lists than the {n_gallery} gallery codes: lower it or leave it None")
 
 def _table7_frame(rows) -> pd.DataFrame:                           # rows in the paper's order, variants after theirs
     df = pd.DataFrame(rows)
@@ -392,8 +408,9 @@ def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int
            rerank_ks=(), hnsw_fixed_ef=(), binary_use_heap: bool = True, checkpoint=None, log=print) -> pd.DataFrame:
     "Table 7 on SyntheticDataset: one row per (scale, index) with 1-recall@k and overlap@k (percent), build and search seconds, the paper's figures beside."
     if flat not in ('faiss', 'torch'): raise ValueError(f"`flat` must be 'faiss' or 'torch', got {flat!r}")
-    _check_table7_args(indexes, recall_ks, k, rerank_ks)
+    _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe, rerank_ks)
     scales = [tuple(int(v) for v in s) for s in scales]
+    for nq, nb in scales: _check_scale(k, nb, nlist, indexes)
     log = log or (lambda *a, **kw: None)
     # where each stage runs: FAISS indexes on the GPU only where FAISS has one; torch parts on `device`
     tdev = str(resolve_device(device)) if flat == 'torch' else 'cpu'
@@ -401,7 +418,6 @@ def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int
             'cuda' if tdev.startswith('cuda') and faiss_gpus() else 'cpu')
     rows = []
     for nq, nb in scales:
-        check_ks([k], nb, 'k')
         t0 = time.perf_counter(); xq, xb = synthetic_dataset(nq, nb, d, seed=seed)
         log(f'[{scale_label(nq, nb)}] SyntheticDataset({d}-D) generated in {time.perf_counter() - t0:.1f} s')
         record = _Recorder(rows, nq, nb, tuple(recall_ks), log, checkpoint)
@@ -469,10 +485,12 @@ def with_paper(df: pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/13_faiss.ipynb #t7samp01
 def _merge_topk(a: TopK | None, b: TopK, offset: int, k: int) -> TopK:
     "The top k of two lists of the same queries over disjoint gallery parts (b's indices shifted by `offset`): higher score, then lower index."
-    if a is None: return TopK(b.scores, b.indices + offset, b.seconds)
-    s, i = np.concatenate([a.scores, b.scores], 1), np.concatenate([a.indices, b.indices + offset], 1)
-    o = np.lexsort((i, -s), axis=-1)[:, :k]
-    return TopK(np.take_along_axis(s, o, 1), np.take_along_axis(i, o, 1), a.seconds + b.seconds)
+    t0 = time.perf_counter()
+    bi = np.where(b.indices >= 0, b.indices + offset, -1)          # a missing slot (-1) stays missing
+    s, i = (b.scores, bi) if a is None else (np.concatenate([a.scores, b.scores], 1), np.concatenate([a.indices, bi], 1))
+    o = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -s), axis=-1)[:, :k]
+    return TopK(np.take_along_axis(s, o, 1), np.take_along_axis(i, o, 1),
+                (0.0 if a is None else a.seconds) + b.seconds + time.perf_counter() - t0)   # the merge is search time too
 
 def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int = 1000, d: int = 2048, n_bits: int = 64,
                    seed: int = 1338, sample_seed: int = 0, indexes=('FG Flat', 'CG Flat', 'CG IVF'), hnsw_M: int = 32,
@@ -480,13 +498,13 @@ def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int 
                    recall_ks=(1, 100, 1000), device=None, chunk: int = 1 << 16, hnsw_fixed_ef=(),
                    binary_use_heap: bool = True, checkpoint=None, log=print, progress: bool | None = None) -> pd.DataFrame:
     "Table 7 at a scale too large for memory or time: the gallery made and consumed in chunks, every index searched by a seeded random sample of the queries; recall with its standard error, search time scaled to the whole query set."
-    _check_table7_args(indexes, recall_ks, k)
-    check_ks([k], n_gallery, 'k')
+    _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe)
+    _check_scale(k, n_gallery, nlist, indexes)
     if not isinstance(n_sample, (int, np.integer)) or not 1 <= n_sample <= n_queries:
         raise ValueError(f"`n_sample` must be an int in 1..{n_queries} (n_queries), got {n_sample!r}")
     if not isinstance(chunk, (int, np.integer)) or chunk < 1: raise ValueError(f"`chunk` must be a positive int, got {chunk!r}")
-    log = log or (lambda *a, **kw: None)
     tdev = str(resolve_device(device))
+    fdev = 'cuda' if tdev.startswith('cuda') and faiss_gpus() else 'cpu'   # FAISS's flat indexes follow torch to a GPU
     src = SyntheticRows(n_queries, n_gallery, d, seed=seed)
     qi = np.sort(np.random.default_rng(sample_seed).choice(n_queries, n_sample, replace=False))
     xq = src.queries(qi)
@@ -495,7 +513,7 @@ def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int 
     t0 = time.perf_counter(); cq = lsh_codes(xq, n_bits, projection=proj) if cg else None
     enc = (time.perf_counter() - t0) * n_queries / n_sample        # the whole query set's encoding, scaled
     exact, words, hnsw, gen = None, [], None, 0.0
-    show = progress if progress is not None else n_gallery >= 4 * chunk
+    show = progress if progress is not None else log is not None and n_gallery >= 4 * chunk
     for s in tqdm(range(0, n_gallery, chunk), disable=not show, desc='gallery chunks', unit='chunk'):
         t0 = time.perf_counter(); xb = src.gallery(s, s + chunk); gen += time.perf_counter() - t0
         part = topk_search(xq, xb, min(k, len(xb)), 'inner_product', device=tdev, progress=False)
@@ -505,6 +523,7 @@ def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int 
         if 'FG HNSW' in indexes:
             hnsw = HNSWIndex(xb, hnsw_M, ef_construction, ef_search) if hnsw is None else hnsw.add(xb)
         del xb
+    log = log or (lambda *a, **kw: None)
     log(f'[{scale_label(n_queries, n_gallery)}] SyntheticDataset({d}-D) made in {gen:.1f} s, chunk by chunk; '
         f'{n_sample:,} of {n_queries:,} queries sampled (seed {sample_seed})')
     record = _Recorder([], n_queries, n_gallery, tuple(recall_ks), log, checkpoint, sampled=int(n_sample), exact=exact)
@@ -512,7 +531,7 @@ def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int 
         record('FG Flat', exact, 0.0, f'exact torch topk_search on {tdev} (not FAISS), gallery streamed in chunks of {chunk:,}', dev=tdev)
     if cg:
         cb = HashCodes(np.concatenate(words), n_bits); del words
-        _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, 'cpu', binary_use_heap)
+        _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, fdev, binary_use_heap)
         del cb
     if hnsw is not None: _table7_hnsw(record, hnsw, xq, k, hnsw_fixed_ef)
     return _table7_frame(record.rows)

@@ -267,32 +267,61 @@ def test_merge_topk_over_chunks_equals_one_search(n_q, m, n_values, cuts, seed):
     g = rng.integers(0, n_values, (m, 3)).astype(np.float32)          # few distinct scores: ties everywhere
     k = int(rng.integers(1, m + 1))
     bounds = sorted({0, m, *[c % m for c in np.cumsum(cuts)]})
-    merged = None
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        merged = _merge_topk(merged, topk_search(q, g[s:e], min(k, e - s), 'inner_product', device='cpu'), s, k)
+    parts = list(zip(bounds[:-1], bounds[1:]))
     full = topk_search(q, g, k, 'inner_product', device='cpu')
-    np.testing.assert_array_equal(merged.indices, full.indices)
-    np.testing.assert_array_equal(merged.scores, full.scores)
+    for order in (parts, parts[::-1], [parts[i] for i in rng.permutation(len(parts))]):   # chunks in any order
+        merged = None
+        for s, e in order:
+            merged = _merge_topk(merged, topk_search(q, g[s:e], min(k, e - s), 'inner_product', device='cpu'), s, k)
+        np.testing.assert_array_equal(merged.indices, full.indices)
+        np.testing.assert_array_equal(merged.scores, full.scores)
+
+
+def test_merge_topk_keeps_missing_slots_and_cuts_to_k():
+    b = TopK(np.array([[3., 1., -np.inf]], np.float32), np.array([[0, 1, -1]]), 0.0)
+    one = _merge_topk(None, b, 10, 2)
+    assert one.indices.tolist() == [[10, 11]]
+    two = _merge_topk(_merge_topk(None, b, 10, 3), TopK(np.array([[2.]], np.float32), np.array([[0]]), 0.0), 0, 3)
+    assert two.indices.tolist() == [[10, 0, 11]]
+    assert _merge_topk(None, b, 10, 3).indices.tolist() == [[10, 11, -1]]   # missing stays -1, not -1 + offset
+
+
+def test_synthetic_rows_match_faiss():
+    from faiss.contrib.datasets import SyntheticDataset
+    ref = SyntheticDataset(40, 30, 900, 150, seed=5)
+    rows = SyntheticRows(150, 900, d=40, n_train=30, seed=5)
+    np.testing.assert_allclose(rows.gallery(100, 400, n_threads=2), ref.get_database()[100:400], atol=1e-6)
+    np.testing.assert_allclose(rows.gallery(850, 10_000), ref.get_database()[850:], atol=1e-6)
+    np.testing.assert_allclose(rows.queries([0, 149, 7]), ref.get_queries()[[0, 149, 7]], atol=1e-6)
+    raises(lambda: rows.gallery(-3, 2), '`start` must lie in 0..2')
+    raises(lambda: rows.queries([1.7]), 'query numbers must be integers', exc=TypeError)
+    raises(lambda: SyntheticRows(5, 5, n_train=-1), '`n_train` must be an int >= 0')
 
 
 def test_table7_sampled():
-    rows = SyntheticRows(150, 900, d=32, n_train=40, seed=5)
-    xq, xb = synthetic_dataset(150, 900, d=32, n_train=40, seed=5)
-    np.testing.assert_allclose(rows.gallery(100, 400, n_threads=2), xb[100:400], atol=1e-6)
-    np.testing.assert_allclose(rows.queries([0, 149]), xq[[0, 149]], atol=1e-6)
     kw = dict(k=50, d=32, recall_ks=(1, 10, 50), log=None)
     full = table7([(150, 900)], indexes=('FG Flat', 'CG Flat', 'CG IVF'), flat='torch', **kw)
     every = table7_sampled(150, 900, n_sample=150, chunk=200, **kw)           # every query: the full run's numbers
     cols = ['R@1', 'R@10', 'R@50', 'overlap@10', 'overlap@50']
     np.testing.assert_array_equal(every[cols].to_numpy(), full[cols].to_numpy())
-    part = table7_sampled(150, 900, n_sample=60, chunk=256, **kw).set_index('index')
-    p = part.loc['CG Flat', 'R@10'] / 100                                     # the binomial standard error, by hand
-    assert part.loc['CG Flat', 'R@10_se'] == pytest.approx(100 * np.sqrt(p * (1 - p) / 60))
+    assert (every[['R@1_se', 'R@10_se', 'R@50_se']] == 0).all().all()          # no sampling, no sampling error
+    part = table7_sampled(150, 900, n_sample=60, sample_seed=3, chunk=256, **kw).set_index('index')
+    # the sampled row is the full run's per-query hits averaged over the sampled queries
+    xq, xb = synthetic_dataset(150, 900, d=32)
+    proj = np.random.default_rng(1338).standard_normal((32, 64)).astype(np.float32)
+    hits = one_recall_at_k(BinaryFlatIndex(lsh_codes(xb, projection=proj)).search(lsh_codes(xq, projection=proj), 50),
+                           topk_search(xq, xb, 50, 'inner_product', device='cpu'), 10, per_query=True)
+    pick = np.sort(np.random.default_rng(3).choice(150, 60, replace=False))
+    assert part.loc['CG Flat', 'R@10'] == pytest.approx(100 * hits[pick].mean())
+    p = hits[pick].mean()                    # the standard error of a mean of 60 of 150 drawn without replacement
+    assert part.loc['CG Flat', 'R@10_se'] == pytest.approx(100 * np.sqrt(p * (1 - p) / 60 * (150 - 60) / 149))
     assert part.loc['CG Flat', 'search_s'] == pytest.approx(2.5 * part.loc['CG Flat', 'search_s_sample'])
-    assert (part['sampled_queries'] == 60).all() and (part.loc['FG Flat', ['R@1', 'R@50']] == 100).all()
+    assert (part['sampled_queries'] == 60).all()
     raises(lambda: table7_sampled(150, 900, n_sample=0, **kw), '`n_sample` must be an int in 1..150')
     raises(lambda: table7_sampled(150, 900, n_sample=10, chunk=0, **kw), '`chunk` must be a positive int')
-    raises(lambda: rows.queries([150]), 'query numbers must lie in 0..149')
+    raises(lambda: table7_sampled(150, 900, n_sample=10, n_bits=12, **kw), '`n_bits` must be a positive multiple of 8')
+    raises(lambda: table7_sampled(150, 900, n_sample=10, nprobe=0, **kw), '`nprobe` must be a positive int')
+    raises(lambda: SyntheticRows(150, 900).queries([150]), 'query numbers must lie in 0..149')
 
 
 def test_paper_table7_as_printed():
