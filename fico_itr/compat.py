@@ -109,8 +109,12 @@ def _instance_dict(split, direction, S) -> dict:
     metrics = {'instance': tuple(dict.fromkeys(f'R@{k}' for k in ks.values())) + ('MedR', 'MeanR')}
     res = evaluate(split, S, conventions=get_conventions('fico-itr'), metrics=metrics,
                    granularities=['instance'], directions=(direction,), model='compat')
-    out = {f'R@{K}': res.get(f'R@{k}', direction) for K, k in ks.items()}
-    return out | {'MedianR': np.float64(res.get('MedR', direction)), 'MeanR': np.float64(res.get('MeanR', direction))}
+    # 1.0.0's float arithmetic on the engine's counts, so that the values agree to the last bit:
+    # R@K = 100.0 * hits / n, MeanR = mean of 0-based ranks + 1 (hits and the rank sum are exact integers)
+    nq = split.n_images if direction == 'i2t' else split.n_captions
+    out = {f'R@{K}': 100.0 * round(res.get(f'R@{k}', direction) * nq / 100) / nq for K, k in ks.items()}
+    rank_sum = round(res.get('MeanR', direction) * nq)
+    return out | {'MedianR': np.float64(res.get('MedR', direction)), 'MeanR': np.float64(rank_sum - nq) / nq + 1}
 
 def _one_direction(similarity_matrix, captions_per_image, direction) -> dict:
     S = _images_by_captions(similarity_matrix, captions_per_image, 'similarity_matrix')
@@ -129,12 +133,15 @@ def instance_t2i(similarity_matrix: np.ndarray,  # images x captions (or square 
     return _one_direction(similarity_matrix, captions_per_image, 't2i')
 
 def instance_retrieval(similarity_matrix: np.ndarray,  # images x captions (or square with image rows repeated)
-                       t2i_sim: np.ndarray | None = None,  # a second images x captions matrix for text -> image
+                       t2i_sim: np.ndarray | None = None,  # a second matrix for text -> image: images x captions or captions x images
                        captions_per_image='auto'        # 'auto', an int, counts per image, a caption -> image list or dict
                       ) -> tuple:
     "fico-itr 1.0.0 `instance_retrieval`: (i2t, t2i) dicts of R@1, R@5, R@10 (percent), MedianR and MeanR."
     S = _images_by_captions(similarity_matrix, captions_per_image, 'similarity_matrix')
-    T = S if t2i_sim is None else _images_by_captions(t2i_sim, captions_per_image, 't2i_sim')
+    T = S if t2i_sim is None else check_array(t2i_sim, 't2i_sim', ndim=2, finite=False)
+    n_rows, n_cols = np.shape(similarity_matrix)
+    if n_rows != n_cols and T.shape == (n_cols, n_rows): T = T.T   # captions x images (LAVIS's t2i scores): shape decides
+    T = _images_by_captions(T, captions_per_image, 't2i_sim')
     if T.shape != S.shape: raise ValueError(f"`t2i_sim` has shape {T.shape} but `similarity_matrix` has {S.shape}")
     split = _split(S, captions_per_image)
     return _instance_dict(split, 'i2t', S), _instance_dict(split, 't2i', T)
