@@ -114,3 +114,13 @@ def test_the_numbers_are_not_trivial(both_runs):
         pair = peer[key]['instance'] if key == 'quick_start' else peer[key]
         for d in pair: assert 0 < d['R@1'] < 100 and d['MeanR'] > 1, (key, d)
     assert all(0 < m < 1 for m in peer['quick_start']['category'] + peer['tasks']['category'][3])
+
+
+def test_the_version_sorts_above_1_0_0():
+    "An index holding 1.0.0 offers this package as the upgrade (a development release: pip takes it with --pre)."
+    import configparser
+    from packaging.version import Version
+    import fico_itr
+    cfg = configparser.ConfigParser(); cfg.read(ROOT / 'settings.ini')
+    version = cfg['DEFAULT']['version']
+    assert fico_itr.__version__ == version and Version(version) > Version('1.0.0') and Version(version).is_prerelease
