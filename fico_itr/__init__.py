@@ -5,6 +5,7 @@ __version__ = "2.0.0.dev0"
 __all__ = []
 
 # %% ../nbs/10b_init.ipynb #31a3311e
+#| eval: false
 import importlib, importlib.util, sys, types
 
 _HOMES = {  # public name -> the module that defines it
