@@ -11,7 +11,7 @@ from .core import check_array
 
 # %% auto #0
 __all__ = ['MEASURES', 'HashCodes', 'hamming_distance', 'resolve_device', 'prepare', 'score_block', 'iter_score_blocks',
-           'similarity']
+           'similarity', 'compute_similarity']
 
 # %% ../nbs/01_similarity.ipynb #503db734
 class HashCodes:
@@ -162,3 +162,37 @@ def similarity(x, y, measure: str = 'cosine', device=None, block_size: int = 409
     "The full similarity matrix between `x` (n x d) and `y` (m x d), higher is better; hamming gives agreeing bits."
     blocks = [s for _, _, s in iter_score_blocks(x, y, measure, block_size, device, 'x', 'y')]
     return np.concatenate(blocks) if blocks else np.zeros((0, len(y)), np.float32)
+
+# %% ../nbs/01_similarity.ipynb #cbe47a3e
+def compute_similarity(x: np.ndarray,  # first set of vectors, (n, d): image embeddings or codes
+                       y: np.ndarray,  # second set, (m, d): caption embeddings or codes
+                       measure: str = 'cosine'  # 'cosine', 'euclidean', 'hamming' or 'inner_product'
+                      ) -> np.ndarray:
+    "fico-itr 1.0.0's `compute_similarity`: the (n, m) matrix on 1.0.0's value scales, in the inputs' precision."
+    if measure not in MEASURES:
+        raise ValueError(f"Invalid similarity measure: {measure!r}: choose one of {', '.join(map(repr, MEASURES))}")
+    x, y = check_array(x, 'x', ndim=2), check_array(y, 'y', ndim=2)
+    for a, name in ((x, 'x'), (y, 'y')):
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
+            raise TypeError(f"`{name}` must hold real numbers, got dtype {a.dtype}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"`x` has dimension {x.shape[1]} but `y` has {y.shape[1]}: both must be embedded in the same space")
+    if measure == 'hamming':
+        if ((x == 0).any() and (y == -1).any()) or ((x == -1).any() and (y == 0).any()):
+            raise ValueError("`x` and `y` mix {0,1} bits and {-1,+1} signs (fico-itr 1.0.0 counted 0 against -1 as a "
+                             "differing bit): give both in one encoding, e.g. (codes > 0).astype(np.uint8)")
+        return (similarity(x, y, 'hamming').astype(np.int64) - x.shape[1]) / x.shape[1]
+    if measure == 'cosine':
+        nx, ny = np.linalg.norm(x, axis=1, keepdims=True), np.linalg.norm(y, axis=1, keepdims=True)
+        for n, name in ((nx, 'x'), (ny, 'y')):
+            zero = np.flatnonzero(n == 0)
+            if len(zero): raise ValueError(f"`{name}` has {len(zero)} all-zero rows (first: row {zero[0]}): cosine is "
+                                           "undefined for them; drop those rows or use measure='inner_product'")
+        S = (x / nx) @ (y / ny).T
+    elif measure == 'euclidean':
+        S = 1 / (1 + np.sqrt(np.maximum(np.sum(x ** 2, axis=1)[:, None] + np.sum(y ** 2, axis=1)[None, :] - 2 * (x @ y.T), 0)) + 1e-8)
+    else: S = x @ y.T
+    if np.issubdtype(S.dtype, np.floating) and not np.isfinite(S).all():
+        raise ValueError(f"the {measure} scores overflow {S.dtype} (the inputs are finite): rescale the embeddings or "
+                         "pass them as float64")
+    return S

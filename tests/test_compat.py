@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _helpers import raises
 from fico_itr import compat
 
 PEER = Path(os.environ.get('FICO_ITR_1_PATH', Path(__file__).resolve().parents[1] / '.peers' / 'fico-itr-1.0.0'))
@@ -108,8 +109,9 @@ def test_separate_t2i_matrices_and_class_labels(tmp_path, problem):
                'cat': category_retrieval(S, L, k=10, sim2=T.T, captions_per_image=5),
                'cls': category_retrieval(S, y, k=None, captions_per_image=5)}
     ''', S=S, T=T, L=L, y=y)
-    i2t, t2i = compat.instance_retrieval(S, t2i_sim=T, captions_per_image=5)
-    close(i2t, peer['inst'][0]); close(t2i, peer['inst'][1])
+    for t2i_sim in (T, T.T):     # images x captions (README) or captions x images (LAVIS, the paper tutorial's BLIP-2)
+        i2t, t2i = compat.instance_retrieval(S, t2i_sim=t2i_sim, captions_per_image=5)
+        close(i2t, peer['inst'][0]); close(t2i, peer['inst'][1])
     close(compat.category_retrieval(S, L, k=10, sim2=T.T, captions_per_image=5), peer['cat'])
     close(compat.category_retrieval(S, y, k=None, captions_per_image=5), peer['cls'])
 
@@ -158,7 +160,7 @@ def test_hamming_ties_1_0_0_lies_between_the_optimistic_and_pessimistic_orders(t
     (lambda S, L: compat.instance_retrieval(S.T, captions_per_image=5), 'pass `similarity_matrix.T`'),
     (lambda S, L: compat.category_retrieval(S.T, L, captions_per_image=5), 'pass `sim1.T`'),
     (lambda S, L: compat.category_retrieval(S, L, sim2=S, captions_per_image=5), 'silently returned the i2t mAP'),
-    (lambda S, L: compat.instance_retrieval(S, t2i_sim=S.T, captions_per_image=5), 'pass `t2i_sim.T`'),
+    (lambda S, L: compat.instance_retrieval(S, t2i_sim=S[:, :100], captions_per_image=5), '`t2i_sim` has shape (40, 100)'),
     (lambda S, L: compat.instance_retrieval(S, captions_per_image=4), 'Mismatch: 40 images x 4'),
     (lambda S, L: compat.category_retrieval(S, L[:30], captions_per_image=5), '`labels` has 30 rows'),
     (lambda S, L: compat.instance_retrieval(np.where(S > 2, np.nan, S), captions_per_image=5), 'NaN or Inf'),
@@ -168,3 +170,78 @@ def test_where_1_0_0_guessed_compat_raises(problem, call, message):
     S, L, cpi = problem
     with pytest.raises(ValueError, match=None) as e: call(S, L)
     assert message in str(e.value)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# issue 13, items 2, 7 and 12: where compat guessed like 1.0.0, it now refuses
+# ----------------------------------------------------------------------------------------------------------------------
+def issue13_scores(seed=0):
+    "The issue's reproduction: 20 images x 5 captions, S = noise + 3 on each image's own captions."
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((20, 100)) + 3 * np.repeat(np.eye(20), 5, 1)
+
+
+@pytest.mark.parametrize('noise', [0.0, 1e-6])   # rows repeated exactly, or re-encoded in another batch
+def test_square_auto_refuses_repeated_image_rows(noise):
+    "Item 2: R@1 17.8/12.8 came back for a VSRN/UCCH matrix under the default captions_per_image='auto'."
+    from fico_itr.core import EvaluationSplit
+    from fico_itr.evaluate import evaluate
+    S = issue13_scores()
+    Sq = np.repeat(S, 5, axis=0)
+    Sq = Sq + noise * np.random.default_rng(1).standard_normal(Sq.shape)
+    L = np.eye(4)[np.arange(20) % 4]
+    for call in (lambda: compat.instance_retrieval(Sq), lambda: compat.instance_i2t(Sq), lambda: compat.instance_t2i(Sq),
+                 lambda: compat.category_retrieval(Sq, L)):
+        raises(call, 'row 0 repeats in the next 4 row(s)', 'pass captions_per_image=5')
+    i2t, t2i = compat.instance_retrieval(Sq, captions_per_image=5)
+    res = evaluate(EvaluationSplit.uniform(20, 5), S, conventions='fico-itr')
+    assert (i2t['R@1'], t2i['R@1']) == (res.get('R@1', 'i2t'), res.get('R@1', 't2i')) == (100.0, 85.0)
+    one_each = compat.instance_retrieval(Sq, captions_per_image=1)      # what 'auto' read it as: 100 images, 1 caption each
+    assert (one_each[0]['R@1'], one_each[1]['R@1']) != (100.0, 85.0)
+
+
+def test_square_auto_with_one_caption_per_image_is_1_0_0s(tmp_path):
+    "A square matrix without repeated rows is one caption per image under 'auto', as in 1.0.0."
+    rng = np.random.default_rng(4)
+    S = rng.standard_normal((60, 60)) + 2 * np.eye(60)
+    L = (rng.random((60, 5)) < 0.4).astype(np.float64); L[L.sum(1) == 0, 0] = 1
+    peer = run_peer(tmp_path, "out = {'inst': instance_retrieval(S), 'cat': category_retrieval(S, L, k=10)}", S=S, L=L)
+    i2t, t2i = compat.instance_retrieval(S)
+    close(i2t, peer['inst'][0]); close(t2i, peer['inst'][1])
+    close(compat.category_retrieval(S, L, k=10), peer['cat'])
+    np.testing.assert_array_equal(compat.instance_retrieval(S, captions_per_image=1)[0]['R@1'], i2t['R@1'])
+
+
+def test_category_labels_are_checked_like_the_engines(problem):
+    "Item 7: ±1 multi-hot labels gave mAP 0.700 (1.0.0: 1.0, every item relevant); a -1 class became the last class."
+    from fico_itr.core import EvaluationSplit
+    S, L, cpi = problem
+    raises(lambda: compat.category_retrieval(S, L * 2 - 1, captions_per_image=5), '`labels` must be multi-hot (0/1)')
+    with pytest.raises(ValueError): EvaluationSplit.uniform(40, 5, labels=L * 2 - 1)   # the engine refuses them too
+    y = np.random.default_rng(2).integers(0, 4, len(S))
+    raises(lambda: compat.category_retrieval(S, np.where(y == 3, -1, y), captions_per_image=5),
+           'negative class -1', 'np.unique(labels, return_inverse=True)')
+    raises(lambda: compat.category_retrieval(S, y + 0.5, captions_per_image=5), '`labels` must hold whole numbers')
+    close(compat.category_retrieval(S, y, captions_per_image=5), compat.category_retrieval(S, np.eye(4)[y], captions_per_image=5))
+
+
+def test_category_classes_need_not_be_0_to_C(tmp_path, problem):
+    "1-D labels are compared for equality, as in 1.0.0, whatever the class numbers (no np.eye(max + 1) of 10**9 rows)."
+    S, L, cpi = problem
+    y = np.random.default_rng(3).choice([7, 40, 10**9], len(S))
+    peer = run_peer(tmp_path, "out = category_retrieval(S, y, k=20, captions_per_image=5)", S=S, y=y)
+    close(compat.category_retrieval(S, y, k=20, captions_per_image=5), peer)
+
+
+@pytest.mark.parametrize('k', [2.5, 0, -3, True, '10', 10.0])
+def test_category_k_must_be_a_positive_int(problem, k):
+    "Item 12: k=2.5 was truncated to 2 (1.0.0 failed inside numpy's slicing); k=0 meant the whole gallery."
+    S, L, cpi = problem
+    raises(lambda: compat.category_retrieval(S, L, k=k, captions_per_image=5), f'k={k!r}: use an int >= 1', 'k=None')
+    close(compat.category_retrieval(S, L, k=np.int64(10), captions_per_image=5), compat.category_retrieval(S, L, k=10, captions_per_image=5))
+
+
+def test_caption_maps_must_be_whole_numbers(problem):
+    S, L, cpi = problem
+    raises(lambda: compat.instance_retrieval(S, captions_per_image=np.repeat(np.arange(40), 5) + 0.5), 'must hold whole numbers')
+    raises(lambda: compat.instance_retrieval(S, captions_per_image={0.5: 0}), 'captions_per_image maps caption 0.5')
