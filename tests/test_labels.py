@@ -488,3 +488,30 @@ def test_eccv_preset_against_eccv_caption_metrics_on_real_5k(coco5k):
     for d in ('i2t', 't2i'):
         scale = 1.0 if get_conventions('eccv').empty == 'skip' else share[d]
         np.testing.assert_allclose(preset.get('R@1', d, 'extended'), theirs['eccv_r1'][d] * scale, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every number right or refused (issue 13): labels checked on every row, positives read as given, ids never rounded
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('value', [0.3, -1.0, 2.0, np.nan])
+def test_check_labels_every_row(tmp_path, value):
+    "Item 5: a value other than 0/1 at row 120,000 is refused, in an array and in a memmap read in blocks."
+    from fico_itr.core import check_labels
+    L = np.zeros((130_000, 3), np.float32); L[::7, 0] = 1
+    good = check_labels(L, len(L))
+    assert good.dtype == bool and (good == (L == 1)).all()
+    L[120_000, 1] = value
+    frag = 'NaN' if np.isnan(value) else 'at row 120,000, column 1'
+    raises(lambda: check_labels(L, len(L)), '`labels`', frag)
+    np.save(tmp_path / 'L.npy', L)
+    raises(lambda: check_labels(np.load(tmp_path / 'L.npy', mmap_mode='r'), len(L)), '`labels`', frag)
+    raises(lambda: EvaluationSplit(np.arange(len(L)), L), '`labels`', frag)   # the split takes the same check
+
+
+def test_check_labels_memmap_and_dtypes(tmp_path):
+    "0/1 labels stored as uint8 in a memmap come back as the same bool matrix; text labels are refused."
+    from fico_itr.core import check_labels
+    L = (np.random.default_rng(0).random((50_000, 24)) < 0.2)
+    np.save(tmp_path / 'L.npy', L.astype(np.uint8))
+    assert (check_labels(np.load(tmp_path / 'L.npy', mmap_mode='r'), 50_000) == L).all()
+    raises(lambda: check_labels(np.array([['1', '0']]), 1), 'dtype <U1', exc=TypeError)
