@@ -515,3 +515,50 @@ def test_check_labels_memmap_and_dtypes(tmp_path):
     np.save(tmp_path / 'L.npy', L.astype(np.uint8))
     assert (check_labels(np.load(tmp_path / 'L.npy', mmap_mode='r'), 50_000) == L).all()
     raises(lambda: check_labels(np.array([['1', '0']]), 1), 'dtype <U1', exc=TypeError)
+
+
+def positives_example():
+    "The issue's example: 20 images x 5 captions, scores peaked on each image's own captions."
+    sp = EvaluationSplit.uniform(20, 5)
+    S = np.random.default_rng(0).normal(size=(20, 100)) + 3 * np.repeat(np.eye(20), 5, 1)
+    as_lists = {'i2t': [list(range(5 * i, 5 * i + 5)) for i in range(20)], 't2i': [[j // 5] for j in range(100)]}
+    return sp, S, as_lists
+
+
+def test_positives_as_dict_sets_and_masks():
+    "Item 6: {query: items} is that mapping (i2t R@1 100.0, was 0.0); sets, generators and masks mean the same lists."
+    sp, S, lists = positives_example()
+    run = lambda pos: evaluate(sp, S, metrics=['R@1'], granularities=['extended'], positives=pos).table
+    want = run(lists)
+    assert want.set_index('direction').value.to_dict() == {'i2t': 100.0, 't2i': 85.0}
+    forms = {'dict': {d: dict(enumerate(v)) for d, v in lists.items()},
+             'dict in another order': {d: dict(reversed(list(enumerate(v)))) for d, v in lists.items()},
+             'sets': {d: [set(p) for p in v] for d, v in lists.items()},
+             'generators': {d: [(x for x in p) for p in v] for d, v in lists.items()},
+             'masks': {d: [np.isin(np.arange(100 if d == 'i2t' else 20), p) for p in v] for d, v in lists.items()},
+             'repeated items': {d: [p + p for p in v] for d, v in lists.items()}}
+    for name, pos in forms.items(): assert run(pos).equals(want), name
+
+
+def test_positives_refused_forms():
+    "Item 6: a dict missing a query, a set of queries, a ragged entry or a short mask are errors naming the accepted forms."
+    from fico_itr.ranking import Positives
+    raises(lambda: Positives({0: [1], 2: [0]}, 4), 'every query index 0..n_queries-1', 'accepted:')
+    raises(lambda: Positives({'a': [1]}, 4), "keys 'a'", 'every query index')
+    raises(lambda: Positives({1, 2}, 4), '`positives` is of type set', 'a dict {query index', exc=TypeError)
+    raises(lambda: Positives(3, 4), '`positives` is of type int', exc=TypeError)
+    raises(lambda: Positives([[0, [1, 2]]], 4), '`positives[0]` is not a flat list')
+    raises(lambda: Positives([np.array([True, False])], 4), 'a mask needs one entry per gallery item (4)')
+    raises(lambda: Positives([['a']], 4), '`positives[0]` holds <U1 values', exc=TypeError)
+    raises(lambda: Positives([[1], [4]], 4), '`positives[1]` refers to gallery items outside 0..3')
+
+
+def test_positives_not_rounded():
+    "Item 12: a positive 3.5 is an error, not item 3; 3.0 is item 3."
+    from fico_itr.ranking import Positives
+    raises(lambda: Positives([[0], [3.5]], 5), '`positives[1]` holds 3.5', 'integers')
+    raises(lambda: Positives([[np.nan]], 5), '`positives[0]` holds nan')
+    assert Positives([[0], [3.0]], 5).block(0, 2).tolist() == Positives([[0], [3]], 5).block(0, 2).tolist()
+    sp, S, lists = positives_example()
+    lists['i2t'][0] = [0.5]
+    raises(lambda: evaluate(sp, S, metrics=['R@1'], granularities=['extended'], positives=lists), 'positives[0]')
