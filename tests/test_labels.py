@@ -115,7 +115,7 @@ def test_instances_bad_files(tmp_path, instances):
     raises(lambda: coco_labels_from_instances(caps, [1]), 'without image_id/category_id')
     raises(lambda: coco_labels_from_instances(tmp_path / 'none.json', [1]), 'does not exist', exc=FileNotFoundError)
     raises(lambda: coco_labels_from_instances([], [1]), '`instances_paths` is empty')
-    raises(lambda: coco_labels_from_instances(instances[0], ['a']), '`image_ids` must hold integer COCO ids', exc=TypeError)
+    raises(lambda: coco_labels_from_instances(instances[0], ['a']), "`image_ids[0]` is 'a' (str): ids must be integers", exc=TypeError)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -262,8 +262,8 @@ def test_load_query2label_formats(tmp_path):
     assert (load_query2label(tmp_path / 'p.npy', threshold=0.8) == (P > 0.8)).all()
     np.savez(tmp_path / 'one.npz', P); np.savez(tmp_path / 'two.npz', labels=P, names=np.arange(3))
     assert (load_query2label(tmp_path / 'one.npz') == (P > 0.5)).all()
-    raises(lambda: load_query2label(tmp_path / 'two.npz'), "holds 2 arrays ['labels', 'names']", 'pass key=')
-    raises(lambda: load_query2label(tmp_path / 'two.npz', key='LAll'), "has no array 'LAll'")
+    raises(lambda: load_query2label(tmp_path / 'two.npz'), "holds 2 arrays ('labels', 'names')", 'pass `key`')
+    raises(lambda: load_query2label(tmp_path / 'two.npz', key='LAll'), "`key` 'LAll' is not in")
     hard = (P > 0.3).astype(np.uint8)
     scipy.io.savemat(tmp_path / 'l.mat', {'LAll': hard})
     assert (load_query2label(tmp_path / 'l.mat', threshold=0.9) == hard.astype(bool)).all()   # 0/1 kept
@@ -278,7 +278,7 @@ def test_load_query2label_formats(tmp_path):
     np.save(tmp_path / 'nan.npy', np.full((2, 80), np.nan))
     raises(lambda: load_query2label(tmp_path / 'nan.npy'), 'NaN')
     (tmp_path / 'x.csv').write_text('1,0')
-    raises(lambda: load_query2label(tmp_path / 'x.csv'), "unknown label file type '.csv'")
+    raises(lambda: load_query2label(tmp_path / 'x.csv'), "unknown array format '.csv'")
     raises(lambda: load_query2label(tmp_path / 'p.npy', threshold=1.5), '`threshold` must be in (0, 1)')
     raises(lambda: load_query2label(tmp_path / 'absent.npy'), 'does not exist', exc=FileNotFoundError)
 
@@ -562,3 +562,54 @@ def test_positives_not_rounded():
     sp, S, lists = positives_example()
     lists['i2t'][0] = [0.5]
     raises(lambda: evaluate(sp, S, metrics=['R@1'], granularities=['extended'], positives=lists), 'positives[0]')
+
+
+def test_coco_ids_not_rounded(tmp_path, instances):
+    "Item 12: COCO id 1000.7 (argument or file) is an error, not 1000; 1000.0 and '1000' are 1000."
+    train, _ = instances
+    write_instances(tmp_path / 'big.json', [1000], [(1000, 18, 0)])
+    want = coco_labels_from_instances(tmp_path / 'big.json', [1000])
+    for same in ([1000.0], ['1000'], np.array([1000], np.uint32)):
+        assert (coco_labels_from_instances(tmp_path / 'big.json', same) == want).all()
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', [1000.7]), '`image_ids[0]` is 1000.7', 'nothing is rounded')
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', np.array([1000.7])), '`image_ids[0]` is 1000.7')
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', ['1000.7']), "'1000.7' (str)", exc=TypeError)
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', [True]), 'booleans', exc=TypeError)
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', np.array([2**64 - 1], np.uint64)), 'beyond int64')
+    write_instances(tmp_path / 'frac.json', [1000], [(1000.7, 18, 0)])
+    raises(lambda: coco_labels_from_instances(tmp_path / 'frac.json', [1000]), 'image_id of annotation 1', 'frac.json', '1000.7')
+    write_instances(tmp_path / 'fcat.json', [1000], [(1000, 18.5, 0)])
+    raises(lambda: coco_labels_from_instances(tmp_path / 'fcat.json', [1000]), 'category_id of annotation 1', '18.5')
+    raises(lambda: coco5k_caption_ids([391895.5]), '`image_ids[0]` is 391895.5')
+    raises(lambda: eccv_positives([391895], [1.5]), '`caption_ids[0]` is 1.5')
+
+
+def test_instances_json_with_bom(tmp_path, instances):
+    "A byte-order mark in front of an instances file does not change the labels."
+    train, _ = instances
+    bom = tmp_path / 'bom.json'; bom.write_bytes(b'\xef\xbb\xbf' + train.read_bytes())
+    assert (coco_labels_from_instances(bom, [1, 2]) == coco_labels_from_instances(train, [1, 2])).all()
+    bom.write_bytes(train.read_bytes()[:-40])
+    raises(lambda: coco_labels_from_instances(bom, [1, 2]), 'bom.json', 'is not valid JSON, or is truncated')
+
+
+def test_other_integer_arguments_not_truncated(tmp_path):
+    "Item 12: the keyword labeler's cap2img and n_images, and Query2LabelAdapter's sizes, are never truncated."
+    kw = CaptionKeywordLabeler()
+    caps = ['a dog', 'a cat', 'a cat']
+    assert kw.image_labels(caps, [0, 1, 1]).shape == (2, 80)
+    raises(lambda: kw.image_labels(caps, [0, 1.5, 1]), '`cap2img` must hold integer image indices', '1.5')
+    raises(lambda: kw.image_labels(caps, [0, -1, 1]), 'image index -1, outside 0..1')
+    raises(lambda: kw.image_labels(caps, [0, 1, 1], n_images=2.5), '`n_images` must be a positive int')
+    raises(lambda: kw.image_labels(caps, [0, 1, 2], n_images=2), 'image index 2, outside 0..1')
+    w = tmp_path / 'q2l.pth'; w.write_bytes(b'x')
+    build = lambda p: MeanColour()
+    raises(lambda: Query2LabelAdapter(w, tmp_path, build_model=build, image_size=448.5), '`image_size` must be a positive int')
+    raises(lambda: Query2LabelAdapter(w, tmp_path, build_model=build, batch_size=0), '`batch_size` must be a positive int')
+
+
+def test_query2label_truncated_file(tmp_path):
+    "Item 10: a Query2Label output cut short is a one-line error naming the file (the loader is data.load_array)."
+    np.save(tmp_path / 'p.npy', np.random.default_rng(0).random((50, 80)))
+    (tmp_path / 'cut.npy').write_bytes((tmp_path / 'p.npy').read_bytes()[:5000])
+    raises(lambda: load_query2label(tmp_path / 'cut.npy'), 'cut.npy is truncated or corrupt')
