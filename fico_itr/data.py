@@ -185,6 +185,9 @@ def load_karpathy(path, split: str | Sequence[str] = 'test', name: str | None = 
         except KeyError as e:
             raise ValueError(f"image {i} of split {'+'.join(splits)!r} in {path} has no {e.args[0]!r} field: "
                              "is this a Karpathy split file?") from None
+        except TypeError as e:   # a sentence that is not an object, sentences that are not a list
+            raise ValueError(f"image {i} of split {'+'.join(splits)!r} in {path} is malformed ({e}): "
+                             "is this a Karpathy split file?") from None
         if 'sentids' in im and list(im['sentids']) != caption_ids[-len(sents):]:
             raise ValueError(f"image {fname!r} of {path}: 'sentids' {im['sentids']} disagree with its sentences' sentids")
         cap2img += [i] * len(sents)
@@ -341,7 +344,7 @@ def _load_pt(path: Path, key, mmap: bool) -> np.ndarray:
     elif isinstance(obj, (list, tuple)):
         names = [i for i, v in enumerate(obj) if isinstance(v, torch.Tensor)]
         t = obj[_pick(names, key, path, 'tensors')]
-    else: raise TypeError(f"{path} holds a {type(obj).__name__}: expected a tensor, or a dict or list of tensors")
+    else: raise ValueError(f"{path} holds a {type(obj).__name__}: expected a tensor, or a dict or list of tensors")
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16: t = t.float()
     return t.numpy()
@@ -372,9 +375,7 @@ def _npz_member(z, name: str, path: Path) -> np.ndarray:
         if _needs_pickle(e): raise ValueError(f"{name!r} in {path} cannot be loaded without pickle ({e}): save a numeric array") from e
         raise _unreadable(path, f'a .npz archive (array {name!r})', e) from e
 
-def load_array(path, key: str | int | None = None, mmap: bool = True) -> np.ndarray:
-    "One numeric array from .npy, .npz, .h5/.hdf5, .pt/.pth or .mat (v5 via scipy; v7.3 via h5py, transposed back to MATLAB's shape)."
-    path = _existing(path, 'path')
+def _load_any(path: Path, key, mmap: bool) -> np.ndarray:
     ext = path.suffix.lower()
     if ext not in ARRAY_FORMATS:
         raise ValueError(f"{path}: unknown array format {ext or '(no extension)'!r}; supported: {', '.join(ARRAY_FORMATS)}")
@@ -387,6 +388,15 @@ def load_array(path, key: str | int | None = None, mmap: bool = True) -> np.ndar
     if ext in ('.pt', '.pth'): return _load_pt(path, key, mmap)
     version = mat_version(path)
     return _load_h5(path, key, mmap, matlab=True) if version == '7.3' else _load_mat5(path, key)
+
+def load_array(path, key: str | int | None = None, mmap: bool = True) -> np.ndarray:
+    "One numeric array from .npy, .npz, .h5/.hdf5, .pt/.pth or .mat (v5 via scipy; v7.3 via h5py, transposed back to MATLAB's shape)."
+    path = _existing(path, 'path')
+    a = _load_any(path, key, mmap)
+    if a.dtype.kind not in 'biuf':
+        raise ValueError(f"{path}{f' [{key!r}]' if key is not None else ''} holds {a.dtype} values (text, records or "
+                         "complex numbers): only real numeric arrays are loaded")
+    return a
 
 # %% ../nbs/06_data.ipynb #97443553
 ROW_KINDS = ('images', 'captions', 'labels', 'similarity', 'i2t_similarity', 't2i_similarity')
@@ -551,6 +561,8 @@ def load_split(path) -> EvaluationSplit:
         if not isinstance(meta, dict) or meta.get('format') != SPLIT_FORMAT:
             found = meta.get('format') if isinstance(meta, dict) else None
             raise ValueError(f"{path} has format {found!r}; this fico-itr reads {SPLIT_FORMAT!r}")
+        lacking = [k for k in ('name', 'n_images', 'image_ids', 'caption_ids', 'captions', 'image_files') if k not in meta]
+        if lacking: raise ValueError(f"{path} is not a split written by save_split: its meta record lacks {', '.join(lacking)}")
         cap2img = _npz_member(z, 'cap2img', path)
         labels = _npz_member(z, 'labels', path) if 'labels' in z.files else None
     sp = EvaluationSplit(cap2img, labels, meta['n_images'], meta['name'], meta['image_ids'], meta['caption_ids'],

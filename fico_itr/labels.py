@@ -47,14 +47,14 @@ def _read_json(path, what: str):
     except json.JSONDecodeError as e: raise ValueError(f"{what} {str(p)!r} is not valid JSON, or is truncated ({e})") from e
 
 def _id_value(x, what: str) -> int:
-    "One integer id: an int, an integral float (1000.0) or a string of digits; 1000.7 is an error, never rounded."
-    if isinstance(x, (bool, np.bool_)): raise TypeError(f"{what} is {x!r}: ids must be integers, not booleans")
+    "One integer id: an int, an integral float (1000.0) or a string of digits; anything else (1000.7 too) is a ValueError, never rounded."
+    if isinstance(x, (bool, np.bool_)): raise ValueError(f"{what} is {x!r}: ids must be integers, not booleans")
     if isinstance(x, (int, np.integer)): return int(x)
     if isinstance(x, (float, np.floating)):
         if np.isfinite(x) and x == np.round(x) and abs(x) < 2**53: return int(x)
         raise ValueError(f"{what} is {x!r}: ids must be integers (nothing is rounded)")
     if isinstance(x, str) and re.fullmatch(r'-?[0-9]+', x.strip()): return int(x)
-    raise TypeError(f"{what} is {x!r} ({type(x).__name__}): ids must be integers")
+    raise ValueError(f"{what} is {x!r} ({type(x).__name__}): ids must be integers")
 
 def _as_id_array(ids, name: str) -> np.ndarray:
     if isinstance(ids, (str, bytes)) or not hasattr(ids, '__len__'):

@@ -100,7 +100,8 @@ class Positives:
                                  f"map every query index 0..n_queries-1 to its gallery indices (an empty list for a query "
                                  f"without positives); accepted: {self.FORMS}")
             positives = [positives[q] for q in range(len(keys))]
-        elif isinstance(positives, (str, bytes, set, frozenset)) or not isinstance(positives, Iterable):
+        elif (isinstance(positives, (str, bytes, set, frozenset)) or not isinstance(positives, Iterable)
+              or hasattr(positives, 'columns')):   # a DataFrame iterates over its column names
             raise TypeError(f"`positives` is of type {type(positives).__name__}: pass {self.FORMS}")
         lists = [self._items(p, q, n_gallery) for q, p in enumerate(positives)]
         self.n_queries, self.n_gallery = len(lists), int(n_gallery)
