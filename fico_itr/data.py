@@ -37,6 +37,11 @@ def _existing(path, name: str, kind: str = 'file') -> Path:
     if kind == 'folder' and not p.is_dir(): raise ValueError(f"`{name}` {p} is a file: pass the folder that holds it")
     return p
 
+def _unreadable(path: Path, fmt: str, e) -> ValueError:
+    "The one-line error for a file its reader cannot parse: cut short (an interrupted download, copy or save) or damaged."
+    reason = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
+    return ValueError(f"{path} is truncated or corrupt: it cannot be read as {fmt} ({reason}); copy or save it again")
+
 # %% ../nbs/06_data.ipynb #52333cca
 def _read_lines(path: Path) -> list:
     "The lines of a UTF-8 text file that ends with a line break; a byte-order mark (Windows editors write one) is not part of the first line."
@@ -130,6 +135,17 @@ def load_vse_precomp(folder, split: str = 'testall', name: str | None = None,
     return _with_source(sp, source)
 
 # %% ../nbs/06_data.ipynb #159b619e
+def _needs_pickle(e: Exception) -> bool: return 'allow_pickle' in str(e) or 'Python objects' in str(e)   # numpy's words for object arrays
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    with open(path, 'rb') as f: magic = f.read(6)
+    if magic != b'\x93NUMPY': raise _unreadable(path, 'a .npy array', 'it does not start with the NumPy header')
+    try: return np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
+    except MemoryError: raise
+    except Exception as e:
+        if _needs_pickle(e): raise ValueError(f"{path} holds Python objects and cannot be loaded without pickle ({e}): save a numeric array") from e
+        raise _unreadable(path, 'a .npy array', e) from e
+
 def load_vse_image_features(folder, split: str = 'testall', mmap: bool = True,
                             captions_per_image: int | None = None) -> tuple:
     "`{split}_ims.npy` as (features with one row per image, rows the file stores per image: 1 or the captions per image)."
@@ -137,7 +153,7 @@ def load_vse_image_features(folder, split: str = 'testall', mmap: bool = True,
     sp = load_vse_precomp(folder, split, captions_per_image=captions_per_image)
     ims_path = folder / f'{split}_ims.npy'
     if not ims_path.exists(): raise FileNotFoundError(f"{ims_path} does not exist ({_vse_splits(folder)})")
-    ims = np.load(ims_path, mmap_mode='r' if mmap else None, allow_pickle=False)
+    ims = _load_npy(ims_path, mmap)
     ni, nc, cpi = sp.n_images, sp.n_captions, sp.captions_per_image
     rows = ims.shape[0] if ims.ndim else 0
     if rows == ni: return ims, 1
@@ -250,13 +266,6 @@ def _pick(names: list, key, path: Path, what: str = 'arrays'):
         raise ValueError(f"`key` {key!r} is not in {path}: it holds {', '.join(map(repr, names)) or 'nothing'}")
     return key
 
-def _unreadable(path: Path, fmt: str, e) -> ValueError:
-    "The one-line error for a file its reader cannot parse: cut short (an interrupted download, copy or save) or damaged."
-    reason = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
-    return ValueError(f"{path} is truncated or corrupt: it cannot be read as {fmt} ({reason}); copy or save it again")
-
-def _needs_pickle(e: Exception) -> bool: return 'allow_pickle' in str(e) or 'Python objects' in str(e)   # numpy's words for object arrays
-
 _HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
 
 def _is_hdf5(path: Path) -> bool:
@@ -348,15 +357,6 @@ def _load_pt(path: Path, key, mmap: bool) -> np.ndarray:
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16: t = t.float()
     return t.numpy()
-
-def _load_npy(path: Path, mmap: bool) -> np.ndarray:
-    with open(path, 'rb') as f: magic = f.read(6)
-    if magic != b'\x93NUMPY': raise _unreadable(path, 'a .npy array', 'it does not start with the NumPy header')
-    try: return np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
-    except MemoryError: raise
-    except Exception as e:
-        if _needs_pickle(e): raise ValueError(f"{path} holds Python objects and cannot be loaded without pickle ({e}): save a numeric array") from e
-        raise _unreadable(path, 'a .npy array', e) from e
 
 def _open_npz(path: Path):
     "`np.load` of a .npz archive; a truncated or damaged file, or a .npy under a .npz name, is a clear error."

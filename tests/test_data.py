@@ -699,3 +699,12 @@ def test_content_errors_are_value_errors(tmp_path):
     meta = json.dumps({'format': 'fico-itr split v1', 'name': 'x'}).encode()
     np.savez(tmp_path / 'm.npz', cap2img=np.arange(2), meta=np.frombuffer(meta, np.uint8))
     raises(lambda: load_split(tmp_path / 'm.npz'), 'm.npz is not a split written by save_split', 'lacks n_images')
+
+
+@pytest.mark.parametrize('mmap', [True, False])
+def test_vse_image_features_truncated(tmp_path, mmap):
+    "Item 10: a cut {split}_ims.npy is 'truncated or corrupt' with its path, not numpy's bare mmap message."
+    d = _f30k_copy(tmp_path)
+    np.save(d / 'test_ims.npy', np.zeros((1000, 8), np.float32))
+    whole = (d / 'test_ims.npy').read_bytes(); (d / 'test_ims.npy').write_bytes(whole[:len(whole) - 100])
+    raises(lambda: load_vse_image_features(d, 'test', mmap=mmap), f"{d / 'test_ims.npy'} is truncated or corrupt")
