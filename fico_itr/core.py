@@ -133,7 +133,7 @@ class EvaluationSplit:
 
 # %% ../nbs/00_core.ipynb #52d9b592
 def check_labels(labels, n_rows: int, name: str = 'labels') -> np.ndarray:
-    "Validate a multi-hot label matrix with one row per item; returns it as bool."
+    "Validate a multi-hot label matrix with one row per item, every row of it (read in blocks of rows, so a memmap is streamed); returns it as bool."
     L = check_array(labels, name)
     if L.ndim == 1:
         raise ValueError(f"`{name}` is 1-D (shape {L.shape}): pass a multi-hot (n_items x n_classes) matrix; "
@@ -142,12 +142,19 @@ def check_labels(labels, n_rows: int, name: str = 'labels') -> np.ndarray:
     if L.shape[0] != n_rows:
         hint = ' (it looks transposed: pass labels.T)' if L.shape[1] == n_rows else ''
         raise ValueError(f"`{name}` has {L.shape[0]} rows but there are {n_rows} items{hint}")
-    if L.dtype != bool:
-        u = np.unique(L[: min(len(L), 100_000)])
-        if not np.isin(u, (0, 1)).all():
-            raise ValueError(f"`{name}` must be multi-hot (0/1), found values {u[:5]}: threshold scores first, e.g. labels >= 0.5")
-        L = L.astype(bool)
-    return L
+    if L.dtype == bool: return L
+    if L.dtype.kind not in 'iuf': raise TypeError(f"`{name}` has dtype {L.dtype}: pass a bool or 0/1 numeric matrix")
+    out, step = np.empty(L.shape, bool), max(1, 2**22 // max(1, L.shape[1]))   # about 4M entries a block
+    for s in range(0, len(L), step):
+        blk = np.asarray(L[s:s + step])
+        bad = (blk != 0) & (blk != 1)
+        if bad.any():
+            r, c = (int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"`{name}` must be multi-hot (0/1), found {blk[r, c].item()!r} at row {s + r:,}, column {c} "
+                             f"({int(bad.sum()):,} values other than 0 and 1 in rows {s:,}-{s + len(blk) - 1:,}): "
+                             "threshold scores first, e.g. labels >= 0.5")
+        np.not_equal(blk, 0, out=out[s:s + step])
+    return out
 
 # %% ../nbs/00_core.ipynb #4eeffd82
 TIE_RULES = ('stable', 'reverse', 'optimistic', 'pessimistic', 'random', 'expected')

@@ -37,14 +37,26 @@ def _existing(path, name: str, kind: str = 'file') -> Path:
     if kind == 'folder' and not p.is_dir(): raise ValueError(f"`{name}` {p} is a file: pass the folder that holds it")
     return p
 
+def _unreadable(path: Path, fmt: str, e) -> ValueError:
+    "The one-line error for a file its reader cannot parse: cut short (an interrupted download, copy or save) or damaged."
+    reason = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
+    return ValueError(f"{path} is truncated or corrupt: it cannot be read as {fmt} ({reason}); copy or save it again")
+
 # %% ../nbs/06_data.ipynb #52333cca
 def _read_lines(path: Path) -> list:
-    try: text = path.read_text(encoding='utf-8')
+    "The lines of a UTF-8 text file that ends with a line break; a byte-order mark (Windows editors write one) is not part of the first line."
+    try: text = path.read_text(encoding='utf-8-sig')
     except UnicodeDecodeError as e:
+        if e.reason == 'unexpected end of data':
+            raise ValueError(f"{path} is truncated: it ends inside a UTF-8 character (byte {e.start}); copy it again") from e
         raise ValueError(f"{path} is not UTF-8 text (bad byte at offset {e.start}): re-encode it, "
                          f"e.g. `iconv -f latin1 -t utf-8 {path.name}`") from e
+    if text and not text.endswith('\n'):   # the files are written one item a line: a last line without its break was cut
+        raise ValueError(f"{path} does not end with a line break, so its last line {text.rsplit(chr(10), 1)[-1][:40]!r} may "
+                         f"be cut short (a truncated copy): copy it again, or if it is complete add the final newline "
+                         f"(`echo >> {path.name}`)")
     lines = text.split('\n')
-    if lines[-1] == '': lines.pop()
+    lines.pop()
     return [line.rstrip('\r') for line in lines]
 
 def _parse_ids(lines: list, path: Path) -> list:
@@ -68,8 +80,8 @@ def _first_appearance(keys: Sequence) -> tuple:
 # %% ../nbs/06_data.ipynb #a55a9539
 def _read_json(path: Path):
     try:
-        with open(path, encoding='utf-8') as f: return json.load(f)
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e})") from e
+        with open(path, encoding='utf-8-sig') as f: return json.load(f)   # a byte-order mark is not JSON
+    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON, or is truncated ({e})") from e
     except UnicodeDecodeError as e: raise ValueError(f"{path} is not UTF-8 JSON ({e})") from e
 
 def _vse_splits(folder: Path) -> str:
@@ -123,6 +135,17 @@ def load_vse_precomp(folder, split: str = 'testall', name: str | None = None,
     return _with_source(sp, source)
 
 # %% ../nbs/06_data.ipynb #159b619e
+def _needs_pickle(e: Exception) -> bool: return 'allow_pickle' in str(e) or 'Python objects' in str(e)   # numpy's words for object arrays
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    with open(path, 'rb') as f: magic = f.read(6)
+    if magic != b'\x93NUMPY': raise _unreadable(path, 'a .npy array', 'it does not start with the NumPy header')
+    try: return np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
+    except MemoryError: raise
+    except Exception as e:
+        if _needs_pickle(e): raise ValueError(f"{path} holds Python objects and cannot be loaded without pickle ({e}): save a numeric array") from e
+        raise _unreadable(path, 'a .npy array', e) from e
+
 def load_vse_image_features(folder, split: str = 'testall', mmap: bool = True,
                             captions_per_image: int | None = None) -> tuple:
     "`{split}_ims.npy` as (features with one row per image, rows the file stores per image: 1 or the captions per image)."
@@ -130,7 +153,7 @@ def load_vse_image_features(folder, split: str = 'testall', mmap: bool = True,
     sp = load_vse_precomp(folder, split, captions_per_image=captions_per_image)
     ims_path = folder / f'{split}_ims.npy'
     if not ims_path.exists(): raise FileNotFoundError(f"{ims_path} does not exist ({_vse_splits(folder)})")
-    ims = np.load(ims_path, mmap_mode='r' if mmap else None, allow_pickle=False)
+    ims = _load_npy(ims_path, mmap)
     ni, nc, cpi = sp.n_images, sp.n_captions, sp.captions_per_image
     rows = ims.shape[0] if ims.ndim else 0
     if rows == ni: return ims, 1
@@ -177,6 +200,9 @@ def load_karpathy(path, split: str | Sequence[str] = 'test', name: str | None = 
             for s in sents: captions.append(s['raw']); caption_ids.append(s['sentid'])
         except KeyError as e:
             raise ValueError(f"image {i} of split {'+'.join(splits)!r} in {path} has no {e.args[0]!r} field: "
+                             "is this a Karpathy split file?") from None
+        except TypeError as e:   # a sentence that is not an object, sentences that are not a list
+            raise ValueError(f"image {i} of split {'+'.join(splits)!r} in {path} is malformed ({e}): "
                              "is this a Karpathy split file?") from None
         if 'sentids' in im and list(im['sentids']) != caption_ids[-len(sents):]:
             raise ValueError(f"image {fname!r} of {path}: 'sentids' {im['sentids']} disagree with its sentences' sentids")
@@ -256,39 +282,51 @@ def mat_version(path) -> str:
     if _is_hdf5(path): return '7.3'
     from scipy.io.matlab import matfile_version
     try: major, _ = matfile_version(str(path))
-    except Exception as e: raise ValueError(f"{path} is not a MATLAB file ({e})") from e
+    except Exception as e: raise _unreadable(path, 'a MATLAB file', e) from e
     return {0: '4', 1: '5', 2: '7.3'}[major]
 
-def _h5_read(ds, path: Path, mmap: bool) -> np.ndarray:
+def _h5_read(ds, path: Path, mmap: bool, fmt: str) -> np.ndarray:
     if ds.dtype.kind not in 'biuf':
         raise ValueError(f"dataset {ds.name!r} in {path} has dtype {ds.dtype} (strings, references or compounds): "
                          "only numeric arrays are loaded")
-    offset = ds.id.get_offset() if mmap and ds.chunks is None and ds.compression is None else None
-    if offset is not None and ds.size: return np.memmap(path, dtype=ds.dtype, mode='r', offset=offset, shape=ds.shape)
-    return ds[()]
+    try:
+        offset = ds.id.get_offset() if mmap and ds.chunks is None and ds.compression is None else None
+        if offset is not None and ds.size: return np.memmap(path, dtype=ds.dtype, mode='r', offset=offset, shape=ds.shape)
+        return ds[()]
+    except (OSError, ValueError, RuntimeError) as e: raise _unreadable(path, fmt, e) from e
 
 def _load_h5(path: Path, key, mmap: bool, matlab: bool) -> np.ndarray:
     try: import h5py
     except ImportError as e:
         raise ImportError(f"reading {path} ({'MATLAB v7.3' if matlab else 'HDF5'}) needs h5py: pip install h5py") from e
-    with h5py.File(path, 'r') as f:
+    fmt = 'a MATLAB v7.3 (HDF5) file' if matlab else 'an HDF5 file'
+    try: f = h5py.File(path, 'r')
+    except OSError as e: raise _unreadable(path, fmt, e) from e
+    with f:
         names = []
-        if matlab: names = [k for k in f.keys() if not k.startswith('#')]   # '#refs#', '#subsystem#' are MATLAB's
-        else: f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        try:
+            if matlab: names = [k for k in f.keys() if not k.startswith('#')]   # '#refs#', '#subsystem#' are MATLAB's
+            else: f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        except (OSError, KeyError, RuntimeError) as e: raise _unreadable(path, fmt, e) from e
         key = _pick(names, key, path, 'variables' if matlab else 'datasets')
-        obj = f[key]
+        try: obj = f[key]
+        except (OSError, KeyError, RuntimeError) as e: raise _unreadable(path, fmt, e) from e
         if not isinstance(obj, h5py.Dataset):
             raise ValueError(f"{key!r} in {path} is an HDF5 group (a MATLAB struct, cell or sparse matrix): save a full "
                              "numeric array, e.g. `X = full(X)` in MATLAB")
-        arr = _h5_read(obj, path, mmap)
+        arr = _h5_read(obj, path, mmap, fmt)
         if matlab and obj.attrs.get('MATLAB_class') in (b'logical', 'logical'): arr = np.asarray(arr).astype(bool)
     return arr.T if matlab else arr
 
 def _load_mat5(path: Path, key) -> np.ndarray:
     import scipy.io, scipy.sparse
-    names = [n for n, _, _ in scipy.io.whosmat(str(path))]
+    try: names = [n for n, _, _ in scipy.io.whosmat(str(path))]
+    except MemoryError: raise
+    except Exception as e: raise _unreadable(path, 'a MATLAB v5 file', e) from e
     key = _pick(names, key, path, 'variables')
-    a = scipy.io.loadmat(str(path), variable_names=[key])[key]
+    try: a = scipy.io.loadmat(str(path), variable_names=[key])[key]
+    except MemoryError: raise
+    except Exception as e: raise _unreadable(path, 'a MATLAB v5 file', e) from e
     if scipy.sparse.issparse(a): a = a.toarray()
     if a.dtype.kind not in 'biuf':
         raise ValueError(f"variable {key!r} in {path} is a MATLAB {a.dtype} array (struct, cell or char): "
@@ -296,13 +334,16 @@ def _load_mat5(path: Path, key) -> np.ndarray:
     return a
 
 def _load_pt(path: Path, key, mmap: bool) -> np.ndarray:
-    import torch
+    import pickle, torch
     try: obj = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
     except Exception:
         try: obj = torch.load(path, map_location='cpu', weights_only=True)   # legacy (non-zip) files cannot be mapped
-        except Exception as e:
+        except MemoryError: raise
+        except pickle.UnpicklingError as e:
+            if 'weights_only' not in str(e): raise _unreadable(path, 'a PyTorch file', e) from e
             raise ValueError(f"torch.load(weights_only=True) cannot read {path} ({str(e).splitlines()[0]}): save plain "
                              "tensors, e.g. torch.save({'images': img, 'captions': cap}, path)") from e
+        except Exception as e: raise _unreadable(path, 'a PyTorch file', e) from e
     if isinstance(obj, torch.Tensor):
         if key is not None: raise ValueError(f"{path} holds a single tensor, not a dict: drop `key` ({key!r})")
         t = obj
@@ -312,42 +353,62 @@ def _load_pt(path: Path, key, mmap: bool) -> np.ndarray:
     elif isinstance(obj, (list, tuple)):
         names = [i for i, v in enumerate(obj) if isinstance(v, torch.Tensor)]
         t = obj[_pick(names, key, path, 'tensors')]
-    else: raise TypeError(f"{path} holds a {type(obj).__name__}: expected a tensor, or a dict or list of tensors")
+    else: raise ValueError(f"{path} holds a {type(obj).__name__}: expected a tensor, or a dict or list of tensors")
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16: t = t.float()
     return t.numpy()
 
-def load_array(path, key: str | int | None = None, mmap: bool = True) -> np.ndarray:
-    "One numeric array from .npy, .npz, .h5/.hdf5, .pt/.pth or .mat (v5 via scipy; v7.3 via h5py, transposed back to MATLAB's shape)."
-    path = _existing(path, 'path')
+def _open_npz(path: Path):
+    "`np.load` of a .npz archive; a truncated or damaged file, or a .npy under a .npz name, is a clear error."
+    with open(path, 'rb') as f: magic = f.read(6)
+    if magic == b'\x93NUMPY': raise ValueError(f"{path} is a .npy array saved under a .npz name: rename it to .npy")
+    if magic[:2] != b'PK': raise _unreadable(path, 'a .npz archive', 'it does not start with a zip header')
+    try: z = np.load(path, allow_pickle=False)
+    except MemoryError: raise
+    except Exception as e: raise _unreadable(path, 'a .npz archive', e) from e
+    return z
+
+def _npz_member(z, name: str, path: Path) -> np.ndarray:
+    try: return z[name]
+    except MemoryError: raise
+    except Exception as e:
+        if _needs_pickle(e): raise ValueError(f"{name!r} in {path} cannot be loaded without pickle ({e}): save a numeric array") from e
+        raise _unreadable(path, f'a .npz archive (array {name!r})', e) from e
+
+def _load_any(path: Path, key, mmap: bool) -> np.ndarray:
     ext = path.suffix.lower()
     if ext not in ARRAY_FORMATS:
         raise ValueError(f"{path}: unknown array format {ext or '(no extension)'!r}; supported: {', '.join(ARRAY_FORMATS)}")
     if ext == '.npy':
         if key is not None: raise ValueError(f"{path} is a .npy file holding one array: drop `key` ({key!r})")
-        try: return np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
-        except ValueError as e: raise ValueError(f"{path} cannot be loaded without pickle ({e}): save a numeric array") from e
+        return _load_npy(path, mmap)
     if ext == '.npz':
-        with np.load(path, allow_pickle=False) as z:
-            name = _pick(list(z.files), key, path)
-            try: return z[name]
-            except ValueError as e: raise ValueError(f"{name!r} in {path} cannot be loaded without pickle ({e}): save a numeric array") from e
+        with _open_npz(path) as z: return _npz_member(z, _pick(list(z.files), key, path), path)
     if ext in ('.h5', '.hdf5'): return _load_h5(path, key, mmap, matlab=False)
     if ext in ('.pt', '.pth'): return _load_pt(path, key, mmap)
     version = mat_version(path)
     return _load_h5(path, key, mmap, matlab=True) if version == '7.3' else _load_mat5(path, key)
 
+def load_array(path, key: str | int | None = None, mmap: bool = True) -> np.ndarray:
+    "One numeric array from .npy, .npz, .h5/.hdf5, .pt/.pth or .mat (v5 via scipy; v7.3 via h5py, transposed back to MATLAB's shape)."
+    path = _existing(path, 'path')
+    a = _load_any(path, key, mmap)
+    if a.dtype.kind not in 'biuf':
+        raise ValueError(f"{path}{f' [{key!r}]' if key is not None else ''} holds {a.dtype} values (text, records or "
+                         "complex numbers): only real numeric arrays are loaded")
+    return a
+
 # %% ../nbs/06_data.ipynb #97443553
 ROW_KINDS = ('images', 'captions', 'labels', 'similarity', 'i2t_similarity', 't2i_similarity')
 
 def check_rows(split: EvaluationSplit, array, what: str, path=None):
-    "Check that `array` (from file `path`) fits `split` as `what` (one of `ROW_KINDS`); return it unchanged."
+    "Check that `array` (read from file `path`; None: passed in memory) fits `split` as `what` (one of `ROW_KINDS`); return it unchanged."
     if not isinstance(split, EvaluationSplit): raise TypeError(f"`split` must be an EvaluationSplit, got {type(split).__name__}")
     if what not in ROW_KINDS: raise ValueError(f"`what` {what!r} is not one of {', '.join(ROW_KINDS)}")
     if isinstance(array, HashCodes): shape = (len(array), array.n_bits)
     else: shape = tuple(array.shape) if hasattr(array, 'shape') else np.shape(array)
     ni, nc = split.n_images, split.n_captions
-    arr = f"`{what}`" + (f" in {path}" if path is not None else ' (in memory)')
+    arr = f"`{what}`" + (f" in file {path}" if path is not None else ' (an array passed in memory, not a file)')
     src = split_source(split)
     if what.endswith('similarity'):
         want = (nc, ni) if what == 't2i_similarity' else (ni, nc)
@@ -397,7 +458,7 @@ def with_labels(split: EvaluationSplit, labels, key: str = 'LAll') -> Evaluation
                           split.captions, split.image_files)
     src = getattr(split, 'source', None)
     if src is None and path is None: return out
-    return _with_source(out, f"{src or 'captions in memory'} with labels from {path or 'memory'}")
+    return _with_source(out, f"{src or 'captions in memory'} with labels " + (f"from file {path}" if path is not None else 'in memory'))
 
 # %% ../nbs/06_data.ipynb #5ca4b51f
 @dataclass
@@ -492,16 +553,18 @@ def save_split(split: EvaluationSplit, path) -> Path:
 def load_split(path) -> EvaluationSplit:
     "A split written by `save_split`."
     path = _existing(path, 'path')
-    try: z = np.load(path, allow_pickle=False)
-    except Exception as e: raise ValueError(f"{path} is not a .npz file written by save_split ({e})") from e
-    if not hasattr(z, 'files'): raise ValueError(f"{path} is a .npy array, not a split written by save_split")
-    with z:
+    with _open_npz(path) as z:
         if not {'cap2img', 'meta'} <= set(z.files):
             raise ValueError(f"{path} is not a split written by save_split (it lacks 'cap2img' and 'meta')")
-        meta = json.loads(z['meta'].tobytes().decode('utf-8'))
-        if meta.get('format') != SPLIT_FORMAT:
-            raise ValueError(f"{path} has format {meta.get('format')!r}; this fico-itr reads {SPLIT_FORMAT!r}")
-        cap2img, labels = z['cap2img'], z['labels'] if 'labels' in z.files else None
+        try: meta = json.loads(_npz_member(z, 'meta', path).tobytes().decode('utf-8'))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e: raise _unreadable(path, 'a split (its meta record)', e) from e
+        if not isinstance(meta, dict) or meta.get('format') != SPLIT_FORMAT:
+            found = meta.get('format') if isinstance(meta, dict) else None
+            raise ValueError(f"{path} has format {found!r}; this fico-itr reads {SPLIT_FORMAT!r}")
+        lacking = [k for k in ('name', 'n_images', 'image_ids', 'caption_ids', 'captions', 'image_files') if k not in meta]
+        if lacking: raise ValueError(f"{path} is not a split written by save_split: its meta record lacks {', '.join(lacking)}")
+        cap2img = _npz_member(z, 'cap2img', path)
+        labels = _npz_member(z, 'labels', path) if 'labels' in z.files else None
     sp = EvaluationSplit(cap2img, labels, meta['n_images'], meta['name'], meta['image_ids'], meta['caption_ids'],
                          meta['captions'], meta['image_files'])
     return _with_source(sp, f"{path}, saved from {meta['source']}" if meta.get('source') else str(path))

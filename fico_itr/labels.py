@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from .core import EvaluationSplit, check_array, check_labels
+from .data import load_array
 
 # %% auto #0
 __all__ = ['COCO_CATEGORIES', 'COCO_CLASSES', 'CAPTION_TERMS', 'CAPTION_BLOCKERS', 'CAPTION_NEGATIONS', 'ECCV_KINDS',
@@ -41,21 +42,38 @@ _COCO_COLUMN = {cid: j for j, (cid, _) in enumerate(COCO_CATEGORIES)}  # COCO ca
 def _read_json(path, what: str):
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"{what} {str(p)!r} does not exist")
-    try: return json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{what} {str(p)!r} is not valid JSON ({e})") from e
+    try: return json.loads(p.read_text(encoding='utf-8-sig'))   # a byte-order mark is not JSON
+    except UnicodeDecodeError as e: raise ValueError(f"{what} {str(p)!r} is not UTF-8 JSON ({e})") from e
+    except json.JSONDecodeError as e: raise ValueError(f"{what} {str(p)!r} is not valid JSON, or is truncated ({e})") from e
+
+def _id_value(x, what: str) -> int:
+    "One integer id: an int, an integral float (1000.0) or a string of digits; anything else (1000.7 too) is a ValueError, never rounded."
+    if isinstance(x, (bool, np.bool_)): raise ValueError(f"{what} is {x!r}: ids must be integers, not booleans")
+    if isinstance(x, (int, np.integer)): return int(x)
+    if isinstance(x, (float, np.floating)):
+        if np.isfinite(x) and x == np.round(x) and abs(x) < 2**53: return int(x)
+        raise ValueError(f"{what} is {x!r}: ids must be integers (nothing is rounded)")
+    if isinstance(x, str) and re.fullmatch(r'-?[0-9]+', x.strip()): return int(x)
+    raise ValueError(f"{what} is {x!r} ({type(x).__name__}): ids must be integers")
 
 def _as_id_array(ids, name: str) -> np.ndarray:
     if isinstance(ids, (str, bytes)) or not hasattr(ids, '__len__'):
         raise TypeError(f"`{name}` must be a sequence of integer COCO ids, got {type(ids).__name__}")
+    if isinstance(ids, (list, tuple)) and any(isinstance(x, (bool, np.bool_)) for x in ids):   # numpy would read True as 1
+        raise TypeError(f"`{name}` holds booleans: ids must be integers")
     a = np.asarray(ids)
     if a.ndim != 1: raise ValueError(f"`{name}` must be 1-D (one id per item), got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        if np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)): a = a.astype(np.int64)
-        else:
-            try: a = np.array([int(x) for x in a], dtype=np.int64)
-            except (TypeError, ValueError) as e:
-                raise TypeError(f"`{name}` must hold integer COCO ids, got dtype {a.dtype} (first: {a[0]!r})") from e
-    return a.astype(np.int64)
+    if not a.size or a.dtype.kind == 'i': return a.astype(np.int64)
+    if a.dtype.kind == 'u':
+        if a.max() > np.iinfo(np.int64).max: raise ValueError(f"`{name}` holds {a.max()}, beyond int64: not a COCO id")
+        return a.astype(np.int64)
+    if a.dtype.kind == 'f':
+        bad = ~(np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2**53))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"`{name}[{i}]` is {a[i].item()!r}: COCO ids are integers (nothing is rounded)")
+        return a.astype(np.int64)
+    return np.array([_id_value(x, f"`{name}[{i}]`") for i, x in enumerate(a.tolist())], np.int64)
 
 def coco_labels_from_instances(instances_paths, image_ids, allow_unlabelled: bool = False) -> np.ndarray:
     "Multi-hot COCO labels (n_images x 80 bool, columns `COCO_CLASSES`) read from COCO `instances_*.json` files."
@@ -70,20 +88,20 @@ def coco_labels_from_instances(instances_paths, image_ids, allow_unlabelled: boo
             raise ValueError(f"{str(p)!r} has no 'annotations' list: pass a COCO instances_*.json file "
                              "(a captions_*.json file has annotations without category_id)")
         for c in d.get('categories', []):
-            j = _COCO_COLUMN.get(int(c['id']))
+            j = _COCO_COLUMN.get(_id_value(c['id'], f"category id in {str(p)!r}"))
             if j is not None and 'name' in c and c['name'] != COCO_CLASSES[j]:
                 raise ValueError(f"{str(p)!r} names category {c['id']} {c['name']!r} but COCO calls it "
                                  f"{COCO_CLASSES[j]!r}: this is not a COCO 2014/2017 instances file")
-        listed.update(int(im['id']) for im in d.get('images', []))
+        listed.update(_id_value(im['id'], f"image id in {str(p)!r}") for im in d.get('images', []))
         for a in d['annotations']:
             if 'category_id' not in a or 'image_id' not in a:
                 raise ValueError(f"{str(p)!r} has an annotation without image_id/category_id ({a.get('id', '?')}): "
                                  "pass a COCO instances_*.json file")
-            j = _COCO_COLUMN.get(int(a['category_id']))
+            j = _COCO_COLUMN.get(_id_value(a['category_id'], f"category_id of annotation {a.get('id', '?')} in {str(p)!r}"))
             if j is None:
                 raise ValueError(f"{str(p)!r} has category_id {a['category_id']}, which is not one of COCO's 80 "
                                  "categories (ids 1..90 with gaps): this is not a COCO instances file")
-            found.setdefault(int(a['image_id']), set()).add(j)
+            found.setdefault(_id_value(a['image_id'], f"image_id of annotation {a.get('id', '?')} in {str(p)!r}"), set()).add(j)
     missing = [int(i) for i in ids if int(i) not in found]
     unknown = [i for i in missing if i not in listed]
     if unknown:
@@ -310,10 +328,18 @@ class CaptionKeywordLabeler(LabelGenerator):
 
     def image_labels(self, captions: Sequence[str], cap2img, n_images: int | None = None) -> np.ndarray:
         "(n_images, 80) bool: the classes named by at least `min_captions` of each image's captions."
-        c2i = check_array(cap2img, 'cap2img', ndim=1).astype(np.int64)
+        c2i = check_array(cap2img, 'cap2img', ndim=1)
+        if c2i.size and (c2i.dtype.kind not in 'iuf' or not (c2i == np.round(c2i)).all()):
+            raise ValueError(f"`cap2img` must hold integer image indices, got {c2i.dtype} values such as "
+                             f"{c2i[np.flatnonzero(c2i != np.round(c2i))[0]] if c2i.dtype.kind == 'f' else c2i[0]!r}")
+        c2i = c2i.astype(np.int64)
         if len(c2i) != len(captions):
             raise ValueError(f"`captions` has {len(captions)} entries but `cap2img` has {len(c2i)}: one image index per caption")
+        if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1):
+            raise ValueError(f"`n_images` must be a positive int or None, got {n_images!r}")
         n = int(c2i.max()) + 1 if n_images is None else int(n_images)
+        if c2i.size and (c2i.min() < 0 or c2i.max() >= n):
+            raise ValueError(f"`cap2img` holds image index {c2i.min() if c2i.min() < 0 else c2i.max()}, outside 0..{n - 1}")
         counts = np.zeros((n, len(self.classes)), np.int64)
         np.add.at(counts, c2i, self.caption_labels(captions))
         return counts >= self.min_captions
@@ -384,36 +410,12 @@ def label_agreement(pred, ref, classes: Sequence[str] | None = None) -> LabelAgr
                           float(np.nanmean(f1)) if np.isfinite(f1).any() else nan, len(P))
 
 # %% ../nbs/07_labels.ipynb #6d5b7ffe
-def _one_array(path: Path, key):
-    suffix = path.suffix.lower()
-    if suffix == '.npy': return np.load(path, allow_pickle=False)
-    if suffix == '.npz':
-        with np.load(path, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
-    elif suffix == '.mat':
-        from scipy.io import loadmat
-        try: arrays = {k: v for k, v in loadmat(str(path)).items() if not k.startswith('__')}
-        except NotImplementedError:   # MATLAB v7.3 is HDF5, arrays stored column-major (transposed)
-            try: import h5py
-            except ImportError as e:
-                raise ImportError(f"{str(path)!r} is a MATLAB v7.3 (HDF5) file: pip install h5py to read it, or save "
-                                  "it with save(..., '-v7')") from e
-            with h5py.File(path, 'r') as f:
-                arrays = {k: f[k][()].T for k in f.keys() if not k.startswith('#') and isinstance(f[k], h5py.Dataset)}
-    else: raise ValueError(f"{str(path)!r}: unknown label file type {suffix!r}; use .npy, .npz or .mat")
-    if key is not None:
-        if key not in arrays: raise ValueError(f"{str(path)!r} has no array {key!r}; it holds {sorted(arrays)}")
-        return arrays[key]
-    if len(arrays) != 1:
-        raise ValueError(f"{str(path)!r} holds {len(arrays)} arrays {sorted(arrays)}: pass key=... to pick the labels")
-    return next(iter(arrays.values()))
-
 def load_query2label(path, threshold: float = 0.5, key: str | None = None, n_classes: int | None = 80,
                      logits: bool = False) -> np.ndarray:
-    "Query2Label outputs (n_images x 80 probabilities or 0/1) from .npy/.npz/.mat as bool labels (scores > threshold)."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"label file {str(path)!r} does not exist")
+    "Query2Label outputs (n_images x 80 probabilities or 0/1, in any file `load_array` reads) as bool labels (scores > threshold)."
     if not 0 < threshold < 1: raise ValueError(f"`threshold` must be in (0, 1), got {threshold!r}")
-    A = check_array(_one_array(path, key), f'labels in {path.name}')
+    path = Path(path)
+    A = check_array(load_array(path, key, mmap=False), f'labels in {path.name}')
     if A.ndim != 2: raise ValueError(f"labels in {str(path)!r} must be 2-D (n_images x n_classes), got shape {A.shape}")
     if n_classes is not None and A.shape[1] != n_classes:
         hint = ' (it looks transposed: save the n_images x n_classes matrix)' if A.shape[0] == n_classes else ''
@@ -454,6 +456,8 @@ class Query2LabelAdapter(LabelGenerator):
         if not callable(build_model): raise TypeError(f"`build_model` must be callable, got {type(build_model).__name__}")
         if not self.image_root.is_dir(): raise FileNotFoundError(f"`image_root` {str(self.image_root)!r} is not a folder")
         if not 0 < threshold < 1: raise ValueError(f"`threshold` must be in (0, 1), got {threshold!r}")
+        for arg, v in (('image_size', image_size), ('batch_size', batch_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
         self.build_model, self.threshold, self.image_size = build_model, float(threshold), int(image_size)
         self.mean, self.std, self.batch_size, self.device = np.asarray(mean, np.float32), np.asarray(std, np.float32), int(batch_size), device
         self._model = None
@@ -516,7 +520,8 @@ def _eccv_json(kind: str, folder: str) -> dict:
     out = {}
     for d, name in (('i2t', 'image_to_caption'), ('t2i', 'caption_to_image')):
         raw = _read_json(Path(folder) / f'{kind}_{name}.json', f'eccv-caption {kind} file')
-        out[d] = {int(k): tuple(int(x) for x in v) for k, v in raw.items()}
+        where = f"an id in {folder}/{kind}_{name}.json"
+        out[d] = {_id_value(k, where): tuple(_id_value(x, where) for x in v) for k, v in raw.items()}
     return out
 
 def load_eccv_caption_data(kind: str = 'eccv', data_dir=None) -> dict:

@@ -84,15 +84,51 @@ class SharedLabel:
         return np.rint(self.table[self.qi[start:stop]].astype(np.float64) @ hist).astype(np.int64)
 
 # %% ../nbs/02_ranking.ipynb #39a1f0b5
+from collections.abc import Iterable, Mapping
+
 class Positives:
     "Explicit positives (CxC, ECCV Caption): `positives[q]` lists the gallery indices relevant to query q."
+    FORMS = ("a list with one entry per query (a list, tuple, set or integer array of gallery indices, or a bool mask "
+             "over the gallery), or a dict {query index: gallery indices} with every query 0..n_queries-1 as a key")
     def __init__(self, positives, n_gallery: int):
-        lists = [np.asarray(p, dtype=np.int64).ravel() for p in positives]
-        self.indptr = np.concatenate([[0], np.cumsum([len(p) for p in lists])]).astype(np.int64)
-        self.indices = np.concatenate(lists) if lists else np.zeros(0, np.int64)
-        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n_gallery):
-            raise ValueError(f"`positives` refer to gallery items outside 0..{n_gallery - 1}")
+        if isinstance(positives, Mapping):
+            keys = list(positives)
+            if (not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys)
+                    or sorted(keys) != list(range(len(keys)))):
+                shown = ', '.join(map(repr, sorted(keys, key=repr)[:5]))
+                raise ValueError(f"`positives` is a dict with keys {shown}{', ...' if len(keys) > 5 else ''}: a dict must "
+                                 f"map every query index 0..n_queries-1 to its gallery indices (an empty list for a query "
+                                 f"without positives); accepted: {self.FORMS}")
+            positives = [positives[q] for q in range(len(keys))]
+        elif (isinstance(positives, (str, bytes, set, frozenset)) or not isinstance(positives, Iterable)
+              or hasattr(positives, 'columns')):   # a DataFrame iterates over its column names
+            raise TypeError(f"`positives` is of type {type(positives).__name__}: pass {self.FORMS}")
+        lists = [self._items(p, q, n_gallery) for q, p in enumerate(positives)]
         self.n_queries, self.n_gallery = len(lists), int(n_gallery)
+        query = np.repeat(np.arange(len(lists), dtype=np.int64), [len(p) for p in lists])
+        keys = np.unique(query * self.n_gallery + (np.concatenate(lists) if lists else np.zeros(0, np.int64)))  # sorted, no repeats
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // max(self.n_gallery, 1), minlength=len(lists)))]).astype(np.int64)
+        self.indices = keys % max(self.n_gallery, 1)
+    def _items(self, p, q: int, n_gallery: int) -> np.ndarray:
+        if isinstance(p, (set, frozenset)) or (isinstance(p, Iterable) and not hasattr(p, '__array__')
+                                               and not isinstance(p, (list, tuple, str, bytes))): p = list(p)
+        try: a = np.asarray(p)
+        except ValueError as e: raise ValueError(f"`positives[{q}]` is not a flat list of gallery indices ({e})") from None
+        if a.dtype == bool:
+            if a.shape != (n_gallery,):
+                raise ValueError(f"`positives[{q}]` is a bool array of shape {a.shape}: a mask needs one entry per gallery "
+                                 f"item ({n_gallery}); or pass the indices, np.flatnonzero(mask)")
+            return np.flatnonzero(a)
+        a = a.ravel()
+        if a.dtype.kind == 'f' and not (np.isfinite(a) & (a == np.round(a))).all():
+            bad = a[~(np.isfinite(a) & (a == np.round(a)))][0]
+            raise ValueError(f"`positives[{q}]` holds {bad.item()!r}: gallery indices are integers (nothing is rounded)")
+        if a.size and a.dtype.kind not in 'iuf':
+            raise TypeError(f"`positives[{q}]` holds {a.dtype} values ({p!r:.60}): pass {self.FORMS}")
+        if a.size and (a.min() < 0 or a.max() >= n_gallery):
+            raise ValueError(f"`positives[{q}]` refers to gallery items outside 0..{n_gallery - 1} "
+                             f"({a.min() if a.min() < 0 else a.max()})")
+        return a.astype(np.int64)
     def block(self, start: int, stop: int) -> np.ndarray:
         out = np.zeros((stop - start, self.n_gallery), bool)
         a, b = self.indptr[start], self.indptr[stop]

@@ -338,7 +338,7 @@ def test_npy_npz(tmp_path):
     assert not isinstance(load_array(str(tmp_path / 'a.npy'), mmap=False), np.memmap)
     raises(lambda: load_array(tmp_path / 'a.npy', 'x'), 'is a .npy file holding one array')
     np.save(tmp_path / 'o.npy', np.array([{'a': 1}], dtype=object), allow_pickle=True)
-    raises(lambda: load_array(tmp_path / 'o.npy', mmap=False), 'o.npy cannot be loaded without pickle')
+    raises(lambda: load_array(tmp_path / 'o.npy', mmap=False), 'o.npy holds Python objects and cannot be loaded without pickle')
     np.savez(tmp_path / 'one.npz', A); np.testing.assert_array_equal(load_array(tmp_path / 'one.npz'), A)
     np.savez_compressed(tmp_path / 'ab.npz', images=A, captions=B)
     np.testing.assert_array_equal(load_array(tmp_path / 'ab.npz', 'captions'), B)
@@ -381,7 +381,7 @@ def test_pt(tmp_path):
     torch.save({'opt': torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)}, tmp_path / 'obj.pt')
     raises(lambda: load_array(tmp_path / 'obj.pt'), 'weights_only=True', 'obj.pt')
     torch.save(3, tmp_path / 'int.pt')
-    raises(lambda: load_array(tmp_path / 'int.pt'), 'holds a int', exc=TypeError)
+    raises(lambda: load_array(tmp_path / 'int.pt'), 'holds a int')   # file content: a ValueError
 
 
 def test_mat_v5_and_v73(tmp_path):
@@ -406,7 +406,7 @@ def test_mat_v5_and_v73(tmp_path):
     scipy.io.savemat(tmp_path / 'cell.mat', {'C': np.array(['ab', 'cd'], dtype=object)})
     raises(lambda: load_array(tmp_path / 'cell.mat'), "variable 'C'", 'only numeric arrays')
     (tmp_path / 'junk.mat').write_bytes(b'\x00' * 200)
-    raises(lambda: load_array(tmp_path / 'junk.mat'), 'junk.mat is not a MATLAB file')
+    raises(lambda: load_array(tmp_path / 'junk.mat'), 'junk.mat is truncated or corrupt: it cannot be read as a MATLAB file')
     with h5py.File(tmp_path / 'grp.mat', 'w') as f: f.create_group('S')['x'] = A; f['T'] = A   # no MAT header
     assert mat_version(tmp_path / 'grp.mat') == '7.3'   # any HDF5 file named .mat is read as v7.3: transposed
     np.testing.assert_array_equal(load_array(tmp_path / 'grp.mat', 'T'), A.T)
@@ -446,7 +446,7 @@ def test_fico_labels(tmp_path, f30k, coco):
     raises(lambda: load_fico_labels(tmp_path / 'y.mat'), "`key` 'LAll' is not in", "'YAll'")
     np.save(tmp_path / 'l.npy', L[0].astype(np.uint8))
     raises(lambda: load_fico_labels(tmp_path / 'l.npy', key=None), 'labels are a 2-D')
-    raises(lambda: with_labels(f30k, L[:10]), '`labels` (in memory) has 10 rows', 'test_ids.txt')
+    raises(lambda: with_labels(f30k, L[:10]), '`labels` (an array passed in memory, not a file) has 10 rows', 'test_ids.txt')
 
 
 def test_mirflickr25k_real():
@@ -554,7 +554,7 @@ def test_save_load_errors(tmp_path, f30k):
     np.save(tmp_path / 'x.npy', np.zeros(3))
     raises(lambda: load_split(tmp_path / 'x.npy'), 'is a .npy array')
     (tmp_path / 'junk.npz').write_bytes(b'not a zip')
-    raises(lambda: load_split(tmp_path / 'junk.npz'), 'is not a .npz file written by save_split')
+    raises(lambda: load_split(tmp_path / 'junk.npz'), 'junk.npz is truncated or corrupt: it cannot be read as a .npz archive')
     meta = np.frombuffer(json.dumps({'format': 'fico-itr split v9'}).encode(), np.uint8)
     np.savez(tmp_path / 'v9.npz', cap2img=np.zeros(2, np.int64), meta=meta)
     raises(lambda: load_split(tmp_path / 'v9.npz'), "has format 'fico-itr split v9'")
@@ -569,20 +569,20 @@ def test_check_rows(f30k):
     assert check_rows(f30k, S, 'similarity', 'sims.npy') is S
     assert check_rows(f30k, S, 'i2t_similarity') is S and check_rows(f30k, S.T, 't2i_similarity') is not None
     for what, arr, frags in [
-            ('similarity', S.T, ['`similarity` in sims.npy has shape (5000, 1000)', 'looks transposed', '`t2i_similarity`']),
+            ('similarity', S.T, ['`similarity` in file sims.npy has shape (5000, 1000)', 'looks transposed', '`t2i_similarity`']),
             ('t2i_similarity', S, ['a t2i matrix is captions x images']),
             ('similarity', np.zeros((nc, nc)), ['unique_image_rows(S, 5)']),
             ('similarity', np.zeros((ni, 4999)), ['needs (1000, 5000)', 'different splits or releases']),
             ('similarity', np.zeros(ni), ['a similarity matrix is 2-D']),
-            ('images', np.zeros((nc, 8)), ['`images` in sims.npy has 5,000 rows', 'one row per caption (5 per image']),
+            ('images', np.zeros((nc, 8)), ['`images` in file sims.npy has 5,000 rows', 'one row per caption (5 per image']),
             ('captions', np.zeros((ni, 8)), ['are these the image embeddings']),
             ('images', np.zeros((8, ni)), ['looks transposed']),
-            ('labels', np.zeros((999, 3)), ['`labels` in sims.npy has 999 rows', '1,000 images']),
+            ('labels', np.zeros((999, 3)), ['`labels` in file sims.npy has 999 rows', '1,000 images']),
             ('captions', np.float32(1), ['is a scalar'])]:
         raises(lambda: check_rows(f30k, arr, what, 'sims.npy'), *frags, 'sims.npy', 'test_caps.txt', 'test_ids.txt',
                "split 'f30k_karpathy_test/test'")
     assert check_rows(f30k, HashCodes.from_bits(np.zeros((nc, 16))), 'captions') is not None
-    raises(lambda: check_rows(f30k, HashCodes.from_bits(np.zeros((ni + 1, 16))), 'images'), '1,001 rows', '(in memory)')
+    raises(lambda: check_rows(f30k, HashCodes.from_bits(np.zeros((ni + 1, 16))), 'images'), '1,001 rows', '(an array passed in memory, not a file)')
     assert check_rows(f30k, torch.zeros(ni, 4), 'images') is not None
     raises(lambda: check_rows(f30k, S, 'texts'), "`what` 'texts' is not one of")
     raises(lambda: check_rows(S, S, 'similarity'), '`split` must be an EvaluationSplit', exc=TypeError)
@@ -596,3 +596,115 @@ def test_embeddings_files_against_real_split(tmp_path, f30k):
     assert img.shape == (1000, 16)
     raises(lambda: check_rows(f30k, load_array(tmp_path / 'emb.npz', 'captions'), 'captions', tmp_path / 'emb.npz'),
            'emb.npz has 4,995 rows', 'test_caps.txt', '5,000 captions')
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every number right or refused (issue 13): damaged files are one-line errors naming them; a BOM is not an image id
+# ----------------------------------------------------------------------------------------------------------------------
+def write_every_format(d: Path) -> dict:
+    "The array A in every supported format; name -> key to read it with."
+    np.save(d / 'a.npy', A)
+    np.savez_compressed(d / 'a.npz', A=A)
+    with h5py.File(d / 'a.h5', 'w') as f: f['A'] = A
+    torch.save({'A': torch.from_numpy(A)}, d / 'a.pt')
+    scipy.io.savemat(d / 'a.mat', {'A': A})
+    write_mat73(d / 'v73.mat', {'A': A})
+    return {'a.npy': None, 'a.npz': 'A', 'a.h5': 'A', 'a.pt': 'A', 'a.mat': 'A', 'v73.mat': 'A'}
+
+
+@pytest.mark.parametrize('mmap', [True, False])
+def test_truncated_files_name_the_file(tmp_path, mmap):
+    "Item 10: a file cut in half is 'truncated or corrupt' with its path, in one line (a .npy no longer 'needs pickle')."
+    for name, key in write_every_format(tmp_path).items():
+        np.testing.assert_array_equal(load_array(tmp_path / name, key, mmap=mmap), A)
+        whole = (tmp_path / name).read_bytes()
+        cut = tmp_path / f'cut_{name}'; cut.write_bytes(whole[:len(whole) // 2])
+        msg = raises(lambda: load_array(cut, key, mmap=mmap), f'{cut} is truncated or corrupt', 'copy or save it again')
+        assert '\n' not in msg and 'pickle' not in msg, msg
+        cut.write_bytes(b'')
+        raises(lambda: load_array(cut, key, mmap=mmap), f'{cut} is truncated or corrupt')
+
+
+def test_npy_needing_pickle_and_npz_misnamed(tmp_path):
+    "Object arrays still say they need pickle; a .npy saved as .npz says so."
+    np.save(tmp_path / 'o.npy', np.array([{'a': 1}], dtype=object), allow_pickle=True)
+    raises(lambda: load_array(tmp_path / 'o.npy'), 'o.npy holds Python objects and cannot be loaded without pickle')
+    np.save(tmp_path / 'x.npy', A); (tmp_path / 'x.npy').rename(tmp_path / 'x.npz')
+    raises(lambda: load_array(tmp_path / 'x.npz'), 'x.npz is a .npy array saved under a .npz name')
+
+
+def test_truncated_split_and_label_files(tmp_path, f30k):
+    "Item 10: the split and label loaders built on load_array report a cut file the same way."
+    p = save_split(EvaluationSplit.uniform(4, 2, name='toy'), tmp_path / 'toy.npz')
+    whole = p.read_bytes(); p.write_bytes(whole[:len(whole) - 10])
+    raises(lambda: load_split(p), 'toy.npz is truncated or corrupt')
+    L = np.eye(1000, 4, dtype=np.uint8)
+    scipy.io.savemat(tmp_path / 'lab.mat', {'LAll': L})
+    whole = (tmp_path / 'lab.mat').read_bytes(); (tmp_path / 'lab.mat').write_bytes(whole[:len(whole) // 2])
+    raises(lambda: with_labels(f30k, tmp_path / 'lab.mat'), 'lab.mat is truncated or corrupt')
+
+
+def test_labels_file_named_in_memory(tmp_path, f30k):
+    "Item 10: labels from a file named '(in memory)' and labels passed in memory are told apart in errors and sources."
+    odd = tmp_path / '(in memory).mat'
+    scipy.io.savemat(odd, {'LAll': np.eye(999, 4, dtype=np.uint8)})
+    from_file = raises(lambda: with_labels(f30k, odd), f'`labels` in file {odd} has 999 rows')
+    in_memory = raises(lambda: with_labels(f30k, np.eye(999, 4, dtype=bool)),
+                       '`labels` (an array passed in memory, not a file) has 999 rows')
+    assert from_file.split(' has ')[0] != in_memory.split(' has ')[0]
+    scipy.io.savemat(odd, {'LAll': np.eye(1000, 4, dtype=np.uint8)})
+    assert with_labels(f30k, odd).source.endswith(f'with labels from file {odd}')
+    assert with_labels(f30k, np.eye(1000, 4, dtype=bool)).source.endswith('with labels in memory')
+
+
+def test_vse_files_with_byte_order_mark(tmp_path):
+    "Item 13: a UTF-8 BOM in front of *_ids.txt and *_caps.txt does not split the first image in two."
+    ids, caps = '10\n10\n22\n22\n', 'a dog\na dog running\na cat\na cat sleeping\n'
+    (tmp_path / 'test_ids.txt').write_text(ids); (tmp_path / 'test_caps.txt').write_text(caps)
+    clean = load_vse_precomp(tmp_path, 'test')
+    (tmp_path / 'test_ids.txt').write_bytes(b'\xef\xbb\xbf' + ids.encode())
+    (tmp_path / 'test_caps.txt').write_bytes(b'\xef\xbb\xbf' + caps.encode())
+    bom = load_vse_precomp(tmp_path, 'test')
+    assert (bom.n_images, bom.image_ids, bom.captions) == (2, [10, 22], clean.captions)
+    np.testing.assert_array_equal(bom.cap2img, clean.cap2img)
+
+
+def test_json_with_byte_order_mark(tmp_path):
+    "Item 13: Karpathy and LAVIS JSON files written with a BOM load as without it."
+    data = [{'image': 'val2014/COCO_val2014_000000000001.jpg', 'caption': ['a', 'b']}]
+    (tmp_path / 'l.json').write_bytes(b'\xef\xbb\xbf' + json.dumps(data).encode())
+    sp = load_lavis_annotations(tmp_path / 'l.json')
+    assert (sp.n_images, sp.image_ids, sp.captions) == (1, [1], ['a', 'b'])
+
+
+def test_vse_text_cut_short(tmp_path):
+    "Item 10: an ids or captions file cut inside its last line (no final line break, or inside a character) is refused."
+    (tmp_path / 'test_caps.txt').write_text('a\nb\nc\nd\n')
+    (tmp_path / 'test_ids.txt').write_text('10\n10\n22\n2')   # '22' cut to '2': same line count, a different split
+    raises(lambda: load_vse_precomp(tmp_path, 'test'), 'test_ids.txt does not end with a line break', "'2'", 'cut short')
+    (tmp_path / 'test_ids.txt').write_text('10\n10\n22\n22\n')
+    (tmp_path / 'test_caps.txt').write_bytes('a\nb\nc\nd caf\u00e9\n'.encode()[:-2])
+    raises(lambda: load_vse_precomp(tmp_path, 'test'), 'test_caps.txt is truncated: it ends inside a UTF-8 character')
+
+
+def test_content_errors_are_value_errors(tmp_path):
+    "What a file holds, when it is wrong, is a ValueError naming the file (the CLI answers those in one line)."
+    np.save(tmp_path / 's.npy', np.array(['a', 'b']))
+    raises(lambda: load_array(tmp_path / 's.npy'), 's.npy holds <U1 values', 'only real numeric arrays')
+    np.savez(tmp_path / 'c.npz', z=np.ones(3, complex))
+    raises(lambda: load_array(tmp_path / 'c.npz', 'z'), "c.npz ['z'] holds complex128 values")
+    bad = {'images': [{'filename': 'a.jpg', 'cocoid': 1, 'split': 'test', 'sentences': ['a dog']}]}
+    (tmp_path / 'k.json').write_text(json.dumps(bad))
+    raises(lambda: load_karpathy(tmp_path / 'k.json'), 'k.json is malformed', 'Karpathy split file')
+    meta = json.dumps({'format': 'fico-itr split v1', 'name': 'x'}).encode()
+    np.savez(tmp_path / 'm.npz', cap2img=np.arange(2), meta=np.frombuffer(meta, np.uint8))
+    raises(lambda: load_split(tmp_path / 'm.npz'), 'm.npz is not a split written by save_split', 'lacks n_images')
+
+
+@pytest.mark.parametrize('mmap', [True, False])
+def test_vse_image_features_truncated(tmp_path, mmap):
+    "Item 10: a cut {split}_ims.npy is 'truncated or corrupt' with its path, not numpy's bare mmap message."
+    d = _f30k_copy(tmp_path)
+    np.save(d / 'test_ims.npy', np.zeros((1000, 8), np.float32))
+    whole = (d / 'test_ims.npy').read_bytes(); (d / 'test_ims.npy').write_bytes(whole[:len(whole) - 100])
+    raises(lambda: load_vse_image_features(d, 'test', mmap=mmap), f"{d / 'test_ims.npy'} is truncated or corrupt")

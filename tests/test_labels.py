@@ -115,7 +115,7 @@ def test_instances_bad_files(tmp_path, instances):
     raises(lambda: coco_labels_from_instances(caps, [1]), 'without image_id/category_id')
     raises(lambda: coco_labels_from_instances(tmp_path / 'none.json', [1]), 'does not exist', exc=FileNotFoundError)
     raises(lambda: coco_labels_from_instances([], [1]), '`instances_paths` is empty')
-    raises(lambda: coco_labels_from_instances(instances[0], ['a']), '`image_ids` must hold integer COCO ids', exc=TypeError)
+    raises(lambda: coco_labels_from_instances(instances[0], ['a']), "`image_ids[0]` is 'a' (str): ids must be integers")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -262,8 +262,8 @@ def test_load_query2label_formats(tmp_path):
     assert (load_query2label(tmp_path / 'p.npy', threshold=0.8) == (P > 0.8)).all()
     np.savez(tmp_path / 'one.npz', P); np.savez(tmp_path / 'two.npz', labels=P, names=np.arange(3))
     assert (load_query2label(tmp_path / 'one.npz') == (P > 0.5)).all()
-    raises(lambda: load_query2label(tmp_path / 'two.npz'), "holds 2 arrays ['labels', 'names']", 'pass key=')
-    raises(lambda: load_query2label(tmp_path / 'two.npz', key='LAll'), "has no array 'LAll'")
+    raises(lambda: load_query2label(tmp_path / 'two.npz'), "holds 2 arrays ('labels', 'names')", 'pass `key`')
+    raises(lambda: load_query2label(tmp_path / 'two.npz', key='LAll'), "`key` 'LAll' is not in")
     hard = (P > 0.3).astype(np.uint8)
     scipy.io.savemat(tmp_path / 'l.mat', {'LAll': hard})
     assert (load_query2label(tmp_path / 'l.mat', threshold=0.9) == hard.astype(bool)).all()   # 0/1 kept
@@ -278,7 +278,7 @@ def test_load_query2label_formats(tmp_path):
     np.save(tmp_path / 'nan.npy', np.full((2, 80), np.nan))
     raises(lambda: load_query2label(tmp_path / 'nan.npy'), 'NaN')
     (tmp_path / 'x.csv').write_text('1,0')
-    raises(lambda: load_query2label(tmp_path / 'x.csv'), "unknown label file type '.csv'")
+    raises(lambda: load_query2label(tmp_path / 'x.csv'), "unknown array format '.csv'")
     raises(lambda: load_query2label(tmp_path / 'p.npy', threshold=1.5), '`threshold` must be in (0, 1)')
     raises(lambda: load_query2label(tmp_path / 'absent.npy'), 'does not exist', exc=FileNotFoundError)
 
@@ -488,3 +488,130 @@ def test_eccv_preset_against_eccv_caption_metrics_on_real_5k(coco5k):
     for d in ('i2t', 't2i'):
         scale = 1.0 if get_conventions('eccv').empty == 'skip' else share[d]
         np.testing.assert_allclose(preset.get('R@1', d, 'extended'), theirs['eccv_r1'][d] * scale, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every number right or refused (issue 13): labels checked on every row, positives read as given, ids never rounded
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('value', [0.3, -1.0, 2.0, np.nan])
+def test_check_labels_every_row(tmp_path, value):
+    "Item 5: a value other than 0/1 at row 120,000 is refused, in an array and in a memmap read in blocks."
+    from fico_itr.core import check_labels
+    L = np.zeros((130_000, 3), np.float32); L[::7, 0] = 1
+    good = check_labels(L, len(L))
+    assert good.dtype == bool and (good == (L == 1)).all()
+    L[120_000, 1] = value
+    frag = 'NaN' if np.isnan(value) else 'at row 120,000, column 1'
+    raises(lambda: check_labels(L, len(L)), '`labels`', frag)
+    np.save(tmp_path / 'L.npy', L)
+    raises(lambda: check_labels(np.load(tmp_path / 'L.npy', mmap_mode='r'), len(L)), '`labels`', frag)
+    raises(lambda: EvaluationSplit(np.arange(len(L)), L), '`labels`', frag)   # the split takes the same check
+
+
+def test_check_labels_memmap_and_dtypes(tmp_path):
+    "0/1 labels stored as uint8 in a memmap come back as the same bool matrix; text labels are refused."
+    from fico_itr.core import check_labels
+    L = (np.random.default_rng(0).random((50_000, 24)) < 0.2)
+    np.save(tmp_path / 'L.npy', L.astype(np.uint8))
+    assert (check_labels(np.load(tmp_path / 'L.npy', mmap_mode='r'), 50_000) == L).all()
+    raises(lambda: check_labels(np.array([['1', '0']]), 1), 'dtype <U1', exc=TypeError)
+
+
+def positives_example():
+    "The issue's example: 20 images x 5 captions, scores peaked on each image's own captions."
+    sp = EvaluationSplit.uniform(20, 5)
+    S = np.random.default_rng(0).normal(size=(20, 100)) + 3 * np.repeat(np.eye(20), 5, 1)
+    as_lists = {'i2t': [list(range(5 * i, 5 * i + 5)) for i in range(20)], 't2i': [[j // 5] for j in range(100)]}
+    return sp, S, as_lists
+
+
+def test_positives_as_dict_sets_and_masks():
+    "Item 6: {query: items} is that mapping (i2t R@1 100.0, was 0.0); sets, generators and masks mean the same lists."
+    sp, S, lists = positives_example()
+    run = lambda pos: evaluate(sp, S, metrics=['R@1'], granularities=['extended'], positives=pos).table
+    want = run(lists)
+    assert want.set_index('direction').value.to_dict() == {'i2t': 100.0, 't2i': 85.0}
+    forms = {'dict': {d: dict(enumerate(v)) for d, v in lists.items()},
+             'dict in another order': {d: dict(reversed(list(enumerate(v)))) for d, v in lists.items()},
+             'sets': {d: [set(p) for p in v] for d, v in lists.items()},
+             'generators': {d: [(x for x in p) for p in v] for d, v in lists.items()},
+             'masks': {d: [np.isin(np.arange(100 if d == 'i2t' else 20), p) for p in v] for d, v in lists.items()},
+             'repeated items': {d: [p + p for p in v] for d, v in lists.items()}}
+    for name, pos in forms.items(): assert run(pos).equals(want), name
+
+
+def test_positives_refused_forms():
+    "Item 6: a dict missing a query, a set of queries, a ragged entry or a short mask are errors naming the accepted forms."
+    from fico_itr.ranking import Positives
+    raises(lambda: Positives({0: [1], 2: [0]}, 4), 'every query index 0..n_queries-1', 'accepted:')
+    raises(lambda: Positives({'a': [1]}, 4), "keys 'a'", 'every query index')
+    raises(lambda: Positives({1, 2}, 4), '`positives` is of type set', 'a dict {query index', exc=TypeError)
+    raises(lambda: Positives(3, 4), '`positives` is of type int', exc=TypeError)
+    import pandas as pd
+    raises(lambda: Positives(pd.DataFrame({'q': [[1]]}), 4), '`positives` is of type DataFrame', exc=TypeError)
+    raises(lambda: Positives([[0, [1, 2]]], 4), '`positives[0]` is not a flat list')
+    raises(lambda: Positives([np.array([True, False])], 4), 'a mask needs one entry per gallery item (4)')
+    raises(lambda: Positives([['a']], 4), '`positives[0]` holds <U1 values', exc=TypeError)
+    raises(lambda: Positives([[1], [4]], 4), '`positives[1]` refers to gallery items outside 0..3')
+
+
+def test_positives_not_rounded():
+    "Item 12: a positive 3.5 is an error, not item 3; 3.0 is item 3."
+    from fico_itr.ranking import Positives
+    raises(lambda: Positives([[0], [3.5]], 5), '`positives[1]` holds 3.5', 'integers')
+    raises(lambda: Positives([[np.nan]], 5), '`positives[0]` holds nan')
+    assert Positives([[0], [3.0]], 5).block(0, 2).tolist() == Positives([[0], [3]], 5).block(0, 2).tolist()
+    sp, S, lists = positives_example()
+    lists['i2t'][0] = [0.5]
+    raises(lambda: evaluate(sp, S, metrics=['R@1'], granularities=['extended'], positives=lists), 'positives[0]')
+
+
+def test_coco_ids_not_rounded(tmp_path, instances):
+    "Item 12: COCO id 1000.7 (argument or file) is an error, not 1000; 1000.0 and '1000' are 1000."
+    train, _ = instances
+    write_instances(tmp_path / 'big.json', [1000], [(1000, 18, 0)])
+    want = coco_labels_from_instances(tmp_path / 'big.json', [1000])
+    for same in ([1000.0], ['1000'], np.array([1000], np.uint32)):
+        assert (coco_labels_from_instances(tmp_path / 'big.json', same) == want).all()
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', [1000.7]), '`image_ids[0]` is 1000.7', 'nothing is rounded')
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', np.array([1000.7])), '`image_ids[0]` is 1000.7')
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', ['1000.7']), "'1000.7' (str)")
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', [True]), 'booleans', exc=TypeError)
+    raises(lambda: coco_labels_from_instances(tmp_path / 'big.json', np.array([2**64 - 1], np.uint64)), 'beyond int64')
+    write_instances(tmp_path / 'frac.json', [1000], [(1000.7, 18, 0)])
+    raises(lambda: coco_labels_from_instances(tmp_path / 'frac.json', [1000]), 'image_id of annotation 1', 'frac.json', '1000.7')
+    write_instances(tmp_path / 'fcat.json', [1000], [(1000, 18.5, 0)])
+    raises(lambda: coco_labels_from_instances(tmp_path / 'fcat.json', [1000]), 'category_id of annotation 1', '18.5')
+    raises(lambda: coco5k_caption_ids([391895.5]), '`image_ids[0]` is 391895.5')
+    raises(lambda: eccv_positives([391895], [1.5]), '`caption_ids[0]` is 1.5')
+
+
+def test_instances_json_with_bom(tmp_path, instances):
+    "A byte-order mark in front of an instances file does not change the labels."
+    train, _ = instances
+    bom = tmp_path / 'bom.json'; bom.write_bytes(b'\xef\xbb\xbf' + train.read_bytes())
+    assert (coco_labels_from_instances(bom, [1, 2]) == coco_labels_from_instances(train, [1, 2])).all()
+    bom.write_bytes(train.read_bytes()[:-40])
+    raises(lambda: coco_labels_from_instances(bom, [1, 2]), 'bom.json', 'is not valid JSON, or is truncated')
+
+
+def test_other_integer_arguments_not_truncated(tmp_path):
+    "Item 12: the keyword labeler's cap2img and n_images, and Query2LabelAdapter's sizes, are never truncated."
+    kw = CaptionKeywordLabeler()
+    caps = ['a dog', 'a cat', 'a cat']
+    assert kw.image_labels(caps, [0, 1, 1]).shape == (2, 80)
+    raises(lambda: kw.image_labels(caps, [0, 1.5, 1]), '`cap2img` must hold integer image indices', '1.5')
+    raises(lambda: kw.image_labels(caps, [0, -1, 1]), 'image index -1, outside 0..1')
+    raises(lambda: kw.image_labels(caps, [0, 1, 1], n_images=2.5), '`n_images` must be a positive int')
+    raises(lambda: kw.image_labels(caps, [0, 1, 2], n_images=2), 'image index 2, outside 0..1')
+    w = tmp_path / 'q2l.pth'; w.write_bytes(b'x')
+    build = lambda p: MeanColour()
+    raises(lambda: Query2LabelAdapter(w, tmp_path, build_model=build, image_size=448.5), '`image_size` must be a positive int')
+    raises(lambda: Query2LabelAdapter(w, tmp_path, build_model=build, batch_size=0), '`batch_size` must be a positive int')
+
+
+def test_query2label_truncated_file(tmp_path):
+    "Item 10: a Query2Label output cut short is a one-line error naming the file (the loader is data.load_array)."
+    np.save(tmp_path / 'p.npy', np.random.default_rng(0).random((50, 80)))
+    (tmp_path / 'cut.npy').write_bytes((tmp_path / 'p.npy').read_bytes()[:5000])
+    raises(lambda: load_query2label(tmp_path / 'cut.npy'), 'cut.npy is truncated or corrupt')
