@@ -7,13 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 import numpy as np
-from .core import TIE_RULES, check_array
+from .core import TIE_RULES, check_array, check_indices
 
 # %% auto #0
 __all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'random_positions', 'rank_relevant',
            'ranked_from_topk']
 
 # %% ../nbs/02_ranking.ipynb #2d0b353b
+def _gallery_items(items, n_gallery: int) -> np.ndarray:
+    "Top-k item indices checked against the gallery (an index past it would wrap around or fail deep inside numpy)."
+    return check_indices(items, 'top-k indices', n_gallery, 'gallery item')
+
 class SameItem:
     "Instance relevance: query q and gallery item g match when `query_ids[q] == gallery_ids[g]` (an image and its captions)."
     def __init__(self, query_ids, gallery_ids):
@@ -24,7 +28,7 @@ class SameItem:
         return self.query_ids[start:stop, None] == self.gallery_ids[None, :]
     def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
         "Relevance of given gallery items (B x k indices) only: what top-k lists need, without a B x m block."
-        return self.query_ids[start:stop, None] == self.gallery_ids[items]
+        return self.query_ids[start:stop, None] == self.gallery_ids[_gallery_items(items, self.n_gallery)]
     def counts(self, start: int, stop: int) -> np.ndarray:
         "Relevant items in the whole gallery for each query."
         ids, n = np.unique(self.gallery_ids, return_counts=True)
@@ -73,7 +77,7 @@ class SharedLabel:
         return out
     def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
         "Relevance of given gallery items (B x k indices) only."
-        qi, gi = self.qi[start:stop, None], self.gi[items]
+        qi, gi = self.qi[start:stop, None], self.gi[_gallery_items(items, self.n_gallery)]
         if self.table is not None: return self.table[qi, gi]
         q, g = self.q[qi], self.g[gi]
         return ((q & g) != 0).any(-1)
@@ -87,11 +91,10 @@ class SharedLabel:
 class Positives:
     "Explicit positives (CxC, ECCV Caption): `positives[q]` lists the gallery indices relevant to query q."
     def __init__(self, positives, n_gallery: int):
-        lists = [np.asarray(p, dtype=np.int64).ravel() for p in positives]
+        lists = [np.asarray(p).ravel() for p in positives]
         self.indptr = np.concatenate([[0], np.cumsum([len(p) for p in lists])]).astype(np.int64)
-        self.indices = np.concatenate(lists) if lists else np.zeros(0, np.int64)
-        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n_gallery):
-            raise ValueError(f"`positives` refer to gallery items outside 0..{n_gallery - 1}")
+        flat = np.concatenate(lists) if any(len(p) for p in lists) else np.zeros(0, np.int64)
+        self.indices = check_indices(flat, 'positives', int(n_gallery), 'gallery item')   # 3.5 is refused, not read as 3
         self.n_queries, self.n_gallery = len(lists), int(n_gallery)
     def block(self, start: int, stop: int) -> np.ndarray:
         out = np.zeros((stop - start, self.n_gallery), bool)
@@ -103,7 +106,7 @@ class Positives:
         "Relevance of given gallery items (B x k indices) only."
         a, b = self.indptr[start], self.indptr[stop]
         rows = np.repeat(np.arange(stop - start), np.diff(self.indptr[start:stop + 1]))
-        keys = np.arange(stop - start)[:, None] * self.n_gallery + items
+        keys = np.arange(stop - start)[:, None] * self.n_gallery + _gallery_items(items, self.n_gallery)
         return np.isin(keys, rows * self.n_gallery + self.indices[a:b])
     def counts(self, start: int, stop: int) -> np.ndarray:
         "Relevant items in the whole gallery for each query."
