@@ -449,9 +449,9 @@ class Results:
     def __repr__(self): return format_table(self)
     def _repr_html_(self):
         parts = []
-        for g in dict.fromkeys(self.table.granularity):
-            w = self.wide(g)
-            if not w.empty: parts.append(f'<h4>{g} level</h4>' + w.to_html(float_format=lambda v: f'{v:.1f}', na_rep='n/a'))
+        for g in dict.fromkeys(self.table.granularity):   # each value with its units' digits, as the printout
+            shown = _shown(self, g)
+            if shown is not None: parts.append(f'<h4>{g} level</h4>' + shown.to_html())
         conv = '<br>'.join(f'<code>{c}</code>' for c in dict.fromkeys(self.table.convention))
         return ''.join(parts) + f'<p>conventions: {conv}</p>'
 
@@ -491,6 +491,16 @@ class Results:
         return cls(pd.concat([r.table for r in results], ignore_index=True))
 
 # %% ../nbs/04_evaluate.ipynb #e05bc3f9
+def _shown(results: Results, granularity: str) -> pd.DataFrame | None:
+    "The wide table at `granularity` as printed text: each value with its own units' digits (None if there is nothing)."
+    w = results.wide(granularity)
+    if w.empty: return None
+    tg, keys = _row_keys(results.table[results.table.granularity == granularity])
+    units = {i: ('fraction' if 'units=fraction' in c else 'percent')
+             for i, c in tg.groupby(keys, sort=False).convention.first().items()}
+    return pd.DataFrame({(f'{d} {lab}' if d != 'both' else lab): [_fmt(v, lab, units[i]) for i, v in zip(w.index, w[(d, lab)])]
+                         for d, lab in w.columns}, index=[' | '.join(i) for i in w.index])
+
 def format_table(results: Results) -> str:
     "The usual printout: instance R@K/MedR/MeanR/rsum and category mAP@K/P@K per direction, with conventions."
     t = results.table
@@ -498,14 +508,8 @@ def format_table(results: Results) -> str:
     unit_txt = '; '.join(sorted({units[c.split('units=')[1].split(';')[0]] for c in t.convention if 'units=' in c}))
     lines = [f'({unit_txt}; MedR and MeanR are 1-based ranks; n/a: undefined under the conventions)']
     for g in dict.fromkeys(t.granularity):
-        w = results.wide(g)
-        if w.empty: continue
-        tg, keys = _row_keys(t[t.granularity == g])
-        units = {i: ('fraction' if 'units=fraction' in c else 'percent')
-                 for i, c in tg.groupby(keys, sort=False).convention.first().items()}
-        shown = pd.DataFrame({(f'{d} {lab}' if d != 'both' else lab): [_fmt(v, lab, units[i]) for i, v in zip(w.index, w[(d, lab)])]
-                              for d, lab in w.columns}, index=[' | '.join(i) for i in w.index])
-        lines += ['', f'{g} level', shown.to_string()]
+        shown = _shown(results, g)
+        if shown is not None: lines += ['', f'{g} level', shown.to_string()]
     lines += ['', 'conventions: ' + ' || '.join(dict.fromkeys(t.convention))]
     return '\n'.join(lines)
 

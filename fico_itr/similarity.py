@@ -110,8 +110,10 @@ _F32_MAX, _SMALL, _LARGE = float(np.finfo(np.float32).max), 2.0 ** -63, 2.0 ** 6
 
 def _fit_float32(x, measure: str, name: str):
     "Rows of `x` (numpy or torch, any float precision) checked, or rescaled under cosine, so float32 scores neither overflow nor underflow."
-    top = x.abs().amax(1) if torch.is_tensor(x) else np.abs(x).max(1)
-    top = top.double().cpu().numpy() if torch.is_tensor(top) else top.astype(np.float64)
+    top = np.empty(len(x))                     # each row's largest |value|, read in row blocks (no copy of x)
+    for s in range(0, len(x), 65536):
+        b = x[s:s + 65536]
+        top[s:s + len(b)] = b.abs().amax(1).double().cpu().numpy() if torch.is_tensor(b) else np.abs(b).max(1)
     bad = (top > _LARGE) | ((top > 0) & (top < _SMALL))
     if not bad.any(): return x
     if measure == 'cosine':   # scale-free: each row divided by its largest |value|, in its own precision, before float32

@@ -325,3 +325,21 @@ def test_property_from_json_error_or_complete(records):
         assert 'Results.from_json' in str(e) or 'to_json' in str(e), e
         return
     assert not res.table[['model', 'dataset', 'direction', 'granularity', 'metric']].isna().any().any()
+
+
+def test_html_table_keeps_fraction_digits():
+    sp, S = issue_problem()
+    res = evaluate(sp, S, metrics=['R@1'], conventions='clip_benchmark')
+    v = res.get('R@1', 't2i')
+    assert f'{v:.3f}' in res._repr_html_() and f'{v:.3f}' in repr(res)
+
+
+@SETTINGS
+@given(st.integers(0, 10_000), st.sampled_from([(5, 12), (12, 6), (6, 11), (6, 12, 1), (6,), (7, 12)]))
+def test_property_shapes_error_naming_the_argument(seed, shape):
+    sp, _ = _clean_problem(seed)
+    S = np.random.default_rng(seed).random(shape)
+    for kw in ({'similarity': S}, {'i2t_similarity': S, 'directions': ['i2t']}):
+        with pytest.raises(ValueError) as info: evaluate(sp, **kw)
+        name = next(iter(kw))
+        assert f'`{name}`' in str(info.value)
