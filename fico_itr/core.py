@@ -150,7 +150,8 @@ class EvaluationSplit:
 
     def subset(self, images: np.ndarray, name: str | None = None):
         "The split restricted to `images` (indices, in order) and their captions; returns the split and the caption indices kept."
-        images = np.asarray(images, dtype=np.int64)
+        images = check_indices(images, 'images', self.n_images, 'image')   # 2.5 is refused, not read as image 2
+        if len(np.unique(images)) != len(images): raise ValueError("`images` repeats an image: pass each image once")
         remap = np.full(self.n_images, -1, dtype=np.int64); remap[images] = np.arange(len(images))
         caps = np.flatnonzero(remap[self.cap2img] >= 0)
         pick = lambda v, idx: None if v is None else [v[i] for i in idx]

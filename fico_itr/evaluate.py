@@ -135,6 +135,7 @@ def integer_scores(measure: str | None = None, matrices=()) -> bool:
 def unique_image_rows(similarity, captions_per_image: int) -> np.ndarray:
     "Rows 0, k, 2k, ... of a square matrix whose image rows are repeated k times (VSRN/UCCH outputs)."
     S = check_array(similarity, 'similarity', ndim=2, finite=False)
+    captions_per_image = check_count(captions_per_image, 'captions_per_image')
     if S.shape[0] % captions_per_image:
         raise ValueError(f"{S.shape[0]} rows do not divide into groups of captions_per_image={captions_per_image}")
     return S[::captions_per_image]
@@ -226,6 +227,8 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
     if len(given) != 1:
         raise ValueError("pass exactly one score source: `similarity` (images x captions), `images` and `captions` "
                          f"embeddings or codes with a `measure`, or `i2t_similarity`/`t2i_similarity`; got {given or 'none'}")
+    if isinstance(directions, str): directions = [directions]
+    if isinstance(granularities, str): granularities = [granularities]
     for d in directions:
         if d not in ('i2t', 't2i'): raise ValueError(f"unknown direction {d!r}: use 'i2t' and/or 't2i'")
     if granularities is None:

@@ -343,3 +343,18 @@ def test_property_shapes_error_naming_the_argument(seed, shape):
         with pytest.raises(ValueError) as info: evaluate(sp, **kw)
         name = next(iter(kw))
         assert f'`{name}`' in str(info.value)
+
+
+def test_subset_and_unique_image_rows_refuse_fractions():
+    from fico_itr.evaluate import unique_image_rows
+    sp, S = issue_problem()
+    raises(lambda: sp.subset([1.5, 2]), 'images', 'non-integer')
+    raises(lambda: sp.subset([1, 1]), 'repeats an image')
+    raises(lambda: unique_image_rows(np.repeat(S, 5, 0), 2.5), 'captions_per_image', 'whole number')
+
+
+def test_single_direction_and_granularity_strings():
+    sp, S = issue_problem()
+    a = evaluate(sp, S, metrics=['R@1'], directions='t2i', granularities='instance')
+    b = evaluate(sp, S, metrics=['R@1'], directions=['t2i'], granularities=['instance'])
+    pd.testing.assert_frame_equal(a.table, b.table)
