@@ -236,14 +236,14 @@ class Conventions:
         _one_of(self.empty, EMPTY_RULES, 'empty-query rule')
         _one_of(self.units, UNITS, 'units')
         _one_of(self.pr_rule, PR_RULES, 'pr_rule')
-        if self.rerank_depth is not None and (not isinstance(self.rerank_depth, (int, np.integer)) or self.rerank_depth < 1):
-            raise ValueError(f"`rerank_depth` must be a positive int or None, got {self.rerank_depth!r}")
-        if not isinstance(self.folds, (int, np.integer)) or self.folds < 0 or self.folds == 1:
-            raise ValueError(f"`folds` must be 0 (no folds) or an int >= 2, got {self.folds!r}")
-        if not isinstance(self.tie_seed, (int, np.integer)) or self.tie_seed < 0:
-            raise ValueError(f"`tie_seed` must be an int >= 0, got {self.tie_seed!r}")
-        if not isinstance(self.tie_draws, (int, np.integer)) or self.tie_draws < 1:
-            raise ValueError(f"`tie_draws` must be an int >= 1, got {self.tie_draws!r}")
+        counts = {'rerank_depth': None if self.rerank_depth is None else check_count(self.rerank_depth, 'rerank_depth'),
+                  'folds': check_count(self.folds, 'folds', minimum=0), 'tie_seed': check_count(self.tie_seed, 'tie_seed', minimum=0),
+                  'tie_draws': check_count(self.tie_draws, 'tie_draws')}
+        if counts['folds'] == 1: raise ValueError("`folds` must be 0 (no folds) or an int >= 2, got 1")
+        for k, v in counts.items(): object.__setattr__(self, k, v)   # plain ints (a whole float such as 128.0 becomes 128)
+        if self.metrics is not None:
+            if not isinstance(self.metrics, Mapping): raise TypeError("`metrics` must map granularities to metric names, or be None")
+            for g in self.metrics: _one_of(g, GRANULARITIES, 'granularity in `metrics`')
 
     def resolve_ties(self, integer_scores: bool) -> 'Conventions':
         "These conventions with 'auto' made concrete: 'expected' for integer scores (Hamming similarities), else 'stable'."

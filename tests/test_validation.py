@@ -358,3 +358,10 @@ def test_single_direction_and_granularity_strings():
     a = evaluate(sp, S, metrics=['R@1'], directions='t2i', granularities='instance')
     b = evaluate(sp, S, metrics=['R@1'], directions=['t2i'], granularities=['instance'])
     pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_conventions_counts_and_metric_keys():
+    from fico_itr.core import Conventions
+    raises(lambda: Conventions(rerank_depth=2.5), 'rerank_depth', 'whole number')
+    raises(lambda: Conventions(metrics={'instnace': ('R@1',)}), 'instnace')
+    assert get_conventions('lavis', rerank_depth=128.0).rerank_depth == 128
