@@ -477,9 +477,7 @@ class Results:
             rec = rec['results']
         if not isinstance(rec, list) or not all(isinstance(r, dict) for r in rec):
             raise ValueError("Results.from_json reads a list of records, one object per number (as Results.to_json writes)")
-        t = pd.DataFrame(rec)
-        _check_table(t.reindex(columns=list(dict.fromkeys(list(t.columns) + [c for c in RESULT_COLUMNS if c in t.columns]))))
-        t = t[RESULT_COLUMNS].copy()
+        t = _check_table(pd.DataFrame(rec, columns=RESULT_COLUMNS if not rec else None))[RESULT_COLUMNS].copy()
         try: t['value'] = t['value'].astype(float)
         except (TypeError, ValueError) as e:
             raise ValueError(f"Results.from_json: a 'value' is not a number ({e})") from None
