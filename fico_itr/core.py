@@ -4,24 +4,27 @@
 
 # %% ../nbs/00_core.ipynb #86b99704
 from __future__ import annotations
-import dataclasses
+import dataclasses, math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 import numpy as np
 
 # %% auto #0
 __all__ = ['TIE_RULES', 'CONVENTION_TIES', 'AP_DENOMINATORS', 'EMPTY_RULES', 'UNITS', 'PR_RULES', 'GRANULARITIES', 'PRESETS',
-           'check_array', 'check_ks', 'EvaluationSplit', 'check_labels', 'Conventions', 'get_conventions']
+           'check_array', 'check_scores', 'check_count', 'check_indices', 'check_ks', 'EvaluationSplit', 'check_labels',
+           'Conventions', 'get_conventions']
 
 # %% ../nbs/00_core.ipynb #70da6b19
 def check_array(x, name: str, ndim: int | None = None, finite: bool = True) -> np.ndarray:
     "Return `x` as a numpy array (memmaps stay memmaps), checking its number of dimensions and, if asked, that it is finite."
-    if hasattr(x, 'detach'):  # a torch tensor
-        x = x.detach().cpu().numpy()
+    if hasattr(x, 'detach'):  # a torch tensor; bfloat16 (which numpy lacks) is read as float32, which holds it exactly
+        x = x.detach().cpu()
+        x = (x.float() if str(x.dtype) == 'torch.bfloat16' else x).numpy()
     if not isinstance(x, np.ndarray):
         try: x = np.asarray(x)
         except Exception as e: raise TypeError(f"`{name}` must be array-like (numpy array, memmap or torch tensor), got {type(x).__name__}") from e
     if x.dtype == object: raise TypeError(f"`{name}` has dtype object: pass a numeric array")
+    if x.dtype.name == 'bfloat16': x = x.astype(np.float32)   # ml_dtypes' bfloat16: exact in float32
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"`{name}` must be {ndim}-D, got shape {x.shape}")
     if finite and np.issubdtype(x.dtype, np.floating) and x.size:
@@ -37,6 +40,48 @@ def check_array(x, name: str, ndim: int | None = None, finite: bool = True) -> n
             raise ValueError(f"`{name}` contains {int(bad.sum())} NaN or Inf values (first at index {where}); "
                              "clean or drop those entries before evaluating")
     return x
+
+# %% ../nbs/00_core.ipynb #0e07c824
+def check_scores(x, name: str, ndim: int = 2) -> np.ndarray:
+    "Return scores as a real-valued numpy array (integers or floats, memmaps kept); bool, complex and text are errors."
+    S = check_array(x, name, ndim=ndim, finite=False)
+    if S.dtype == bool:
+        raise TypeError(f"`{name}` is boolean: pass real-valued scores (if 0/1 really are the scores, "
+                        f"pass {name}.astype(np.float32))")
+    if np.issubdtype(S.dtype, np.complexfloating):
+        raise TypeError(f"`{name}` is complex ({S.dtype}): pass real scores (e.g. {name}.real)")
+    if not (np.issubdtype(S.dtype, np.integer) or np.issubdtype(S.dtype, np.floating)):
+        raise TypeError(f"`{name}` must hold numbers (integer or float scores), got dtype {S.dtype}")
+    return S
+
+# %% ../nbs/00_core.ipynb #a6348ae9
+def check_count(value, name: str, minimum: int = 1) -> int:
+    "`value` as an int >= `minimum`; a whole float (4.0) is that int, a fraction, a bool or a smaller number is an error."
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise TypeError(f"`{name}` must be an int >= {minimum}, got {value!r} of type {type(value).__name__}")
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"`{name}` must be a whole number, got {value!r}: nothing is rounded or truncated silently")
+        value = int(value)
+    if value < minimum: raise ValueError(f"`{name}` must be an int >= {minimum}, got {value}")
+    return int(value)
+
+# %% ../nbs/00_core.ipynb #77c99c69
+def check_indices(x, name: str, n: int | None = None, what: str = 'item') -> np.ndarray:
+    "Integer indices as int64 (whole floats accepted, fractions refused), each in 0..n-1 when `n` is given."
+    a = check_array(x, name)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"`{name}` must hold integer {what} indices, got dtype {a.dtype}")
+    if a.size and np.issubdtype(a.dtype, np.floating):
+        frac = a != np.round(a)
+        if frac.any(): raise ValueError(f"`{name}` holds a non-integer {what} index ({a[frac].flat[0]!r}): pass whole numbers")
+    if a.size and not np.issubdtype(a.dtype, np.signedinteger) and a.max() >= 2 ** 63:
+        raise ValueError(f"`{name}` holds {what} index {a.max()}, beyond int64: fix the indices")
+    a = a.astype(np.int64, copy=False)
+    if n is not None and a.size and (a.min() < 0 or a.max() >= n):
+        bad = a.min() if a.min() < 0 else a.max()
+        raise ValueError(f"`{name}` holds {what} index {bad}, outside 0..{n - 1}: fix the indices")
+    return a
 
 # %% ../nbs/00_core.ipynb #0e8337e1
 def check_ks(ks, n_gallery: int, name: str = 'ks') -> tuple:
@@ -71,15 +116,14 @@ class EvaluationSplit:
     source: str | None = None    # where the split was read from (named in error messages)
 
     def __post_init__(self):
-        c = check_array(self.cap2img, 'cap2img', ndim=1)
-        if not np.issubdtype(c.dtype, np.integer):
-            if np.issubdtype(c.dtype, np.floating) and c.size and np.all(c == np.round(c)): c = c.astype(np.int64)
-            else: raise TypeError(f"`cap2img` must hold integer image indices, got dtype {c.dtype}")
-        c = c.astype(np.int64, copy=False)
+        c = check_indices(check_array(self.cap2img, 'cap2img', ndim=1), 'cap2img', what='image')
         if c.size == 0: raise ValueError("`cap2img` is empty: a split needs at least one caption")
         if c.min() < 0: raise ValueError(f"`cap2img` has a negative image index ({c.min()})")
-        n = int(c.max()) + 1 if self.n_images is None else int(self.n_images)
+        n = int(c.max()) + 1 if self.n_images is None else check_count(self.n_images, 'n_images')
         if c.max() >= n: raise ValueError(f"`cap2img` refers to image {c.max()} but `n_images` is {n}")
+        if n > len(c):   # before counting captions per image, which needs n counters
+            raise ValueError(f"`cap2img` has {len(c)} captions for {n} images (image indices up to {c.max()}): every "
+                             "image needs at least one caption; fix the map or `n_images`")
         counts = np.bincount(c, minlength=n)
         if (counts == 0).any():
             missing = np.flatnonzero(counts == 0)
@@ -101,11 +145,13 @@ class EvaluationSplit:
     @classmethod
     def uniform(cls, n_images: int, captions_per_image: int = 5, labels=None, name='split'):
         "The common layout: captions `k*i ... k*i+k-1` describe image `i`."
+        n_images, captions_per_image = check_count(n_images, 'n_images'), check_count(captions_per_image, 'captions_per_image')
         return cls(np.repeat(np.arange(n_images), captions_per_image), labels, n_images, name)
 
     def subset(self, images: np.ndarray, name: str | None = None):
         "The split restricted to `images` (indices, in order) and their captions; returns the split and the caption indices kept."
-        images = np.asarray(images, dtype=np.int64)
+        images = check_indices(images, 'images', self.n_images, 'image')   # 2.5 is refused, not read as image 2
+        if len(np.unique(images)) != len(images): raise ValueError("`images` repeats an image: pass each image once")
         remap = np.full(self.n_images, -1, dtype=np.int64); remap[images] = np.arange(len(images))
         caps = np.flatnonzero(remap[self.cap2img] >= 0)
         pick = lambda v, idx: None if v is None else [v[i] for i in idx]
@@ -117,8 +163,9 @@ class EvaluationSplit:
 
     def folds(self, n_folds: int = 5):
         "Consecutive image folds (COCO 1K = 5 folds of the 5K test images, as VSE++/SCAN): yields (split, image indices, caption indices)."
+        n_folds = check_count(n_folds, 'n_folds')
         if self.n_images % n_folds:
-            raise ValueError(f"{self.n_images} images do not split into {n_folds} equal consecutive folds")
+            raise ValueError(f"{self.n_images} images do not split into n_folds={n_folds} equal consecutive folds")
         size = self.n_images // n_folds
         for f in range(n_folds):
             imgs = np.arange(f * size, (f + 1) * size)
@@ -196,14 +243,14 @@ class Conventions:
         _one_of(self.empty, EMPTY_RULES, 'empty-query rule')
         _one_of(self.units, UNITS, 'units')
         _one_of(self.pr_rule, PR_RULES, 'pr_rule')
-        if self.rerank_depth is not None and (not isinstance(self.rerank_depth, (int, np.integer)) or self.rerank_depth < 1):
-            raise ValueError(f"`rerank_depth` must be a positive int or None, got {self.rerank_depth!r}")
-        if not isinstance(self.folds, (int, np.integer)) or self.folds < 0 or self.folds == 1:
-            raise ValueError(f"`folds` must be 0 (no folds) or an int >= 2, got {self.folds!r}")
-        if not isinstance(self.tie_seed, (int, np.integer)) or self.tie_seed < 0:
-            raise ValueError(f"`tie_seed` must be an int >= 0, got {self.tie_seed!r}")
-        if not isinstance(self.tie_draws, (int, np.integer)) or self.tie_draws < 1:
-            raise ValueError(f"`tie_draws` must be an int >= 1, got {self.tie_draws!r}")
+        counts = {'rerank_depth': None if self.rerank_depth is None else check_count(self.rerank_depth, 'rerank_depth'),
+                  'folds': check_count(self.folds, 'folds', minimum=0), 'tie_seed': check_count(self.tie_seed, 'tie_seed', minimum=0),
+                  'tie_draws': check_count(self.tie_draws, 'tie_draws')}
+        if counts['folds'] == 1: raise ValueError("`folds` must be 0 (no folds) or an int >= 2, got 1")
+        for k, v in counts.items(): object.__setattr__(self, k, v)   # plain ints (a whole float such as 128.0 becomes 128)
+        if self.metrics is not None:
+            if not isinstance(self.metrics, Mapping): raise TypeError("`metrics` must map granularities to metric names, or be None")
+            for g in self.metrics: _one_of(g, GRANULARITIES, 'granularity in `metrics`')
 
     def resolve_ties(self, integer_scores: bool) -> 'Conventions':
         "These conventions with 'auto' made concrete: 'expected' for integer scores (Hamming similarities), else 'stable'."

@@ -12,8 +12,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from .core import EvaluationSplit, Conventions, get_conventions, check_array, check_ks, check_labels, GRANULARITIES
-from .similarity import iter_score_blocks
+from .core import (EvaluationSplit, Conventions, get_conventions, check_array, check_ks, check_labels, check_scores,
+                           check_count, GRANULARITIES)
+from .similarity import iter_score_blocks, HashCodes
 from .ranking import SameItem, SharedLabel, Positives, rank_relevant, first_relevant_rank
 from . import metrics as M
 from . import ties as T
@@ -53,15 +54,17 @@ def block_values(scores: np.ndarray, rel: np.ndarray, specs: Sequence[tuple], co
     seed = conventions.tie_seed
     ranked = rank_relevant(scores, rel, ties, seed) if need_all else first_relevant_rank(scores, rel, ties, seed)
     if conventions.nonpositive_irrelevant and need_all:
-        # torchmetrics' rule touches AP, P@K and recall, not the hit rate (ITR R@K): rank the reduced relevance apart
+        # torchmetrics' rule touches AP, P@K and recall, not the hit rate (ITR R@K) nor retrieval_r_precision: rank the
+        # reduced relevance apart
         set_ranked = rank_relevant(scores, rel & (scores > 0), ties, seed)
     else: set_ranked = ranked
     return _values(specs, ranked.n_relevant, {
         'R@K': lambda k: M.recall_at_k(ranked, k), 'MedR': lambda k: M.best_rank(ranked),
         'mAP@K': lambda k: M.average_precision(set_ranked, k, conventions.ap_denominator),
-        'P@K': lambda k: M.precision_at_k(set_ranked, k), 'PR': lambda k: M.pr_curve_11pt(set_ranked, conventions.pr_rule)})
+        'P@K': lambda k: M.precision_at_k(set_ranked, k), 'R-Precision': lambda k: M.precision_at_k(ranked, k),
+        'PR': lambda k: M.pr_curve_11pt(set_ranked, conventions.pr_rule)})
 
-_SAME_VALUES = {'MeanR': 'MedR', 'R-Precision': 'P@K'}   # families computed from the same per-query values
+_SAME_VALUES = {'MeanR': 'MedR'}   # families computed from the same per-query values
 
 def _values(specs, n_relevant, families) -> dict:
     out = {}
@@ -81,7 +84,7 @@ def _expected_values(scores, rel, specs, conventions, groups=None):
     return _values(specs, groups.n_relevant, {
         'R@K': lambda k: T.expected_recall_at_k(groups, k), 'MedR': lambda k: T.expected_best_rank(groups),
         'mAP@K': lambda k: T.expected_average_precision(set_groups, k, conventions.ap_denominator),
-        'P@K': lambda k: T.expected_precision_at_k(set_groups, k),
+        'P@K': lambda k: T.expected_precision_at_k(set_groups, k), 'R-Precision': lambda k: T.expected_precision_at_k(groups, k),
         'PR': lambda k: T.random_order_pr_curve(scores, set_rel, conventions.pr_rule, conventions.tie_draws,
                                                conventions.tie_seed, set_groups)})
 
@@ -132,6 +135,7 @@ def integer_scores(measure: str | None = None, matrices=()) -> bool:
 def unique_image_rows(similarity, captions_per_image: int) -> np.ndarray:
     "Rows 0, k, 2k, ... of a square matrix whose image rows are repeated k times (VSRN/UCCH outputs)."
     S = check_array(similarity, 'similarity', ndim=2, finite=False)
+    captions_per_image = check_count(captions_per_image, 'captions_per_image')
     if S.shape[0] % captions_per_image:
         raise ValueError(f"{S.shape[0]} rows do not divide into groups of captions_per_image={captions_per_image}")
     return S[::captions_per_image]
@@ -161,6 +165,10 @@ def _bounded_map(fn, items, n_threads):
         while pending: yield pending.popleft().result()
 
 def _resolve_metrics(metrics, granularities, conventions):
+    if isinstance(metrics, str): metrics = [metrics]
+    if isinstance(metrics, Mapping):     # a typo in a key would silently fall back to the defaults
+        unknown = [g for g in metrics if g not in GRANULARITIES]
+        if unknown: raise ValueError(f"`metrics` has key {unknown[0]!r}: its keys are granularities ({', '.join(GRANULARITIES)})")
     out = {}
     for g in granularities:
         if metrics is None: names = (conventions.metrics or {}).get(g, DEFAULT_METRICS[g])
@@ -196,6 +204,11 @@ def _run_direction(blocks, n_queries, relevances, specs, conventions, n_threads,
 # %% ../nbs/04_evaluate.ipynb #ccf66106
 _IN_FOLDS = contextvars.ContextVar('fico_itr_in_folds', default=False)   # set while _evaluate_folds runs
 
+def _as_rows(x, name):
+    "Embeddings or codes as something with rows: arrays, memmaps, tensors and HashCodes as they are; lists and DataFrames as arrays."
+    if x is None or isinstance(x, (np.ndarray, HashCodes)) or hasattr(x, 'detach'): return x
+    return check_array(x, name, ndim=2, finite=False)
+
 def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=None, measure: str = 'cosine',
              i2t_similarity=None, t2i_similarity=None, positives: Mapping | None = None,
              conventions: str | Conventions | None = 'default', metrics=None,
@@ -214,6 +227,8 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
     if len(given) != 1:
         raise ValueError("pass exactly one score source: `similarity` (images x captions), `images` and `captions` "
                          f"embeddings or codes with a `measure`, or `i2t_similarity`/`t2i_similarity`; got {given or 'none'}")
+    if isinstance(directions, str): directions = [directions]
+    if isinstance(granularities, str): granularities = [granularities]
     for d in directions:
         if d not in ('i2t', 't2i'): raise ValueError(f"unknown direction {d!r}: use 'i2t' and/or 't2i'")
     if granularities is None:
@@ -226,21 +241,28 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
     if 'extended' in granularities and not positives:
         raise ValueError("extended retrieval needs `positives={'i2t': [...], 't2i': [...]}` (CxC / ECCV Caption)")
     specs = _resolve_metrics(metrics, granularities, conv)
+    if block_size is not None: block_size = check_count(block_size, 'block_size')
+    if n_threads is not None: n_threads = check_count(n_threads, 'n_threads')
     ni, nc = split.n_images, split.n_captions
+    # scores as arrays (lists, DataFrames and tensors as the plain path and the folds both read them; memmaps stay memmaps)
+    if similarity is not None: similarity = check_scores(similarity, 'similarity')
+    if i2t_similarity is not None: i2t_similarity = check_scores(i2t_similarity, 'i2t_similarity')
+    if t2i_similarity is not None: t2i_similarity = check_scores(t2i_similarity, 't2i_similarity')
+    images, captions = (_as_rows(x, n) for x, n in ((images, 'images'), (captions, 'captions')))
     if conv.folds and not _IN_FOLDS.get():
         return _evaluate_folds(split, locals())
 
     # score sources per direction: (factory of blocks, n_queries, n_gallery)
     if similarity is not None:
-        S = check_array(similarity, 'similarity', ndim=2, finite=False); _check_shape(S, (ni, nc), 'similarity', split)
+        S = similarity; _check_shape(S, (ni, nc), 'similarity', split)
         sources = {'i2t': ('matrix', S, False, 'similarity'), 't2i': ('matrix', S, True, 'similarity')}
     elif i2t_similarity is not None or t2i_similarity is not None:
         sources = {}
         if i2t_similarity is not None:
-            A = check_array(i2t_similarity, 'i2t_similarity', ndim=2, finite=False)
+            A = i2t_similarity
             _check_shape(A, (ni, nc), 'i2t_similarity', split); sources['i2t'] = ('matrix', A, False, 'i2t_similarity')
         if t2i_similarity is not None:
-            B = check_array(t2i_similarity, 't2i_similarity', ndim=2, finite=False)
+            B = t2i_similarity
             _check_shape(B, (nc, ni), 't2i_similarity', split); sources['t2i'] = ('matrix', B, False, 't2i_similarity')
         missing = [d for d in directions if d not in sources]
         if missing: raise ValueError(f"no scores for direction(s) {missing}: pass the matching *_similarity matrix")
@@ -299,14 +321,25 @@ def _with_rsum(df):
     return pd.concat([df, pd.DataFrame(extra, columns=RESULT_COLUMNS)], ignore_index=True) if extra else df
 
 # %% ../nbs/04_evaluate.ipynb #e8a6df26
+def _as_slice(idx):
+    "Consecutive indices as a slice (a view of an array or memmap, nothing read), others as they are."
+    return slice(int(idx[0]), int(idx[-1]) + 1) if len(idx) and np.all(np.diff(idx) == 1) else idx
+
+def _submatrix(S, rows, cols, budget=1 << 22):
+    "S[rows][:, cols] without reading whole rows: a view when both are consecutive, else gathered in row blocks."
+    r, c = _as_slice(rows), _as_slice(cols)
+    if isinstance(r, slice) and isinstance(c, slice): return S[r, c]
+    step = max(1, budget // max(1, S.shape[1]))
+    return np.concatenate([np.asarray(S[rows[s:s + step]])[:, cols] for s in range(0, len(rows), step)])
+
 def _subset_scores(args, imgs, caps):
     out = {}
-    if args['similarity'] is not None: out['similarity'] = np.asarray(args['similarity'][imgs][:, caps])
-    if args['i2t_similarity'] is not None: out['i2t_similarity'] = np.asarray(args['i2t_similarity'][imgs][:, caps])
-    if args['t2i_similarity'] is not None: out['t2i_similarity'] = np.asarray(args['t2i_similarity'][caps][:, imgs])
+    if args['similarity'] is not None: out['similarity'] = _submatrix(args['similarity'], imgs, caps)
+    if args['i2t_similarity'] is not None: out['i2t_similarity'] = _submatrix(args['i2t_similarity'], imgs, caps)
+    if args['t2i_similarity'] is not None: out['t2i_similarity'] = _submatrix(args['t2i_similarity'], caps, imgs)
     for key, idx in (('images', imgs), ('captions', caps)):
         v = args[key]
-        if v is not None: out[key] = v[idx]
+        if v is not None: out[key] = v[_as_slice(idx)]
     return out
 
 def _evaluate_folds(split, args):
@@ -342,32 +375,73 @@ def _fmt(v, metric, units='percent'):
     if metric in ('MedR', 'MeanR') or units == 'percent': return f'{v:.1f}'
     return f'{v:.3f}'
 
+_KEYS = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k', 'convention']   # what tells one number from another
+
+def _check_table(t: pd.DataFrame) -> pd.DataFrame:
+    "A results table: every column present and filled, and no two numbers that cannot be told apart."
+    missing = [col for col in RESULT_COLUMNS if col not in t.columns]
+    if missing:
+        extra = [col for col in t.columns if col not in RESULT_COLUMNS]
+        raise ValueError(f"a results table needs the columns {', '.join(RESULT_COLUMNS)}; missing {', '.join(missing)}"
+                         + (f" (found {', '.join(map(repr, extra))})" if extra else '')
+                         + ": read records written by Results.to_json or `fico-itr evaluate`")
+    empty = [col for col in _KEYS if t[col].isna().any()]
+    if empty: raise ValueError(f"results rows without a {empty[0]!r}: every number needs its {', '.join(_KEYS)}")
+    dup = t.duplicated(_KEYS, keep=False)
+    if dup.any():
+        r = t[dup].iloc[0]
+        raise ValueError(f"{int(dup.sum())} rows cannot be told apart (model {r.model!r}, dataset {r.dataset!r}, "
+                         f"{r.direction} {metric_label(r.metric, r.k)}, same conventions): a table would have to average "
+                         "them; pass a distinct `model=` (or `dataset=`) to each evaluation")
+    return t
+
+def _convention_labels(conventions: pd.Series) -> pd.Series:
+    "Short labels that tell conventions apart: the preset plus every part that is not common to all of them."
+    parts = {c: c.split(';') for c in dict.fromkeys(conventions)}
+    common = set.intersection(*(set(p) for p in parts.values()))
+    label = {c: ';'.join(dict.fromkeys([p[0]] + [x for x in p if x not in common])) for c, p in parts.items()}
+    return conventions.map(label)
+
+def _row_keys(t: pd.DataFrame):
+    "`t` with the keys of its printed rows: (model, dataset), plus the conventions where one pair was evaluated under several."
+    if (t.groupby(['model', 'dataset'], sort=False).convention.nunique() > 1).any():
+        return t.assign(conventions=_convention_labels(t.convention)), ['model', 'dataset', 'conventions']
+    return t, ['model', 'dataset']
+
 class Results:
     "Evaluation results: a tidy table (model, dataset, direction, granularity, metric, k, value, convention)."
     def __init__(self, table: pd.DataFrame, per_query: dict | None = None):
-        self.table, self.per_query = table.reset_index(drop=True), per_query or {}
+        self.table, self.per_query = _check_table(table.reset_index(drop=True)), per_query or {}
 
-    def get(self, metric: str, direction: str = 'i2t', granularity: str | None = None, model=None, dataset=None) -> float:
-        "One number by its printed name, e.g. `res.get('R@1', 't2i')` or `res.get('mAP@N', 'i2t', 'category')`."
+    def get(self, metric: str, direction: str = 'i2t', granularity: str | None = None, model=None, dataset=None,
+            conventions: str | None = None) -> float:
+        "One number by its printed name, e.g. `res.get('R@1', 't2i')` or `res.get('mAP@N', 'i2t', 'category')`; `conventions`: a preset name or a full convention string."
         fam, k = parse_metric(metric) if metric != 'rsum' else ('rsum', None)
         t = self.table
         sel = (t.metric == fam) & (t.k == ('' if k is None else str(k)))
         if fam != 'rsum': sel &= t.direction == direction
         for col, v in (('granularity', granularity), ('model', model), ('dataset', dataset)):
             if v is not None: sel &= t[col] == v
+        if conventions is not None: sel &= (t.convention == conventions) | t.convention.str.startswith(f'preset={conventions};')
         hit = t[sel]
         if len(hit) != 1:
+            how = [f"{arg}= (one of {', '.join(map(repr, dict.fromkeys(vals)))})"
+                   for arg, vals in (('model', hit.model), ('dataset', hit.dataset), ('granularity', hit.granularity),
+                                     ('conventions', hit.convention.str.split(';').str[0].str.removeprefix('preset=')))
+                   if len(set(vals)) > 1]
             raise KeyError(f"{len(hit)} rows match {metric!r} ({direction}, {granularity or 'any granularity'}, "
-                           f"{model or 'any model'}, {dataset or 'any dataset'}): narrow it down")
+                           f"{model or 'any model'}, {dataset or 'any dataset'}): "
+                           + (f"narrow it down with {'; '.join(how)}" if how else 'narrow it down'))
         return float(hit.value.iloc[0])
 
     def wide(self, granularity: str = 'instance') -> pd.DataFrame:
-        "One row per (model, dataset), columns (direction, metric) in the order they were computed; PR points left out."
+        "One row per (model, dataset) and, where one pair was evaluated under several conventions, per conventions; columns (direction, metric) in the order they were computed; PR points left out. Never averages."
         t = self.table[(self.table.granularity == granularity) & (self.table.metric != 'PR')]
         if t.empty: return pd.DataFrame()
-        t = t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)])
+        t, keys = _row_keys(t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)]))
         cols = list(dict.fromkeys(zip(t.direction, t.label)))
-        w = t.pivot_table(index=['model', 'dataset'], columns=['direction', 'label'], values='value', sort=False, dropna=False)
+        w = t.pivot_table(index=keys, columns=['direction', 'label'], values='value', sort=False, dropna=False,
+                          aggfunc='first')   # one value per cell: `_check_table` refused rows that cannot be told apart
         return w.reindex(columns=pd.MultiIndex.from_tuples(cols))
 
     def pr_curves(self) -> pd.DataFrame:
@@ -378,9 +452,9 @@ class Results:
     def __repr__(self): return format_table(self)
     def _repr_html_(self):
         parts = []
-        for g in dict.fromkeys(self.table.granularity):
-            w = self.wide(g)
-            if not w.empty: parts.append(f'<h4>{g} level</h4>' + w.to_html(float_format=lambda v: f'{v:.1f}', na_rep='n/a'))
+        for g in dict.fromkeys(self.table.granularity):   # each value with its units' digits, as the printout
+            shown = _shown(self, g)
+            if shown is not None: parts.append(f'<h4>{g} level</h4>' + shown.to_html())
         conv = '<br>'.join(f'<code>{c}</code>' for c in dict.fromkeys(self.table.convention))
         return ''.join(parts) + f'<p>conventions: {conv}</p>'
 
@@ -392,18 +466,42 @@ class Results:
 
     @classmethod
     def from_json(cls, path_or_text) -> 'Results':
-        "Read records written by `to_json` (a path or the JSON text)."
-        txt = Path(path_or_text).read_text() if not str(path_or_text).lstrip().startswith('[') else str(path_or_text)
-        t = pd.DataFrame(json.loads(txt), columns=RESULT_COLUMNS)
-        t['value'] = t['value'].astype(float); t['k'] = t['k'].astype(str)
+        "Read records written by `to_json`, or a `fico-itr evaluate` record (its 'results'); a path or the JSON text."
+        s = str(path_or_text)
+        txt = s if s.lstrip()[:1] in ('[', '{') else Path(path_or_text).read_text()
+        rec = json.loads(txt)
+        if isinstance(rec, dict):
+            if 'results' not in rec:
+                raise ValueError("Results.from_json reads a list of records (Results.to_json) or a `fico-itr evaluate` "
+                                 f"record with 'results'; this object has keys {', '.join(map(repr, list(rec)[:8]))}")
+            rec = rec['results']
+        if not isinstance(rec, list) or not all(isinstance(r, dict) for r in rec):
+            raise ValueError("Results.from_json reads a list of records, one object per number (as Results.to_json writes)")
+        t = _check_table(pd.DataFrame(rec, columns=RESULT_COLUMNS if not rec else None))[RESULT_COLUMNS].copy()
+        try: t['value'] = t['value'].astype(float)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Results.from_json: a 'value' is not a number ({e})") from None
+        t['k'] = t['k'].astype(str)
         return cls(t)
 
     @classmethod
     def concat(cls, results: Sequence['Results']) -> 'Results':
-        "Stack several results (models, datasets) into one table."
+        "Stack several results (models, datasets) into one table; numbers that cannot be told apart are an error."
+        for r in results:
+            if not isinstance(r, Results): raise TypeError(f"Results.concat takes Results, got {type(r).__name__}")
         return cls(pd.concat([r.table for r in results], ignore_index=True))
 
 # %% ../nbs/04_evaluate.ipynb #e05bc3f9
+def _shown(results: Results, granularity: str) -> pd.DataFrame | None:
+    "The wide table at `granularity` as printed text: each value with its own units' digits (None if there is nothing)."
+    w = results.wide(granularity)
+    if w.empty: return None
+    tg, keys = _row_keys(results.table[results.table.granularity == granularity])
+    units = {i: ('fraction' if 'units=fraction' in c else 'percent')
+             for i, c in tg.groupby(keys, sort=False).convention.first().items()}
+    return pd.DataFrame({(f'{d} {lab}' if d != 'both' else lab): [_fmt(v, lab, units[i]) for i, v in zip(w.index, w[(d, lab)])]
+                         for d, lab in w.columns}, index=[' | '.join(i) for i in w.index])
+
 def format_table(results: Results) -> str:
     "The usual printout: instance R@K/MedR/MeanR/rsum and category mAP@K/P@K per direction, with conventions."
     t = results.table
@@ -411,13 +509,8 @@ def format_table(results: Results) -> str:
     unit_txt = '; '.join(sorted({units[c.split('units=')[1].split(';')[0]] for c in t.convention if 'units=' in c}))
     lines = [f'({unit_txt}; MedR and MeanR are 1-based ranks; n/a: undefined under the conventions)']
     for g in dict.fromkeys(t.granularity):
-        w = results.wide(g)
-        if w.empty: continue
-        units = {i: ('fraction' if 'units=fraction' in c else 'percent')
-                 for i, c in t[t.granularity == g].groupby(['model', 'dataset'], sort=False).convention.first().items()}
-        shown = pd.DataFrame({(f'{d} {lab}' if d != 'both' else lab): [_fmt(v, lab, units[i]) for i, v in zip(w.index, w[(d, lab)])]
-                              for d, lab in w.columns}, index=[f'{m} | {ds}' for m, ds in w.index])
-        lines += ['', f'{g} level', shown.to_string()]
+        shown = _shown(results, g)
+        if shown is not None: lines += ['', f'{g} level', shown.to_string()]
     lines += ['', 'conventions: ' + ' || '.join(dict.fromkeys(t.convention))]
     return '\n'.join(lines)
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 import numpy as np
-from .core import TIE_RULES, check_array
+from .core import TIE_RULES, check_array, check_indices
 
 # %% auto #0
 __all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'random_positions', 'rank_relevant',
            'ranked_from_topk']
 
 # %% ../nbs/02_ranking.ipynb #2d0b353b
+def _gallery_items(items, n_gallery: int) -> np.ndarray:
+    "Top-k item indices checked against the gallery (an index past it would wrap around or fail deep inside numpy)."
+    return check_indices(items, 'top-k indices', n_gallery, 'gallery item')
+
 class SameItem:
     "Instance relevance: query q and gallery item g match when `query_ids[q] == gallery_ids[g]` (an image and its captions)."
     def __init__(self, query_ids, gallery_ids):
@@ -24,7 +28,7 @@ class SameItem:
         return self.query_ids[start:stop, None] == self.gallery_ids[None, :]
     def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
         "Relevance of given gallery items (B x k indices) only: what top-k lists need, without a B x m block."
-        return self.query_ids[start:stop, None] == self.gallery_ids[items]
+        return self.query_ids[start:stop, None] == self.gallery_ids[_gallery_items(items, self.n_gallery)]
     def counts(self, start: int, stop: int) -> np.ndarray:
         "Relevant items in the whole gallery for each query."
         ids, n = np.unique(self.gallery_ids, return_counts=True)
@@ -73,7 +77,7 @@ class SharedLabel:
         return out
     def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
         "Relevance of given gallery items (B x k indices) only."
-        qi, gi = self.qi[start:stop, None], self.gi[items]
+        qi, gi = self.qi[start:stop, None], self.gi[_gallery_items(items, self.n_gallery)]
         if self.table is not None: return self.table[qi, gi]
         q, g = self.q[qi], self.g[gi]
         return ((q & g) != 0).any(-1)

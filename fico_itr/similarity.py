@@ -7,17 +7,25 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-from .core import check_array
+from .core import check_array, check_count
 
 # %% auto #0
-__all__ = ['MEASURES', 'HashCodes', 'hamming_distance', 'resolve_device', 'prepare', 'score_block', 'iter_score_blocks',
-           'similarity', 'compute_similarity']
+__all__ = ['MAX_BITS', 'MEASURES', 'HashCodes', 'hamming_distance', 'resolve_device', 'prepare', 'score_block',
+           'iter_score_blocks', 'similarity', 'compute_similarity']
 
 # %% ../nbs/01_similarity.ipynb #503db734
+MAX_BITS = 32_767   # the most agreeing bits an int16 score holds
+
 class HashCodes:
     "Binary codes stored bit-packed in 64-bit words; build with `from_bits`, `from_signs`, `from_packed` or `from_array`."
     def __init__(self, words: np.ndarray, n_bits: int):
-        self.words, self.n_bits = np.ascontiguousarray(words, dtype=np.uint64), int(n_bits)
+        n_bits = check_count(n_bits, 'n_bits')
+        if n_bits > MAX_BITS:   # agreeing bits are int16 scores
+            raise ValueError(f"`n_bits` is {n_bits} but Hamming scores are int16: codes of at most {MAX_BITS} bits are "
+                             "supported; split longer codes into parts and sum their agreeing bits")
+        self.words, self.n_bits = np.ascontiguousarray(words, dtype=np.uint64), n_bits
+        if self.words.ndim != 2 or self.words.shape[1] != math.ceil(n_bits / 64):
+            raise ValueError(f"`words` must be (n, {math.ceil(n_bits / 64)}) uint64 for n_bits={n_bits}, got shape {self.words.shape}")
 
     @classmethod
     def from_packed(cls, packed, n_bits: int | None = None):
@@ -98,6 +106,24 @@ def resolve_device(device=None) -> torch.device:
     return device
 
 # %% ../nbs/01_similarity.ipynb #cf03b65b
+_F32_MAX, _SMALL, _LARGE = float(np.finfo(np.float32).max), 2.0 ** -63, 2.0 ** 63   # |x| bounds whose products stay normal float32
+
+def _fit_float32(x, measure: str, name: str):
+    "Rows of `x` (numpy or torch, any float precision) checked, or rescaled under cosine, so float32 scores neither overflow nor underflow."
+    top = np.empty(len(x))                     # each row's largest |value|, read in row blocks (no copy of x)
+    for s in range(0, len(x), 65536):
+        b = x[s:s + 65536]
+        top[s:s + len(b)] = b.abs().amax(1).double().cpu().numpy() if torch.is_tensor(b) else np.abs(b).max(1)
+    bad = (top > _LARGE) | ((top > 0) & (top < _SMALL))
+    if not bad.any(): return x
+    if measure == 'cosine':   # scale-free: each row divided by its largest |value|, in its own precision, before float32
+        scale = torch.as_tensor(np.where(top > 0, top, 1), dtype=x.dtype, device=x.device) if torch.is_tensor(x) else np.where(top > 0, top, 1).astype(x.dtype)
+        return x / scale[:, None]
+    r = int(np.flatnonzero(bad)[0])
+    raise ValueError(f"`{name}` row {r} has largest |value| {top[r]:.3g}: scores are computed in float32, where products of "
+                     f"such values overflow to NaN or Inf (above {_LARGE:.3g}) or underflow to 0 (below {_SMALL:.3g}); "
+                     "rescale the embeddings (measure='cosine' is scale-free and accepts them)")
+
 def prepare(x, measure: str, name: str, device=None, dtype=torch.float32):
     "Validate embeddings or codes once and convert them for `score_block`."
     if measure not in MEASURES: raise ValueError(f"unknown measure {measure!r}: choose one of {', '.join(MEASURES)}")
@@ -109,13 +135,17 @@ def prepare(x, measure: str, name: str, device=None, dtype=torch.float32):
     if isinstance(x, HashCodes): x = x.signs()  # {-1,+1} codes under a float measure, as in the paper
     if torch.is_tensor(x):                      # stays where it is (no round trip through the CPU for GPU tensors)
         if x.ndim != 2: raise ValueError(f"`{name}` must be 2-D, got shape {tuple(x.shape)}")
-        t = x.detach().to(resolve_device(device), dtype)
-        if t.is_floating_point() and not all(bool(torch.isfinite(t[s:s + 65536]).all()) for s in range(0, len(t), 65536)):
+        if x.is_complex(): raise TypeError(f"`{name}` is complex ({x.dtype}): pass real embeddings")
+        if x.is_floating_point() and not all(bool(torch.isfinite(x[s:s + 65536]).all()) for s in range(0, len(x), 65536)):
             raise ValueError(f"`{name}` contains NaN or Inf; clean or drop those entries before evaluating")
+        x = x.detach()
+        if x.is_floating_point() and len(x) and x.shape[1]: x = _fit_float32(x, measure, name)
+        t = x.to(resolve_device(device), dtype)
     else:
         arr = check_array(x, name, ndim=2)
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"`{name}` must be numeric, got {arr.dtype}")
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError(f"`{name}` must hold real numbers, got {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.floating) and arr.size: arr = _fit_float32(arr, measure, name)
         t = torch.as_tensor(np.asarray(arr, dtype=np.float32) if arr.dtype != np.float32 else np.asarray(arr))
         t = t.to(resolve_device(device), dtype)
     if measure == 'cosine':
@@ -151,15 +181,24 @@ def _check_dims(q, g, measure):
 def iter_score_blocks(queries, gallery, measure: str = 'cosine', block_size: int = 1024, device=None,
                       query_name: str = 'queries', gallery_name: str = 'gallery'):
     "Yield (start, stop, scores) for consecutive blocks of `block_size` queries; never builds the full matrix."
+    block_size = check_count(block_size, 'block_size')
     q = prepare(queries, measure, query_name, device)
     g = prepare(gallery, measure, gallery_name, device)
     _check_dims(q, g, measure)
     n = len(q[0])
-    for s in range(0, n, block_size): yield s, min(s + block_size, n), score_block(q, g, measure, s, min(s + block_size, n))
+    for s in range(0, n, block_size):
+        e = min(s + block_size, n)
+        scores = score_block(q, g, measure, s, e)
+        if measure != 'hamming' and not np.isfinite(scores).all():   # overflow mid-computation: refuse, never rank NaN
+            r, c = (int(i) for i in np.argwhere(~np.isfinite(scores))[0])
+            raise ValueError(f"the {measure} scores of `{query_name}` row {s + r} against `{gallery_name}` row {c} are NaN or "
+                             "Inf (float32 overflow mid-computation): rescale the embeddings")
+        yield s, e, scores
 
 # %% ../nbs/01_similarity.ipynb #5176b616
 def similarity(x, y, measure: str = 'cosine', device=None, block_size: int = 4096) -> np.ndarray:
     "The full similarity matrix between `x` (n x d) and `y` (m x d), higher is better; hamming gives agreeing bits."
+    block_size = check_count(block_size, 'block_size')
     blocks = [s for _, _, s in iter_score_blocks(x, y, measure, block_size, device, 'x', 'y')]
     return np.concatenate(blocks) if blocks else np.zeros((0, len(y)), np.float32)
 

@@ -321,6 +321,25 @@ def test_torchmetrics_hit_rate_ignores_nonpositive_rule_P6():
     np.testing.assert_allclose(got['R@2'], 1.0)               # the rule leaves the hit rate alone
 
 
+def test_torchmetrics_r_precision_has_no_nonpositive_rule():
+    "torchmetrics 1.9 retrieval_r_precision counts hits in the top R whatever their scores; the preset's R-Precision too."
+    import torch
+    from torchmetrics.functional.retrieval import retrieval_r_precision, retrieval_precision
+    split = EvaluationSplit(np.array([0, 1, 0, 0, 1, 0]), labels=np.array([[1, 0], [0, 1]]))
+    S = np.array([[.9, .5, -.1, -.2, .3, -.3], [.1, .2, .3, .4, .5, .6]])
+    rel = category_relevance(split.labels, split.cap2img)
+    peer = [retrieval_r_precision(torch.tensor(p), torch.tensor(t)).item() for p, t in zip(S, rel)]
+    np.testing.assert_allclose(peer, [0.5, 0.5])
+    for ties in ('stable', 'expected'):   # the rank path and the tie-group path
+        res = evaluate(split, S, conventions=get_conventions('torchmetrics', ties=ties), granularities=['category'],
+                       metrics={'category': ['R-Precision', 'P@4']}, directions=['i2t'], keep_per_query=True)
+        np.testing.assert_allclose(res.per_query[('i2t', 'category', 'R-Precision', 'R')], peer)
+        np.testing.assert_allclose(res.get('R-Precision', 'i2t', 'category'), np.mean(peer))
+        # P@K keeps the rule (torchmetrics' retrieval_precision applies it: image 0 keeps 1 relevant caption above 0)
+        tm_p4 = [retrieval_precision(torch.tensor(p), torch.tensor(t), top_k=4).item() for p, t in zip(S, rel)]
+        np.testing.assert_allclose(res.per_query[('i2t', 'category', 'P@K', 4)], tm_p4)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 3. ranx and pytrec_eval (trec_eval as pinned in 2016)
 # ----------------------------------------------------------------------------------------------------------------------
