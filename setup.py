@@ -14,10 +14,11 @@ extras = {
     # the torch build it was made for: install it beside a CUDA torch, not beside a CPU-only wheel of another version
     'models': ['transformers>=4.45', 'tokenizers>=0.15', 'pillow>=9', 'gensim>=4.3', 'open_clip_torch>=2.20'],
     'plots': ['matplotlib>=3.6', 'seaborn>=0.12'],
+    'ray': ['ray>=2.9'],   # fico_itr.distributed: sharded search and evaluation on a Ray cluster
     'notebooks': ['jupyterlab>=4', 'matplotlib>=3.6', 'seaborn>=0.12'],
     # the dev tool set is pinned: nbdev 3 refuses settings.ini and plain nbdev<3 pulls an execnb that breaks
     'dev': ['nbdev==2.4.14', 'execnb==0.1.18', 'fastcore==1.12.4', 'pytest>=7', 'hypothesis>=6',
-            'h5py>=3', 'matplotlib>=3.6', 'seaborn>=0.12', 'faiss-cpu>=1.7.4', 'nbconvert>=7',
+            'h5py>=3', 'matplotlib>=3.6', 'seaborn>=0.12', 'faiss-cpu>=1.7.4', 'nbconvert>=7', 'ray>=2.9',
             # the encoder and hashing tests: tiny models from configs, real photos bundled in scikit-image / scikit-learn
             'transformers>=4.45', 'tokenizers>=0.15', 'pillow>=9', 'gensim>=4.3', 'scikit-image>=0.21', 'scikit-learn>=1.2'],
     # peers the tests cross-check against (fico-itr 1.0.0 itself is installed into its own folder)

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 from .core import EvaluationSplit, check_array, check_ks
 from .similarity import HashCodes, prepare, resolve_device
-from .search import TopK, topk_search, evaluate_topk, score_keys, decode_keys
+from .search import TopK, topk_search, evaluate_topk, merge_topk, score_keys, decode_keys
 
 # %% auto #0
 __all__ = ['FLOAT_MEASURES', 'INDEX_KINDS', 'INDEX_LABELS', 'PAPER_TABLE7', 'faiss_gpus', 'packed_codes', 'FaissIndex',
@@ -86,6 +86,7 @@ class FaissIndex:
     params: dict = field(default_factory=dict)
     search_seconds: float = float('nan')
     missing: int = 0
+    exact_cut: bool = False   # exact float search: ties at the k-th score are cut by the lower index (searched deeper)
 
     @property
     def binary(self) -> bool: return self.measure == 'hamming'
@@ -111,24 +112,36 @@ class FaissIndex:
     def _search(self, q, k):
         return self.index.search(q, k)
 
+    def _lists(self, D, I):
+        "FAISS's distances and labels as (scores float32, indices int64), empty slots at score -inf."
+        I = np.asarray(I, dtype=np.int64)
+        S = (self.dim - np.asarray(D, np.float32)) if self.binary else np.asarray(D, np.float32).copy()
+        S[I < 0] = -np.inf
+        return S, I
+
     def search(self, queries, k: int = 100) -> TopK:
         "The top k of every query: TopK(scores best first, int64 indices, search seconds); missing slots are index -1."
         check_ks([k], self.n, 'k')
         q = self._prepare(queries, 'queries')
-        t0 = time.perf_counter()
-        D, I = self._search(q, int(k))
+        k, t0 = int(k), time.perf_counter()
+        deep = min(k + 1, self.n) if self.exact_cut else k
+        S, I = self._lists(*self._search(q, deep))
+        if deep > k:                                      # ties across the k-th place: search those queries deeper
+            rows = np.flatnonzero(S[:, k] == S[:, k - 1])
+            while len(rows):
+                deep = min(2 * deep, self.n)
+                S2, I2 = self._lists(*self._search(np.ascontiguousarray(q[rows]), deep))
+                done = (S2[:, -1] < S2[:, k - 1]) | (deep == self.n)   # the list ends below the tie: every tied item is in it
+                cut = merge_topk([(S2[done], I2[done])], [0], k)
+                S[rows[done], :k], I[rows[done], :k] = cut.scores, cut.indices
+                rows = rows[~done]
+            S, I = S[:, :k], I[:, :k]
+        keys = score_keys(torch.from_numpy(S), indices=torch.from_numpy(I))
+        if not bool((keys[:, 1:] >= keys[:, :-1]).all()):   # FAISS orders by score only: ties by index, missing last
+            top = merge_topk([(S, I)], [0], k)
+            S, I = top.scores, top.indices
         self.search_seconds = time.perf_counter() - t0
-        I = np.asarray(I, dtype=np.int64)
-        S = (self.dim - np.asarray(D, np.float32)) if self.binary else np.asarray(D, np.float32).copy()
-        miss = I < 0
-        self.missing = int(miss.sum())
-        if self.missing: S[miss] = -np.inf
-        if self.binary:                                   # stable order: more agreeing bits, then lower index; missing last
-            d = self.dim - np.where(miss, 0, S).astype(np.int64)
-            key = np.where(miss, np.iinfo(np.int64).max, d * (self.n + 1) + I)
-            if not (np.diff(key, axis=1) >= 0).all():     # FAISS's heap already gives this order: sort only if not
-                order = np.argsort(key, axis=1, kind='stable')
-                S, I = np.take_along_axis(S, order, 1), np.take_along_axis(I, order, 1)
+        self.missing = int((I < 0).sum())
         if self.missing:
             warnings.warn(f"{self.kind}: {self.missing} of {I.size} top-k slots are empty (index -1): raise nprobe/efSearch "
                           "or lower k before evaluating these lists", stacklevel=2)
@@ -149,7 +162,7 @@ def FlatIndex(gallery, measure: str = 'inner_product', device=None) -> FaissInde
     index = faiss.IndexFlatIP(x.shape[1])
     if dev == 'cuda': index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     index.add(x)
-    return FaissIndex(index, 'FlatIndex', len(x), x.shape[1], measure, dev, time.perf_counter() - t0)
+    return FaissIndex(index, 'FlatIndex', len(x), x.shape[1], measure, dev, time.perf_counter() - t0, exact_cut=True)
 
 # %% ../nbs/13_faiss.ipynb #253c1c10
 def HNSWIndex(gallery, M: int = 32, ef_construction: int = 40, ef_search: int = 128,
@@ -483,15 +496,6 @@ def with_paper(df: pd.DataFrame) -> pd.DataFrame:
     return df.merge(p, on=['n_queries', 'n_gallery', 'index'], how='left')
 
 # %% ../nbs/13_faiss.ipynb #t7samp01
-def _merge_topk(a: TopK | None, b: TopK, offset: int, k: int) -> TopK:
-    "The top k of two lists of the same queries over disjoint gallery parts (b's indices shifted by `offset`): higher score, then lower index."
-    t0 = time.perf_counter()
-    bi = np.where(b.indices >= 0, b.indices + offset, -1)          # a missing slot (-1) stays missing
-    s, i = (b.scores, bi) if a is None else (np.concatenate([a.scores, b.scores], 1), np.concatenate([a.indices, bi], 1))
-    o = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -s), axis=-1)[:, :k]
-    return TopK(np.take_along_axis(s, o, 1), np.take_along_axis(i, o, 1),
-                (0.0 if a is None else a.seconds) + b.seconds + time.perf_counter() - t0)   # the merge is search time too
-
 def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int = 1000, d: int = 2048, n_bits: int = 64,
                    seed: int = 1338, sample_seed: int = 0, indexes=('FG Flat', 'CG Flat', 'CG IVF'), hnsw_M: int = 32,
                    ef_construction: int = 40, ef_search: int = 128, nlist: int | None = None, nprobe: int = 16,
@@ -517,7 +521,7 @@ def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int 
     for s in tqdm(range(0, n_gallery, chunk), disable=not show, desc='gallery chunks', unit='chunk'):
         t0 = time.perf_counter(); xb = src.gallery(s, s + chunk); gen += time.perf_counter() - t0
         part = topk_search(xq, xb, min(k, len(xb)), 'inner_product', device=tdev, progress=False)
-        exact = _merge_topk(exact, part, s, k)
+        exact = merge_topk([part], [s], k) if exact is None else merge_topk([exact, part], [0, s], k)
         if cg:
             t0 = time.perf_counter(); words.append(lsh_codes(xb, n_bits, projection=proj).words); enc += time.perf_counter() - t0
         if 'FG HNSW' in indexes:
@@ -594,14 +598,6 @@ def load_table7(path) -> tuple:
     return df, rec
 
 # %% ../nbs/13_faiss.ipynb #4c050ee1
-def _sort_keys(scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    "fico_itr.search's keys (smallest = best, ties by lower index), with a missing index (-1) sorting last among equals."
-    return score_keys(scores, indices=idx & 0xFFFFFFFF)
-
-def _decode(keys: torch.Tensor):
-    s, i = decode_keys(keys)
-    return s, torch.where(i == 0xFFFFFFFF, torch.full_like(i, -1), i)
-
 def rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
            device='cpu', budget: int = 1 << 24) -> TopK:
     "Rerank candidate lists (TopK or n x k indices) by the FG measure on the candidates (or `scorer`); TopK.seconds times the rerank alone."
@@ -645,9 +641,9 @@ def rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine
             if scorer is None and measure == 'euclidean':
                 sc = -torch.sqrt(torch.clamp(qn[s:e, None] + gn[cc] - 2 * sc, min=0))
             sc = sc.masked_fill(miss, float('-inf'))
-            keys = _sort_keys(sc, c)
+            keys = score_keys(sc, indices=c)
             best = torch.sort(keys, dim=1).values[:, :final_k]
-            ss, ii = _decode(best)
+            ss, ii = decode_keys(best)
             out_s[s:e], out_i[s:e] = ss.cpu().numpy(), ii.cpu().numpy()
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
     return TopK(out_s, out_i, time.perf_counter() - t0)

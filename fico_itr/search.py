@@ -19,23 +19,28 @@ from .evaluate import (Results, RESULT_COLUMNS, reduce_values, _resolve_metrics,
 from . import metrics as M
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'score_keys', 'decode_keys', 'TopK', 'topk_search', 'evaluate_topk']
+__all__ = ['PRECISIONS', 'score_keys', 'decode_keys', 'TopK', 'topk_search', 'merge_topk', 'topk_block_values',
+           'join_block_values', 'evaluate_topk']
 
 # %% ../nbs/08_search.ipynb #b9160d2e
 def _order_int32(u: torch.Tensor) -> torch.Tensor:
     "The order-preserving involution between IEEE float32 bits and int32."
     return u ^ ((u >> 31) & 0x7FFFFFFF)
 
+_MISSING = 0xFFFFFFFF                                                # the key index of an empty slot (-1)
+
 def score_keys(scores: torch.Tensor, offset: int = 0, indices: torch.Tensor | None = None) -> torch.Tensor:
-    "int64 keys, smallest = best: descending score, then ascending gallery index (offset + column, or `indices`)."
+    "int64 keys, smallest = best: descending score, then ascending gallery index (offset + column, or `indices`; -1 = empty, last)."
     u = (scores.float() + 0.0).contiguous().view(torch.int32)         # + 0.0 makes -0.0 equal to +0.0
     if indices is None: indices = torch.arange(offset, offset + scores.shape[1], device=scores.device, dtype=torch.int64)
+    else: indices = indices & _MISSING
     return (torch.bitwise_not(_order_int32(u)).to(torch.int64) << 32) | indices
 
 def decode_keys(keys: torch.Tensor):
-    "(scores float32, gallery indices int64) from keys."
+    "(scores float32, gallery indices int64, -1 for an empty slot) from keys."
     hi = torch.bitwise_not((keys >> 32).to(torch.int32))
-    return _order_int32(hi).view(torch.float32), keys & 0xFFFFFFFF
+    idx = keys & _MISSING
+    return _order_int32(hi).view(torch.float32), torch.where(idx == _MISSING, torch.full_like(idx, -1), idx)
 
 # %% ../nbs/08_search.ipynb #69921167
 @dataclass
@@ -123,6 +128,9 @@ def topk_search(queries, gallery, k: int = 100, measure: str = 'cosine', query_b
     dg = g[0].n_bits if measure == 'hamming' else g[0].shape[1]
     if dq != dg: raise ValueError(f"queries have dimension {dq} but the gallery has {dg}")
     check_ks([k], m, 'k')
+    for name, v in (('query_block', query_block), ('gallery_block', gallery_block)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"`{name}` must be a positive int (rows per block) or None for the default, got {v!r}")
     if m >= 2 ** 32: raise ValueError(f'a gallery of {m} items exceeds the 32-bit index of the keys')
     gb = gallery_block or min(m, 1 << 17 if dev.type == 'cuda' else 1 << 14)
     qb = query_block or max(1, min(n, (1 << 28 if dev.type == 'cuda' else 1 << 23) // gb))
@@ -145,6 +153,34 @@ def topk_search(queries, gallery, k: int = 100, measure: str = 'cosine', query_b
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
     return TopK(scores, indices, time.perf_counter() - t0)
 
+# %% ../nbs/08_search.ipynb #mrg00002
+def merge_topk(parts, offsets, k: int) -> TopK:
+    "The best k of each query over disjoint gallery shards: higher score, then lower global index (empty slots -1 last)."
+    # parts: TopK lists (or (scores, indices) pairs) of the same queries, one per shard, indices local to the shard
+    # offsets: the first global gallery row of each shard (its local index 0)
+    # k: list length kept; fewer when the shards hold fewer items in all
+    parts, offsets = list(parts), list(offsets)
+    if not parts: raise ValueError('`parts` is empty: give at least one TopK')
+    if len(parts) != len(offsets): raise ValueError(f'{len(parts)} parts but {len(offsets)} offsets: give one offset per part')
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f'`k` must be a positive int, got {k!r}')
+    t0, keys, n = time.perf_counter(), [], None
+    for i, (p, off) in enumerate(zip(parts, offsets)):
+        s, ix = (p.scores, p.indices) if isinstance(p, TopK) else p
+        s, ix = np.asarray(s, np.float32), np.asarray(ix, np.int64)
+        if s.ndim != 2 or s.shape != ix.shape: raise ValueError(f'part {i}: scores {s.shape} and indices {ix.shape} must be equal 2-D shapes')
+        if n is not None and len(s) != n: raise ValueError(f'part {i} has {len(s)} queries but part 0 has {n}: merge lists of the same queries')
+        n = len(s)
+        if isinstance(off, bool) or not isinstance(off, (int, np.integer)) or off < 0:
+            raise ValueError(f'offsets[{i}] must be a non-negative int, got {off!r}')
+        g = np.where(ix >= 0, ix + int(off), -1)
+        if g.size and g.max() >= _MISSING: raise ValueError(f'part {i}: global index {g.max()} exceeds the 32-bit index of the keys')
+        keys.append(score_keys(torch.from_numpy(s), indices=torch.from_numpy(g)))
+    allk = torch.cat(keys, 1)
+    best = torch.topk(allk, min(int(k), allk.shape[1]), dim=1, largest=False, sorted=True).values
+    sc, ix = decode_keys(best)
+    seconds = sum(p.seconds for p in parts if isinstance(p, TopK) and math.isfinite(p.seconds))
+    return TopK(sc.numpy(), ix.numpy(), seconds + time.perf_counter() - t0)   # the shards' search plus the merge
+
 # %% ../nbs/08_search.ipynb #ffb34ca2
 def _relevance(split, direction, granularity, positives):
     ni = split.n_images
@@ -157,44 +193,79 @@ def _relevance(split, direction, granularity, positives):
     if not positives or direction not in positives: raise ValueError(f'extended level needs positives[{direction!r}]')
     return Positives(positives[direction], split.n_captions if direction == 'i2t' else ni)
 
+def topk_block_values(relevance, indices: np.ndarray, start: int, specs, conventions) -> dict:
+    "Per-query values of every metric spec for the top-k lists of queries start, start+1, ... (one block)."
+    # relevance: a SameItem, SharedLabel or Positives of the direction and granularity
+    # indices: the block's lists (B x k gallery indices, best first; -1 = empty slot, a miss)
+    # start: the block's first query
+    # specs: (family, k) pairs, as fico_itr.evaluate parses metric names
+    # conventions: the Conventions of the evaluation (rerank_depth = k: values past k are marked n/a in the reduce)
+    items, end = np.asarray(indices), start + len(indices)
+    found = items >= 0                                 # approximate indexes may return -1 for empty slots
+    hits = relevance.pairs(start, end, np.where(found, items, 0)) & found
+    ranked = ranked_from_topk(hits, relevance.counts(start, end), relevance.n_gallery)
+    vals = {}
+    for fam, k in specs:   # values past k are computed from what the lists hold, then marked n/a by the reduce
+        if fam == 'R@K': vals[(fam, k)] = M.recall_at_k(ranked, k)
+        elif fam in ('MedR', 'MeanR'): vals[(fam, k)] = M.best_rank(ranked)
+        elif fam == 'mAP@K': vals[(fam, k)] = M.average_precision(ranked, k, conventions.ap_denominator)
+        elif fam in ('P@K', 'R-Precision'): vals[(fam, k)] = M.precision_at_k(ranked, k)
+        else: vals[(fam, k)] = np.full((end - start, 11), np.nan)   # PR needs the whole ranking
+    vals['_n_relevant'] = ranked.n_relevant
+    return vals
+
+def join_block_values(blocks, n_queries: int) -> dict:
+    "Per-query values of blocks from any number of workers, in any order, joined in query order; a gap or overlap is an error."
+    # blocks: (start, values) pairs; values maps each key to an array with one row per query of the block
+    # n_queries: the queries the blocks must cover, each exactly once
+    blocks = sorted(blocks, key=lambda b: b[0])
+    at = 0
+    for s, v in blocks:
+        if s != at: raise ValueError(f'block values cover queries up to {at} but the next block starts at {s}: '
+                                     f'{"a block is missing" if s > at else "blocks overlap"}; never reduce partial values')
+        at = s + len(v['_n_relevant'])
+    if at != n_queries: raise ValueError(f'block values cover {at} of {n_queries} queries: a block is missing')
+    return {key: np.concatenate([v[key] for _, v in blocks]) for key in blocks[0][1]}
+
+def _topk_plan(split, direction, k, n_queries, conventions, metrics, granularities, positives) -> tuple:
+    "The conventions (rerank depth k) and, per granularity, (specs, relevance) of one direction's top-k evaluation; arguments checked."
+    nq, ng = (split.n_images, split.n_captions) if direction == 'i2t' else (split.n_captions, split.n_images)
+    if n_queries != nq:
+        raise ValueError(f'{direction} top-k lists have {n_queries} queries but split {split.name!r} has {nq}')
+    conv0 = get_conventions(conventions).resolve_ties(False)   # a top-k list holds one order: 'auto' is 'stable'
+    conv = conv0.replace(rerank_depth=min(k, conv0.rerank_depth or k), name=f'{conv0.name}+top{k}')
+    plan = {}
+    for g in granularities or (['instance'] + (['category'] if split.labels is not None else [])):
+        if conv.ties_for(g) in ('random', 'expected'):
+            raise ValueError(f"top-k lists fix one order of tied items, so ties={conv.ties_for(g)!r} cannot apply to them: "
+                             "evaluate the similarity or the codes with fico_itr.evaluate, or use a fixed tie rule")
+        specs = _resolve_metrics(metrics, [g], conv)[g]
+        for fam, kk in specs:
+            if kk not in (None, 'N', 'R'): check_ks([kk], ng, f'metrics ({direction} gallery)')
+        plan[g] = (specs, _relevance(split, direction, g, positives))
+    return conv, plan
+
+def _topk_results(split, plans: dict, joined: dict, model: str, dataset: str | None) -> Results:
+    "Results from the joined per-query values of each direction and granularity."
+    rows = []
+    for d, (conv, plan) in plans.items():
+        for g, (specs, _) in plan.items():
+            for fam, k, v in reduce_values(joined[d][g], specs, conv):
+                rows.append((model, dataset or split.name, d, g, fam, k, v, conv.describe(g)))
+    return Results(_with_rsum(pd.DataFrame(rows, columns=RESULT_COLUMNS)))
+
 def evaluate_topk(split: EvaluationSplit, i2t: TopK | None = None, t2i: TopK | None = None, *, conventions='default',
                   metrics=None, granularities=None, positives=None, model: str = 'model', dataset: str | None = None,
                   block_size: int = 65536) -> Results:
     "Results from top-k lists (i2t: images over captions, t2i: captions over images); numbers past k are n/a."
-    conv0 = get_conventions(conventions).resolve_ties(False)   # a top-k list holds one order: 'auto' is 'stable'
-    granularities = granularities or (['instance'] + (['category'] if split.labels is not None else []))
-    rows = []
-    for d, top in (('i2t', i2t), ('t2i', t2i)):
-        if top is None: continue
-        nq, ng = (split.n_images, split.n_captions) if d == 'i2t' else (split.n_captions, split.n_images)
-        if top.indices.shape[0] != nq:
-            raise ValueError(f'{d} top-k lists have {top.indices.shape[0]} queries but split {split.name!r} has {nq}')
-        conv = conv0.replace(rerank_depth=min(top.k, conv0.rerank_depth or top.k), name=f'{conv0.name}+top{top.k}')
-        for g in granularities:
-            if conv.ties_for(g) in ('random', 'expected'):
-                raise ValueError(f"top-k lists fix one order of tied items, so ties={conv.ties_for(g)!r} cannot apply to them: "
-                                 "evaluate the similarity or the codes with fico_itr.evaluate, or use a fixed tie rule")
-            specs = _resolve_metrics(metrics, [g], conv)[g]
-            for fam, k in specs:
-                if k not in (None, 'N', 'R'): check_ks([k], ng, f'metrics ({d} gallery)')
-            rel = _relevance(split, d, g, positives)
-            parts = []
-            for s in range(0, nq, block_size):
-                e = min(s + block_size, nq)
-                items = top.indices[s:e]
-                found = items >= 0                      # approximate indexes may return -1 for empty slots
-                hits = rel.pairs(s, e, np.where(found, items, 0)) & found
-                ranked = ranked_from_topk(hits, rel.counts(s, e), ng)
-                vals = {}
-                for fam, k in specs:   # values past k are computed from what the lists hold, then marked n/a below
-                    if fam == 'R@K': vals[(fam, k)] = M.recall_at_k(ranked, k)
-                    elif fam in ('MedR', 'MeanR'): vals[(fam, k)] = M.best_rank(ranked)
-                    elif fam == 'mAP@K': vals[(fam, k)] = M.average_precision(ranked, k, conv.ap_denominator)
-                    elif fam in ('P@K', 'R-Precision'): vals[(fam, k)] = M.precision_at_k(ranked, k)
-                    else: vals[(fam, k)] = np.full((e - s, 11), np.nan)   # PR needs the whole ranking
-                vals['_n_relevant'] = ranked.n_relevant
-                parts.append(vals)
-            merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-            for fam, k, v in reduce_values(merged, specs, conv):
-                rows.append((model, dataset or split.name, d, g, fam, k, v, conv.describe(g)))
-    return Results(_with_rsum(pd.DataFrame(rows, columns=RESULT_COLUMNS)))
+    tops = {d: top for d, top in (('i2t', i2t), ('t2i', t2i)) if top is not None}
+    plans = {d: _topk_plan(split, d, top.k, top.indices.shape[0], conventions, metrics, granularities, positives)
+             for d, top in tops.items()}
+    joined = {}
+    for d, top in tops.items():
+        conv, plan = plans[d]
+        nq = len(top.indices)
+        joined[d] = {g: join_block_values([(s, topk_block_values(rel, top.indices[s:s + block_size], s, specs, conv))
+                                           for s in range(0, nq, block_size)], nq)
+                     for g, (specs, rel) in plan.items()}
+    return _topk_results(split, plans, joined, model, dataset)

@@ -6,11 +6,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 faiss = pytest.importorskip('faiss')
+from fico_itr.core import EvaluationSplit
+from fico_itr.evaluate import evaluate
 from fico_itr.similarity import HashCodes, similarity
-from fico_itr.search import TopK, topk_search, evaluate_topk
+from fico_itr.search import TopK, topk_search, evaluate_topk, merge_topk
 from fico_itr.index import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, build_index, packed_codes,
                             one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, table7, rerank_candidates,
-                            table7_sampled, SyntheticRows, _merge_topk, coarse_to_fine, coarse_to_fine_sweep, compare_table7, PAPER_TABLE7, TwoStage)
+                            table7_sampled, SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, compare_table7, PAPER_TABLE7, TwoStage)
 from _helpers import raises
 
 
@@ -260,8 +262,8 @@ def test_table7_small():
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 120), st.integers(1, 4), st.lists(st.integers(1, 60), min_size=1, max_size=6),
        st.integers(0, 2 ** 32 - 1))
-def test_merge_topk_over_chunks_equals_one_search(n_q, m, n_values, cuts, seed):
-    "Exact top k over gallery chunks, merged, is the exact top k of the whole gallery, ties (few score values) included."
+def test_chunk_by_chunk_merge_equals_one_search(n_q, m, n_values, cuts, seed):
+    "table7_sampled's running merge (the best k so far, then the next chunk) is the exact top k, ties included, chunks in any order."
     rng = np.random.default_rng(seed)
     q = rng.integers(-1, 2, (n_q, 3)).astype(np.float32)
     g = rng.integers(0, n_values, (m, 3)).astype(np.float32)          # few distinct scores: ties everywhere
@@ -272,18 +274,32 @@ def test_merge_topk_over_chunks_equals_one_search(n_q, m, n_values, cuts, seed):
     for order in (parts, parts[::-1], [parts[i] for i in rng.permutation(len(parts))]):   # chunks in any order
         merged = None
         for s, e in order:
-            merged = _merge_topk(merged, topk_search(q, g[s:e], min(k, e - s), 'inner_product', device='cpu'), s, k)
+            part = topk_search(q, g[s:e], min(k, e - s), 'inner_product', device='cpu')
+            merged = merge_topk([part], [s], k) if merged is None else merge_topk([merged, part], [0, s], k)
         np.testing.assert_array_equal(merged.indices, full.indices)
         np.testing.assert_array_equal(merged.scores, full.scores)
 
 
-def test_merge_topk_keeps_missing_slots_and_cuts_to_k():
-    b = TopK(np.array([[3., 1., -np.inf]], np.float32), np.array([[0, 1, -1]]), 0.0)
-    one = _merge_topk(None, b, 10, 2)
-    assert one.indices.tolist() == [[10, 11]]
-    two = _merge_topk(_merge_topk(None, b, 10, 3), TopK(np.array([[2.]], np.float32), np.array([[0]]), 0.0), 0, 3)
-    assert two.indices.tolist() == [[10, 0, 11]]
-    assert _merge_topk(None, b, 10, 3).indices.tolist() == [[10, 11, -1]]   # missing stays -1, not -1 + offset
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 50), st.integers(2, 400), st.integers(1, 4), st.integers(0, 2 ** 32 - 1))
+def test_flat_index_cuts_ties_by_lower_index(n_q, m, n_values, seed):
+    "FAISS's flat IP search cuts ties at the k-th score by a higher index; FlatIndex gives topk_search's lists (issue 13, item 4)."
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-1, 2, (n_q, 3)).astype(np.float32)
+    g = rng.integers(0, n_values, (m, 3)).astype(np.float32)          # integer scores: exact in both engines
+    k = int(rng.integers(1, m + 1))
+    got, ref = FlatIndex(g).search(q, k), topk_search(q, g, k, 'inner_product', device='cpu')
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    np.testing.assert_array_equal(got.scores, ref.scores)
+
+
+def test_flat_index_tie_example_of_the_issue():
+    img, cap = np.array([[1, 0], [0, 1]], np.float32), np.array([[1, 0], [1, 0], [1, 0], [0, 1]], np.float32)
+    split = EvaluationSplit(np.array([1, 1, 0, 0]))
+    top = FlatIndex(cap).search(img, 3)
+    assert top.indices.tolist() == [[0, 1, 2], [3, 0, 1]]
+    assert evaluate_topk(split, top, metrics=['R@1']).get('R@1', 'i2t') == 0.0
+    assert evaluate(split, img @ cap.T, metrics=['R@1']).get('R@1', 'i2t') == 0.0
 
 
 def test_synthetic_rows_match_faiss():
