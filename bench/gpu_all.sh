@@ -83,7 +83,8 @@ step() {
 }
 
 if [[ $MODE == gpu ]]; then DEV=cuda; else DEV=cpu; fi
-log "gpu_all.sh mode=$MODE device=$DEV budget=${BUDGET}s out=$OUT git=$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+log "gpu_all.sh mode=$MODE device=$DEV budget=${BUDGET}s out=$OUT git=$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
+    "sha1 of fico_itr/*.py + bench/*.py: $(cat fico_itr/*.py bench/*.py | sha1sum | cut -c1-10)"
 
 # what the device machine lacks travels in build/device (see --prepare)
 if ! "$PY" -c 'import faiss' 2>/dev/null; then
