@@ -1,7 +1,7 @@
 """The device changes nothing: scores computed on a CUDA device give the same evaluation as on the CPU.
 
 Skipped where torch sees no CUDA device (this project's CI machine); run on a GPU machine with
-`python -m pytest tests/test_device.py` (bench/device_check.sh does, and records the result).
+`python -m pytest tests/test_device.py` (bench/gpu_all.sh does, and records the result).
 """
 import numpy as np
 import pytest
