@@ -257,10 +257,11 @@ def run_model(model, split: EvaluationSplit, images_dir, out_dir, kind: str | No
     table_metrics, curve_metrics = run_metrics(conv, split, metrics)
     if rerank_depth is not None and (isinstance(rerank_depth, bool) or not isinstance(rerank_depth, (int, np.integer)) or rerank_depth < 1):
         raise ValueError(f"`rerank_depth` must be a positive int (the number of first-stage candidates rescored), got {rerank_depth!r}")
+    summary, paths = split_summary(split), split_image_paths(split, images_dir)   # every image is there before the model loads
     encoder = load_encoder(model, kind, device, precision, arch)
     kind = kind or model_kind(model)
     desc = describe_model(encoder, model, kind, precision, name)
-    name, summary, paths = desc['name'], split_summary(split), split_image_paths(split, images_dir)
+    name = desc['name']
     emb_path, reused = out_dir / 'emb.npz', False
     if emb_path.is_file():
         try: old = EncodedSplit.load(emb_path)
