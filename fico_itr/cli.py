@@ -176,12 +176,12 @@ def _main(args, argv, progress):
         names = [m.strip() for m in args.metrics.split(',')] if args.metrics else None   # checked against the records' columns
         print(comparison_table(read_records(args.records), args.granularity, args.format, names))
     elif cmd == 'evaluate':
+        split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
         files = {k: getattr(args, k) for k in ('similarity', 'images', 'captions', 'i2t_similarity', 't2i_similarity', 'labels')}
         for k, v in files.items():
             if v is not None: _input_file(v, f"--{k.replace('_', '-')}")
         out = None if args.out is None else _output_path(args.out, '--out', suffix='.json')
         metrics = _metrics(args.metrics)
-        split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
         rec = evaluate_files(split, **files, measure=args.measure, preset=args.preset, rerank_depth=args.rerank_depth, metrics=metrics,
                              granularities=args.granularity.split(',') if args.granularity else None,
                              model=args.model, progress=progress, command=['fico-itr'] + list(argv))

@@ -99,7 +99,7 @@ def comparison_table(results: Results, granularity: str = 'instance', fmt: str =
     if fmt not in ('markdown', 'csv'): raise ValueError(f"unknown format {fmt!r}: use 'markdown' or 'csv'")
     w = results_table(results, granularity, metrics)
     labels = w.attrs['conventions']
-    if fmt == 'csv': return w.assign(conventions=[{v: k for k, v in labels.items()}[c] for c in w.conventions]).to_csv(index=False)
+    if fmt == 'csv': return w.assign(conventions=[{v: k for k, v in labels.items()}[c] for c in w.conventions]).to_csv(index=False).rstrip('\n')
     value_cols = list(w.columns[w.columns.get_loc('units') + 1:])
     cells = [[str(r[c]) if c not in value_cols else _cell(r[c], c, r['units']) for c in w.columns] for _, r in w.iterrows()]
     lines = ['| ' + ' | '.join(w.columns) + ' |', '|' + '---|' * len(w.columns)] + ['| ' + ' | '.join(r) + ' |' for r in cells]

@@ -10,6 +10,7 @@ from PIL import Image
 skimage_data = pytest.importorskip('skimage.data')
 import transformers as tf
 from fico_itr.data import load_lavis_annotations
+from test_cli import one_line_error
 from fico_itr.evaluate import evaluate
 from fico_itr.similarity import similarity
 from fico_itr.encoders import (ClipDualEncoder, SiglipDualEncoder, BlipDualEncoder, Blip2DualEncoder, EncodedSplit,
@@ -30,15 +31,6 @@ KINDS = {'clip': (ClipDualEncoder, 'CLIPModel', tf.CLIPProcessor, tf.CLIPImagePr
 
 def run(*args):
     return subprocess.run([FICO, *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(r, *fragments):
-    "A failed command: non-zero status, one line on stderr, no traceback, every fragment in it."
-    assert r.returncode != 0, r.stdout
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and 'Traceback' not in r.stderr, r.stderr
-    for f in fragments: assert f in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope='module')
