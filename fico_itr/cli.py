@@ -16,7 +16,7 @@ from .demo import run_demo, synthetic_demo, coco5k_split
 from .report import make_record, read_records, comparison_table, staged_output, run_model
 
 # %% auto #0
-__all__ = ['SPLITS', 'coco_image_files', 'resolve_split', 'evaluate_files', 'main']
+__all__ = ['SPLITS', 'coco_image_files', 'resolve_split', 'evaluate_files', 'with_paper', 'main']
 
 # %% ../nbs/11_cli.ipynb #9a90ecd9
 SPLITS = {'coco5k': 'MS-COCO Karpathy 5K test (shipped)', 'f30k1k': 'Flickr30K Karpathy 1K test (SCAN/VSE layout in --data-root)',
@@ -102,6 +102,14 @@ def _output_path(path, flag: str, folder: bool = False, suffix: str | None = Non
     if not os.access(parent, os.W_OK): raise PermissionError(f'{flag} {p}: cannot write in {parent}')
     return p
 
+def with_paper(results: Results) -> Results:
+    "`results` and the paper's printed figures (Tables 2 to 4) for the datasets they hold, as rows labelled 'paper (Table N, as printed)'."
+    from fico_itr.zoo import PAPER_FIGURES
+    p = PAPER_FIGURES[PAPER_FIGURES.dataset.isin(set(results.table.dataset))]
+    if p.empty: raise ValueError(f"the paper prints figures for coco-5k and f30k-1k only; these records hold {sorted(set(results.table.dataset))}")
+    p = p.assign(convention='paper (' + p.table + ', as printed);units=percent', record='paper').drop(columns='table')
+    return Results(pd.concat([results.table, p], ignore_index=True))
+
 def _quiet_transformers():
     "No transformers warnings or loading bars on the command line (--debug shows them)."
     import transformers
@@ -158,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--granularity', default='instance')
     t.add_argument('--format', default='markdown', choices=('markdown', 'csv'))
     t.add_argument('--metrics', help='comma-separated printed names to keep, e.g. R@1,R@5')
+    t.add_argument('--paper', action='store_true', help="add the paper's printed rows for the records' datasets (coco-5k, f30k-1k)")
     return p
 
 def _metrics(text):
@@ -174,7 +183,8 @@ def _main(args, argv, progress):
         print(f'fico-itr demo: outputs moved to {out.resolve()}')
     elif cmd == 'table':
         names = [m.strip() for m in args.metrics.split(',')] if args.metrics else None   # checked against the records' columns
-        print(comparison_table(read_records(args.records), args.granularity, args.format, names))
+        res = read_records(args.records)
+        print(comparison_table(with_paper(res) if args.paper else res, args.granularity, args.format, names))
     elif cmd == 'evaluate':
         split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
         files = {k: getattr(args, k) for k in ('similarity', 'images', 'captions', 'i2t_similarity', 't2i_similarity', 'labels')}
@@ -201,7 +211,8 @@ def _main(args, argv, progress):
             print(comparison_table(read_records([out / 'record.json'])))
             s = rec['seconds']
             print(f"\nwrote {out / 'record.json'}, {out / 'emb.npz'}" + (' (reused)' if rec['encoding']['reused'] else '') +
-                  f", {len(rec['report'])} report files in {out / 'report'}; encode {s['encode']:.1f} s, evaluate {s['evaluate']:.1f} s")
+                  f", {len(rec['report'])} report files in {out / 'report'}; model loaded and hashed in {s['load_model']:.1f} s, "
+                  f"encoded in {s['encode']:.1f} s, evaluated in {s['evaluate']:.1f} s")
             return
         enc = load_encoder(args.model, args.kind, args.device, args.precision, args.arch)
         desc = describe_model(enc, args.model, args.kind or model_kind(args.model), args.precision, args.name)

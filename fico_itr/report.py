@@ -105,7 +105,7 @@ def comparison_table(results: Results, granularity: str = 'instance', fmt: str =
     lines = ['| ' + ' | '.join(w.columns) + ' |', '|' + '---|' * len(w.columns)] + ['| ' + ' | '.join(r) + ' |' for r in cells]
     notes = [f'- `{short}`: {full}' if short != full else f'- {full}' for full, short in labels.items()]
     return '\n'.join(lines + ['', f'{granularity} level; percent to 0.1, fractions to 0.0001; MedR and MeanR are 1-based ranks; '
-                              'n/a: undefined under the conventions. Conventions:'] + notes)
+                              'n/a: undefined under the conventions or not in that record. Conventions:'] + notes)
 
 # %% ../nbs/18_report.ipynb #267d805f
 STYLE = {'style': 'whitegrid', 'context': 'paper', 'palette': 'colorblind', 'font_scale': 1.1}
@@ -122,9 +122,14 @@ def figure_style():
 
 def _save(grid_or_fig, path, title):
     fig = getattr(grid_or_fig, 'figure', grid_or_fig)
-    fig.suptitle(title, fontsize=10, y=1.02); fig.savefig(path, dpi=120, bbox_inches='tight')
+    fig.suptitle(title, fontsize=10, y=1.0, va='bottom'); fig.savefig(path, dpi=120, bbox_inches='tight')
     import matplotlib.pyplot as plt; plt.close(fig)
     return Path(path)
+
+def _drawable(t: pd.DataFrame, title: str) -> tuple:
+    "The rows with a value, and the title naming the lines left out because every value is n/a (e.g. PR past a rerank depth)."
+    gone = [l for l, v in t.groupby('line', sort=False).value if v.isna().all()]
+    return t[t.value.notna()], title + (f"\n(n/a under their conventions, not drawn: {'; '.join(gone)})" if gone else '')
 
 def _unit_label(t: pd.DataFrame, what: str) -> str:
     units = set(_units(c) for c in t.convention)
@@ -139,6 +144,7 @@ def plot_recall_at_k(results: Results, path, title: str = 'R@K against K', granu
     t = t.assign(K=t.k.astype(int), line=[f'{m} | {d}' for m, d in zip(t.model, t.dataset)])
     if t.groupby(['line', 'direction', 'K']).convention.nunique().max() > 1:
         t = t.assign(line=t.line + ' | ' + t.convention.map(_differing(list(dict.fromkeys(t.convention)))))
+    t, title = _drawable(t, title)
     with figure_style() as (sns, plt):
         g = sns.relplot(t, x='K', y='value', hue='line', col='direction', kind='line', marker='o', height=3.4, aspect=1.2,
                         facet_kws={'sharey': True})
@@ -157,6 +163,8 @@ def plot_pr_curves(results: Results, path, title: str = '11-point interpolated p
                    line=[f'{m} | {d}' for m, d in zip(pr.model, pr.dataset)])
     if pr.groupby(['line', 'panel', 'recall']).convention.nunique().max() > 1:
         pr = pr.assign(line=pr.line + ' | ' + pr.convention.map(_differing(list(dict.fromkeys(pr.convention)))))
+    pr, title = _drawable(pr, title)
+    if pr.empty: raise ValueError(f'every PR point is n/a under these conventions: {title}')
     with figure_style() as (sns, plt):
         g = sns.relplot(pr, x='recall', y='value', hue='line', col='panel', kind='line', marker='o', height=3.4, aspect=1.2)
         g.set(xlim=(-.04, 1.04), xticks=np.linspace(0, 1, 6)); g.set_ylabels(_unit_label(pr, 'interpolated precision'))
@@ -181,7 +189,7 @@ def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each met
             ax.hlines(s.label, s.pessimistic, s.optimistic, colors=[colours[m] for m in s.model], lw=5, alpha=.45)
             sns.scatterplot(s, x='expected', y='label', hue='model', palette=colours, marker='|', s=250, linewidth=2, ax=ax, legend=ax is axes[0][0])
             ax.set(title=d, xlabel='value (pessimistic to optimistic; mark: expected)', ylabel=None)
-        if axes[0][0].get_legend(): sns.move_legend(axes[0][0], 'lower left', bbox_to_anchor=(0, 1.08), frameon=False, title=None)
+        if axes[0][0].get_legend(): sns.move_legend(axes[0][0], 'upper left', bbox_to_anchor=(0, -.3), frameon=False, title=None)
         return _save(fig, path, title)
 
 # %% ../nbs/18_report.ipynb #905e68f4
@@ -221,7 +229,7 @@ def write_report(results: Results, folder, title: str = '', ties: pd.DataFrame |
     if t[t.metric == 'R@K'].groupby('granularity').k.nunique().max() >= 2:
         g = 'instance' if t[(t.metric == 'R@K') & (t.granularity == 'instance')].k.nunique() >= 2 else t[t.metric == 'R@K'].granularity.iloc[0]
         written.append(plot_recall_at_k(results, folder / 'recall_at_k.png', f'{title}R@K against K ({g} level)', g))
-    if (t.metric == 'PR').any(): written.append(plot_pr_curves(results, folder / 'pr_curves.png', f'{title}11-point interpolated precision-recall'))
+    if (t.metric == 'PR').any() and t[t.metric == 'PR'].value.notna().any(): written.append(plot_pr_curves(results, folder / 'pr_curves.png', f'{title}11-point interpolated precision-recall'))
     if ties is not None: written.append(plot_tie_spread(ties, folder / 'tie_spread.png', f'{title}tie spread'))
     return written
 
@@ -261,7 +269,7 @@ def run_model(model, split: EvaluationSplit, images_dir, out_dir, kind: str | No
     encoder = load_encoder(model, kind, device, precision, arch)
     kind = kind or model_kind(model)
     desc = describe_model(encoder, model, kind, precision, name)
-    name = desc['name']
+    name, t_load = desc['name'], time.perf_counter()
     emb_path, reused = out_dir / 'emb.npz', False
     if emb_path.is_file():
         try: old = EncodedSplit.load(emb_path)
@@ -299,7 +307,8 @@ def run_model(model, split: EvaluationSplit, images_dir, out_dir, kind: str | No
                       measure='max over query tokens' if e.images.values.ndim == 3 else 'cosine',
                       encoding={'file': str(emb_path), 'reused': reused, 'model': e.model, 'seconds': e.seconds,
                                 'bytes_per_item': e.bytes_per_item, 'device': str(encoder.device)},
-                      rerank=rr, report=files, seconds={'encode': t_enc - t0, 'evaluate': t_eval - t_enc, 'total': time.perf_counter() - t0},
+                      rerank=rr, report=files, seconds={'load_model': t_load - t0, 'encode': t_enc - t_load, 'evaluate': t_eval - t_enc,
+                               'total': time.perf_counter() - t0},
                       curves=json.loads(curves.to_json()))
     with staged_output(out_dir / 'record.json') as tmp: tmp.write_text(json.dumps(rec, indent=1), encoding='utf-8')
     return rec

@@ -128,3 +128,17 @@ def test_table_keeps_conventions_apart_and_digits(tmp_path):
     csv = run('table', tmp_path / 'a.json', tmp_path / 'b.json', '--format', 'csv')
     assert csv.returncode == 0 and csv.stdout.splitlines()[0] == 'model,dataset,conventions,units,i2t R@1,i2t R@5,t2i R@1,t2i R@5'
     assert repr(vals['b'][('t2i', '1')]) in csv.stdout   # unrounded
+
+
+def test_table_beside_the_papers_rows(tmp_path):
+    from fico_itr.core import EvaluationSplit
+    from fico_itr.data import save_split
+    save_split(EvaluationSplit.uniform(6, 2, name='coco-5k'), tmp_path / 'sp.npz')
+    np.save(tmp_path / 'S.npy', np.random.default_rng(1).random((6, 12)))
+    r = run('evaluate', '--split-file', tmp_path / 'sp.npz', '--similarity', tmp_path / 'S.npy', '--metrics', 'R@1,R@5',
+            '--model', 'mine', '--out', tmp_path / 'a.json')
+    assert r.returncode == 0, r.stderr
+    r = run('table', tmp_path / 'a.json', '--paper', '--metrics', 'R@1')
+    assert r.returncode == 0, r.stderr
+    assert '| BLIP-2 | coco-5k | paper (Table 2, as printed) | percent | 85.4 | 68.2 |' in r.stdout
+    assert '| mine | coco-5k |' in r.stdout and 'f30k-1k' not in r.stdout
