@@ -50,11 +50,14 @@ def resolve_split(split: str | None = None, split_file: str | None = None, data_
     return sp
 
 # %% ../nbs/11_cli.ipynb #d6729eb1
-def _describe_input(path, key):
-    try: a = D.load_array(path)
+def _read(fn, path, key):
+    try: return fn(path)
     except (FileNotFoundError, IsADirectoryError): raise
     except Exception as e:   # a truncated or foreign file: its reader's own error, named with the argument
         raise ValueError(f"--{key.replace('_', '-')} {path}: cannot read it ({type(e).__name__}: {e})") from None
+
+def _describe_input(path, key):
+    a = _read(D.load_array, path, key)
     return a, {'path': str(path), 'shape': list(a.shape), 'dtype': str(a.dtype)}
 
 def evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, captions=None, i2t_similarity=None,
@@ -66,7 +69,7 @@ def evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, capt
                       ('i2t_similarity', i2t_similarity), ('t2i_similarity', t2i_similarity)):
         if path is not None: arrays[key], inputs[key] = _describe_input(path, key)
     if labels is not None:
-        split = D.with_labels(split, str(labels) if str(labels).endswith('.mat') else D.load_array(labels))
+        split = D.with_labels(split, str(labels) if str(labels).endswith('.mat') else _read(D.load_array, labels, 'labels'))
         inputs['labels'] = str(labels)
     conv = get_conventions(preset, **({'rerank_depth': rerank_depth} if rerank_depth is not None else {}))
     conv = conv.resolve_ties(integer_scores(measure if 'images' in arrays else None, arrays.values()))   # the rule used
