@@ -706,7 +706,12 @@ def model_kind(folder) -> str:
                          "(retrieval needs the image-text model, e.g. Salesforce/blip-itm-base-coco for BLIP)")
     return kind
 
-def load_encoder(model, kind: str | None = None, device='cpu', precision: str = 'fp32', arch: str | None = None) -> DualEncoder:
+def load_encoder(model,                     # a transformers model folder, or an open_clip checkpoint file
+                 kind: str | None = None,   # one of ENCODE_KINDS; None: read from the folder's config.json
+                 device='cpu',              # 'cpu', 'cuda', 'cuda:1', ...
+                 precision: str = 'fp32',   # 'fp32', 'fp16' or 'bf16' (the model's weights and activations)
+                 arch: str | None = None,   # the open_clip architecture, e.g. 'ViT-B-32' (kind='open_clip' only)
+                ) -> DualEncoder:
     """A dual encoder from a local model: a transformers folder (`kind` read from its config.json when None; a folder of another
     kind is an error), or an open_clip checkpoint file with `kind='open_clip'` and its architecture `arch` (e.g. 'ViT-B-32')."""
     if precision not in PRECISIONS: raise ValueError(f"`precision` {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -743,7 +748,10 @@ def describe_model(encoder: DualEncoder, model, kind: str, precision: str = 'fp3
 
 def _jsonable(d: dict) -> dict: return json.loads(json.dumps(d, default=str))   # as written to and read from a file
 
-def split_image_paths(split: EvaluationSplit, images_dir, show: int = 5) -> list:
+def split_image_paths(split: EvaluationSplit,  # a split with `image_files` (Karpathy, LAVIS or a saved split)
+                      images_dir,               # the folder holding its images
+                      show: int = 5,            # how many missing files the error names
+                     ) -> list:
     "The image file of each image of `split` in `images_dir` (its name as written, else its base name); all missing ones are counted and the first `show` named."
     d = Path(images_dir)
     if not d.is_dir(): raise FileNotFoundError(f"--images-dir {str(d)!r} {'is a file' if d.exists() else 'does not exist'}: pass the folder holding the split's images")
@@ -824,8 +832,15 @@ def split_summary(split: EvaluationSplit) -> dict:
     h = hashlib.sha256('\n'.join(split.captions).encode('utf-8')).hexdigest()
     return {'name': split.name, 'n_images': split.n_images, 'n_captions': split.n_captions, 'captions_sha256': h}
 
-def encode_split(encoder: DualEncoder, split: EvaluationSplit, images_dir, model_description: dict | None = None,
-                 batch_size: int = 32, text_batch_size: int = 256, num_workers: int = 0, progress: bool | None = None) -> EncodedSplit:
+def encode_split(encoder: DualEncoder,                # e.g. from `load_encoder`
+                 split: EvaluationSplit,              # the images (by file name) and captions to encode
+                 images_dir,                          # the folder holding the split's images
+                 model_description: dict | None = None,  # `describe_model`, stored with the embeddings
+                 batch_size: int = 32,                # images per forward pass
+                 text_batch_size: int = 256,          # captions per forward pass
+                 num_workers: int = 0,                # DataLoader processes decoding images
+                 progress: bool | None = None,        # a tqdm bar; None: for 5,000 items or more
+                ) -> EncodedSplit:
     "Encode the images of `split` found in `images_dir` and its captions (every image file is found before any is encoded)."
     summary, paths = split_summary(split), split_image_paths(split, images_dir)
     img = encoder.encode_images(paths, batch_size, num_workers, progress)

@@ -55,7 +55,10 @@ def _differing(conventions) -> dict:
     shared = set.intersection(*(set(p) for p in parts.values())) if parts else set()
     return {c: ';'.join(x for x in p if x not in shared) or c for c, p in parts.items()}
 
-def results_table(results: Results, granularity: str = 'instance', metrics=None) -> pd.DataFrame:
+def results_table(results: Results,            # e.g. `read_records(paths)` or `Results.concat([...])`
+                  granularity: str = 'instance', # 'instance', 'category' or 'extended'
+                  metrics=None,                  # printed names to keep, e.g. ['R@1', 'R@5'] (unknown ones are an error)
+                 ) -> pd.DataFrame:
     """One row per (model, dataset, conventions), columns 'direction metric' (values as computed, never averaged), plus a
     `units` column. Rows that share a model and dataset but differ in conventions stay apart, labelled by the conventions'
     differing parts; the same numbers from two record files are kept apart by `record`."""
@@ -93,7 +96,11 @@ def _cell(v, column: str, units: str) -> str:
     if column.endswith(('MedR', 'MeanR')) or units == 'percent': return f'{v:.1f}'
     return f'{v:.4f}'   # fractions keep four decimals (0.8900, not 0.9)
 
-def comparison_table(results: Results, granularity: str = 'instance', fmt: str = 'markdown', metrics=None) -> str:
+def comparison_table(results: Results,            # the numbers to print
+                     granularity: str = 'instance', # the level shown
+                     fmt: str = 'markdown',         # 'markdown' or 'csv'
+                     metrics=None,                  # printed names to keep
+                    ) -> str:
     """`results_table` as Markdown (percent to 0.1, fractions to 0.0001, ranks to 0.1; the full conventions listed below the
     table) or as CSV (the values as computed, unrounded)."""
     if fmt not in ('markdown', 'csv'): raise ValueError(f"unknown format {fmt!r}: use 'markdown' or 'csv'")
@@ -194,7 +201,9 @@ def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each met
 
 # %% ../nbs/18_report.ipynb #905e68f4
 @contextlib.contextmanager
-def staged_output(path, folder: bool = False):
+def staged_output(path,                 # the output's final name
+                  folder: bool = False, # a folder of outputs rather than one file
+                 ):
     """Yield a temporary path beside `path` (a hidden '.NAME.partial-PID' file or folder); on success it replaces `path`
     (a folder's entries are moved in one by one), on any error it is deleted: a failed run leaves nothing that looks finished."""
     path = Path(path)
@@ -216,7 +225,11 @@ def _remove(p: Path):
     elif p.exists() or p.is_symlink(): p.unlink()
 
 # %% ../nbs/18_report.ipynb #5423aa3a
-def write_report(results: Results, folder, title: str = '', ties: pd.DataFrame | None = None) -> list:
+def write_report(results: Results,              # the numbers (R@K at several K and PR points give the figures)
+                 folder,                        # where the tables and figures go
+                 title: str = '',               # prefix of every figure's title, e.g. 'CLIP on coco-5k: '
+                 ties: pd.DataFrame | None = None,  # a `tie_report` table for the tie-spread figure
+                ) -> list:
     """The tables (`{granularity}.md` and `.csv` for each granularity present) and the figures (`recall_at_k.png` where R@K
     has two or more K, `pr_curves.png` where there are PR points, `tie_spread.png` from a `tie_report` table) in `folder`."""
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
@@ -250,9 +263,22 @@ def _same_encoding(e, model: dict, split: dict) -> bool:
     keys = ('weights_sha256', 'kind', 'class', 'preprocessing', 'precision', 'normalised', 'max_length')
     return e.split == split and all(e.model.get(k) == model.get(k) for k in keys)
 
-def run_model(model, split: EvaluationSplit, images_dir, out_dir, kind: str | None = None, name: str | None = None,
-              preset='default', metrics=None, device='cpu', precision: str = 'fp32', batch_size: int = 32, rerank_depth: int | None = None,
-              arch: str | None = None, progress: bool | None = None, command=None) -> dict:
+def run_model(model,                        # a local model folder (or an open_clip checkpoint with kind='open_clip')
+              split: EvaluationSplit,       # with image file names and captions, e.g. `fico_itr.cli.resolve_split('coco5k')`
+              images_dir,                   # the folder holding the split's images
+              out_dir,                      # gets emb.npz, record.json and report/
+              kind: str | None = None,      # 'clip', 'siglip', 'blip', 'blip2', 'open_clip'; None: from config.json
+              name: str | None = None,      # the model's name in the outputs (default: the folder name)
+              preset='default',             # conventions preset (or Conventions)
+              metrics=None,                 # the table's instance metrics (default: the preset's)
+              device='cpu',                 # 'cpu', 'cuda', ...
+              precision: str = 'fp32',      # 'fp32', 'fp16', 'bf16'
+              batch_size: int = 32,         # images per forward pass
+              rerank_depth: int | None = None,  # ITM rerank depth (default: 256 on coco-5k, 128 on f30k-1k, else none)
+              arch: str | None = None,      # open_clip architecture
+              progress: bool | None = None, # tqdm bars
+              command=None,                 # the command line, written in the record
+             ) -> dict:
     """Encode `split`'s images (from `images_dir`) and captions with a local model (or reuse `out_dir/emb.npz` made by the same
     weights, pre-processing and precision on the same split), evaluate `metrics` (default: the preset's) under `preset`, rerank with the ITM head at
     `rerank_depth` (default: the paper's depth on COCO 5K and Flickr30K 1K) where the model has one, and write
