@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_encoders.ipynb #b1dcdf53
 from __future__ import annotations
-import math, time
+import hashlib, json, math, time, zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,16 +14,18 @@ from torch import nn
 from torch.utils.data import Dataset, DataLoader
 from tqdm.auto import tqdm
 from PIL import Image
-from .core import check_array
+from .core import check_array, EvaluationSplit
 from .similarity import HashCodes, resolve_device
 
 # %% auto #0
 __all__ = ['EMBEDDING_KINDS', 'DTYPES', 'TINY_MODELS', 'ITM_OUTPUTS', 'COMBINE', 'VGG19_LAYERS', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'Embeddings', 'to_pil', 'check_images', 'ImageDataset', 'image_loader', 'resolve_dtype', 'check_texts',
-           'ProcessorTransform', 'DualEncoder', 'ClipDualEncoder', 'SiglipDualEncoder', 'BlipDualEncoder',
-           'Blip2DualEncoder', 'max_over_tokens_similarity', 'wordlevel_tokenizer', 'tiny_config',
-           'OpenClipDualEncoder', 'PairScorer', 'CallableScorer', 'BlipItmScorer', 'Blip2ItmScorer', 'Reranked',
-           'rerank', 'VGG19', 'fc7', 'ImageNetTransform', 'Vgg19Fc7Encoder']
+           'ENCODE_KINDS', 'PRECISIONS', 'WEIGHT_SUFFIXES', 'FOLDER_LAYOUT', 'Embeddings', 'to_pil', 'check_images',
+           'ImageDataset', 'image_loader', 'resolve_dtype', 'check_texts', 'ProcessorTransform', 'DualEncoder',
+           'ClipDualEncoder', 'SiglipDualEncoder', 'BlipDualEncoder', 'Blip2DualEncoder', 'max_over_tokens_similarity',
+           'wordlevel_tokenizer', 'tiny_config', 'OpenClipDualEncoder', 'PairScorer', 'CallableScorer', 'BlipItmScorer',
+           'Blip2ItmScorer', 'Reranked', 'rerank', 'VGG19', 'fc7', 'ImageNetTransform', 'Vgg19Fc7Encoder', 'model_kind',
+           'load_encoder', 'weights_sha256', 'describe_model', 'split_image_paths', 'EncodedSplit', 'split_summary',
+           'encode_split']
 
 # %% ../nbs/14_encoders.ipynb #80032d74
 EMBEDDING_KINDS = ('continuous', 'binary')
@@ -100,7 +102,11 @@ def to_pil(image, name: str = 'image') -> Image.Image:
     if isinstance(image, (str, Path)):
         p = Path(image)
         if not p.is_file(): raise FileNotFoundError(f"`{name}`: image file {str(p)!r} does not exist")
-        with Image.open(p) as im: return im.convert('RGB')
+        try:
+            with Image.open(p) as im: return im.convert('RGB')
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:   # not an image, truncated, corrupt
+            raise ValueError(f"`{name}`: {str(p)!r} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0][:160]}): "
+                             "replace the file or remove it from the split") from None
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim == 3 and t.shape[0] in (1, 3): a = t.permute(1, 2, 0).numpy()
@@ -669,3 +675,176 @@ class Vgg19Fc7Encoder(DualEncoder):
     def image_features(self, pixel_values): return fc7(self.model, pixel_values)
     def encode_texts(self, texts, batch_size: int = 256, progress=None):
         raise TypeError("VGG-19 fc7 encodes images only: encode texts with a text model (e.g. Doc2Vec, the paper's CG text features)")
+
+# %% ../nbs/14_encoders.ipynb #41c49d84
+ENCODE_KINDS = {'clip': ClipDualEncoder, 'siglip': SiglipDualEncoder, 'blip': BlipDualEncoder, 'blip2': Blip2DualEncoder,
+                'open_clip': OpenClipDualEncoder}
+_MODEL_TYPES = {'clip': 'clip', 'siglip': 'siglip', 'blip': 'blip', 'blip-2': 'blip2'}   # config.json model_type -> kind
+PRECISIONS = {'fp32': 'float32', 'fp16': 'float16', 'bf16': 'bfloat16'}
+WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.ckpt')
+FOLDER_LAYOUT = ("a local folder as written by `save_pretrained` or `hf download`: config.json, the weights (model.safetensors "
+                 "or pytorch_model.bin, possibly sharded) and the processor files (preprocessor_config.json or "
+                 "processor_config.json, tokenizer files)")
+
+def model_kind(folder) -> str:
+    "The kind ('clip', 'siglip', 'blip', 'blip2') of a transformers model folder, from config.json's model_type and architectures."
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = 'is a file' if folder.exists() else 'does not exist'
+        raise FileNotFoundError(f"model folder {str(folder)!r} {what}: expected {FOLDER_LAYOUT}")
+    cfg = folder / 'config.json'
+    if not cfg.is_file(): raise FileNotFoundError(f"model folder {str(folder)!r} has no config.json: expected {FOLDER_LAYOUT}")
+    try: c = json.loads(cfg.read_text(encoding='utf-8'))
+    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{cfg} is not valid JSON ({e}): the folder is damaged") from None
+    kind = _MODEL_TYPES.get(c.get('model_type') if isinstance(c, dict) else None)
+    if kind is None:
+        raise ValueError(f"model folder {str(folder)!r} holds a {c.get('model_type') if isinstance(c, dict) else None!r} model "
+                         f"(config.json model_type); encode reads {', '.join(_MODEL_TYPES)} folders")
+    want, arch = ENCODE_KINDS[kind].model_class_name, c.get('architectures') or []
+    if arch and want not in arch:
+        raise ValueError(f"model folder {str(folder)!r} holds a {', '.join(arch)}, not the {want} that --kind {kind} reads "
+                         "(retrieval needs the image-text model, e.g. Salesforce/blip-itm-base-coco for BLIP)")
+    return kind
+
+def load_encoder(model,                     # a transformers model folder, or an open_clip checkpoint file
+                 kind: str | None = None,   # one of ENCODE_KINDS; None: read from the folder's config.json
+                 device='cpu',              # 'cpu', 'cuda', 'cuda:1', ...
+                 precision: str = 'fp32',   # 'fp32', 'fp16' or 'bf16' (the model's weights and activations)
+                 arch: str | None = None,   # the open_clip architecture, e.g. 'ViT-B-32' (kind='open_clip' only)
+                ) -> DualEncoder:
+    """A dual encoder from a local model: a transformers folder (`kind` read from its config.json when None; a folder of another
+    kind is an error), or an open_clip checkpoint file with `kind='open_clip'` and its architecture `arch` (e.g. 'ViT-B-32')."""
+    if precision not in PRECISIONS: raise ValueError(f"`precision` {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if kind is not None and kind not in ENCODE_KINDS:
+        raise ValueError(f"unknown kind {kind!r}: choose one of {', '.join(ENCODE_KINDS)}")
+    if kind == 'open_clip':
+        if arch is None: raise ValueError("an open_clip checkpoint needs its architecture: pass `arch`, e.g. 'ViT-B-32'")
+        if not Path(model).is_file(): raise FileNotFoundError(f"open_clip checkpoint {str(model)!r} does not exist: pass the .pt/.bin file")
+        return OpenClipDualEncoder(arch, str(model), device, PRECISIONS[precision])
+    found = model_kind(model)
+    if kind is not None and kind != found:
+        raise ValueError(f"--kind {kind} but model folder {str(model)!r} holds a {found} model: pass --kind {found} or the {kind} folder")
+    return ENCODE_KINDS[found].from_pretrained(model, device, PRECISIONS[precision])
+
+def weights_sha256(model) -> str:
+    "SHA-256 over a model's weight files (a folder's *.safetensors, *.bin, *.pt, *.pth, *.ckpt, by name; or one file), read in 1 MiB blocks."
+    p = Path(model)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob('*') if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+    if not files: raise FileNotFoundError(f"model folder {str(p)!r} holds no weight files ({', '.join(WEIGHT_SUFFIXES)}): expected {FOLDER_LAYOUT}")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(p).as_posix().encode() if f != p else b'')
+        with open(f, 'rb') as fh:
+            for block in iter(lambda: fh.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def describe_model(encoder: DualEncoder, model, kind: str, precision: str = 'fp32', name: str | None = None) -> dict:
+    "What identifies a model's embeddings: its name, folder, kind and class, the SHA-256 of its weights, pre-processing and precision."
+    t = encoder.image_transform
+    prep = t.image_processor.to_dict() if isinstance(t, ProcessorTransform) else repr(t)
+    return _jsonable({'name': name or Path(model).name, 'path': str(Path(model).resolve()), 'kind': kind, 'class': type(encoder.model).__name__,
+            'weights_sha256': weights_sha256(model), 'preprocessing': prep, 'precision': precision,
+            'normalised': encoder.normalise, 'max_length': encoder.max_length})
+
+def _jsonable(d: dict) -> dict: return json.loads(json.dumps(d, default=str))   # as written to and read from a file
+
+def split_image_paths(split: EvaluationSplit,  # a split with `image_files` (Karpathy, LAVIS or a saved split)
+                      images_dir,               # the folder holding its images
+                      show: int = 5,            # how many missing files the error names
+                     ) -> list:
+    "The image file of each image of `split` in `images_dir` (its name as written, else its base name); all missing ones are counted and the first `show` named."
+    d = Path(images_dir)
+    if not d.is_dir(): raise FileNotFoundError(f"--images-dir {str(d)!r} {'is a file' if d.exists() else 'does not exist'}: pass the folder holding the split's images")
+    if split.image_files is None:
+        raise ValueError(f"split {split.name!r} names no image files: use a Karpathy dataset_*.json or a LAVIS annotation file as the split")
+    if next(d.iterdir(), None) is None:
+        raise FileNotFoundError(f"--images-dir {str(d)!r} is empty: it should hold the {split.n_images:,} images of split {split.name!r}, "
+                                f"e.g. {split.image_files[0]}")
+    paths, missing = [], []
+    for f in split.image_files:
+        p = d / f
+        if not p.is_file(): p = d / Path(f).name
+        if p.is_file(): paths.append(p)
+        else: missing.append(str(f))
+    if missing:
+        raise FileNotFoundError(f"{len(missing):,} of the {split.n_images:,} images of split {split.name!r} are not in {str(d)!r} "
+                                f"(first: {', '.join(missing[:show])})")
+    return paths
+
+def _ids(v, n):
+    a = np.asarray(v if v is not None else np.arange(n))
+    return a if a.dtype.kind in 'iuU' else a.astype(str)
+
+@dataclass(repr=False)
+class EncodedSplit:
+    "A split's image and caption embeddings, their row ids and what made them (written by `save`, read by `load`)."
+    images: Embeddings      # one row per image of the split, in its order
+    captions: Embeddings    # one row per caption
+    image_ids: np.ndarray   # the split's image ids (its file names where it has no ids)
+    caption_ids: np.ndarray # the split's caption ids (row numbers where it has none)
+    split: dict             # name, n_images, n_captions and a SHA-256 of the captions' texts
+    model: dict             # `describe_model`
+
+    @property
+    def seconds(self) -> dict: return {'images': self.images.seconds, 'captions': self.captions.seconds}
+    @property
+    def bytes_per_item(self) -> dict: return {'images': self.images.bytes_per_item, 'captions': self.captions.bytes_per_item}
+
+    def similarity(self, device='cpu') -> np.ndarray:
+        "images x captions scores: dot products (cosine on normalised embeddings), or BLIP-2's max over query tokens."
+        if self.images.values.ndim == 3: return max_over_tokens_similarity(self.images, self.captions, device)
+        from fico_itr.similarity import similarity
+        return similarity(self.images.values, self.captions.values, 'inner_product')
+
+    def save(self, path) -> Path:
+        "Write one .npz (no pickle): images, captions, their ids and a JSON `meta` (split, model, seconds, bytes per item)."
+        meta = {'split': self.split, 'model': self.model, 'seconds': self.seconds, 'bytes_per_item': self.bytes_per_item}
+        with open(path, 'wb') as f:
+            np.savez(f, images=self.images.values, captions=self.captions.values, image_ids=self.image_ids,
+                     caption_ids=self.caption_ids, meta=np.array(json.dumps(meta)))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path) -> 'EncodedSplit':
+        "Read a file written by `save`."
+        p = Path(path)
+        if not p.is_file(): raise FileNotFoundError(f"embeddings file {str(p)!r} does not exist")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                missing = {'images', 'captions', 'image_ids', 'caption_ids', 'meta'} - set(z.files)
+                if missing: raise ValueError(f"{p} lacks {', '.join(sorted(missing))}: it was not written by `fico-itr encode`")
+                arrays = {k: z[k] for k in ('images', 'captions', 'image_ids', 'caption_ids')}
+                meta = json.loads(str(z['meta']))
+        except (OSError, EOFError, zipfile.BadZipFile) as e: raise ValueError(f"{p} is not a readable .npz ({e}): encode again") from None
+        name = meta['model']['name']
+        emb = lambda k, mod: Embeddings(arrays[k], 'continuous', name, meta['seconds'][k], mod)
+        return cls(emb('images', 'image'), emb('captions', 'text'), arrays['image_ids'], arrays['caption_ids'], meta['split'], meta['model'])
+
+    def __repr__(self):
+        s = self.split
+        return (f"EncodedSplit({s['name']}: {s['n_images']:,} images {' x '.join(map(str, self.images.shape[1:]))}, "
+                f"{s['n_captions']:,} captions {' x '.join(map(str, self.captions.shape[1:]))}; {self.images.seconds + self.captions.seconds:.2f} s; "
+                f"{self.bytes_per_item['images']:,} / {self.bytes_per_item['captions']:,} B per image / caption; model {self.model['name']!r})")
+
+def split_summary(split: EvaluationSplit) -> dict:
+    "What identifies a split's rows: its name, sizes and a SHA-256 of the caption texts (compared before embeddings are reused)."
+    if split.captions is None: raise ValueError(f"split {split.name!r} holds no caption texts: encoding needs them")
+    h = hashlib.sha256('\n'.join(split.captions).encode('utf-8')).hexdigest()
+    return {'name': split.name, 'n_images': split.n_images, 'n_captions': split.n_captions, 'captions_sha256': h}
+
+def encode_split(encoder: DualEncoder,                # e.g. from `load_encoder`
+                 split: EvaluationSplit,              # the images (by file name) and captions to encode
+                 images_dir,                          # the folder holding the split's images
+                 model_description: dict | None = None,  # `describe_model`, stored with the embeddings
+                 batch_size: int = 32,                # images per forward pass
+                 text_batch_size: int = 256,          # captions per forward pass
+                 num_workers: int = 0,                # DataLoader processes decoding images
+                 progress: bool | None = None,        # a tqdm bar; None: for 5,000 items or more
+                ) -> EncodedSplit:
+    "Encode the images of `split` found in `images_dir` and its captions (every image file is found before any is encoded)."
+    summary, paths = split_summary(split), split_image_paths(split, images_dir)
+    img = encoder.encode_images(paths, batch_size, num_workers, progress)
+    txt = encoder.encode_texts(split.captions, text_batch_size, progress)
+    model = model_description or {'name': encoder.name}
+    return EncodedSplit(img, txt, _ids(split.image_ids if split.image_ids is not None else split.image_files, split.n_images),
+                        _ids(split.caption_ids, split.n_captions), summary, model)

@@ -528,3 +528,63 @@ def test_cuda_matches_cpu(tokenizer, blip, blip2, images):
     pi, pc = np.array([0, 1, 2]), np.array([4, 0, 7])     # same seed, same weights as the CPU fixture
     np.testing.assert_allclose(blip_gpu.itm_scorer(images[:3], TEXTS).score_pairs(pi, pc),
                                blip.itm_scorer(images[:3], TEXTS).score_pairs(pi, pc), atol=1e-4)
+
+
+# ---------------------------------------------------------------- a split from an image folder
+
+def _saved_clip(clip, tokenizer, folder):
+    CLIPProcessor(image_processor=clip.image_transform.image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    clip.model.save_pretrained(folder)
+    return folder
+
+
+def _photo_split(images, tmp_path):
+    from fico_itr.data import load_lavis_annotations
+    (tmp_path / 'images').mkdir()
+    for i, a in enumerate(images[:4]): Image.fromarray(a).save(tmp_path / 'images' / f'p{i}.jpg', quality=90)
+    (tmp_path / 'split.json').write_text(__import__('json').dumps([{'image': f'train/p{i}.jpg', 'caption': TEXTS[2 * i:2 * i + 2]}
+                                                                   for i in range(4)]))
+    return load_lavis_annotations(tmp_path / 'split.json')
+
+
+def test_encode_split_round_trip_and_ids(clip, tokenizer, images, tmp_path):
+    from fico_itr.encoders import load_encoder, describe_model, encode_split, EncodedSplit, weights_sha256
+    folder = _saved_clip(clip, tokenizer, tmp_path / 'random-init-clip')
+    split = _photo_split(images, tmp_path)
+    enc = load_encoder(folder)
+    e = encode_split(enc, split, tmp_path / 'images', describe_model(enc, folder, 'clip', name='random-init CLIP'))
+    np.testing.assert_array_equal(e.images.values, enc.encode_images([tmp_path / 'images' / f'p{i}.jpg' for i in range(4)]).values)
+    assert list(e.image_ids) == [f'train/p{i}.jpg' for i in range(4)]      # found by base name in the folder
+    back = EncodedSplit.load(e.save(tmp_path / 'emb.npz'))
+    np.testing.assert_array_equal(back.captions.values, e.captions.values)
+    assert (back.model, back.split, back.seconds) == (e.model, e.split, e.seconds)
+    h = weights_sha256(folder)
+    assert e.model['weights_sha256'] == h and len(h) == 64
+    w = folder / 'model.safetensors'; w.write_bytes(w.read_bytes()[:-1] + bytes([w.read_bytes()[-1] ^ 1]))
+    assert weights_sha256(folder) != h                                       # one flipped bit: another hash
+    (tmp_path / 'cut.npz').write_bytes((tmp_path / 'emb.npz').read_bytes()[:300])
+    raises(lambda: EncodedSplit.load(tmp_path / 'cut.npz'), 'is not a readable .npz')
+    np.savez(tmp_path / 'other.npz', images=np.zeros(3))
+    raises(lambda: EncodedSplit.load(tmp_path / 'other.npz'), 'lacks caption_ids, captions, image_ids, meta')
+
+
+def test_split_images_and_model_folder_errors(clip, tokenizer, images, tmp_path):
+    from fico_itr.encoders import load_encoder, split_image_paths, model_kind
+    split = _photo_split(images, tmp_path)
+    (tmp_path / 'images' / 'p1.jpg').unlink(); (tmp_path / 'images' / 'p3.jpg').unlink()
+    raises(lambda: split_image_paths(split, tmp_path / 'images'), '2 of the 4 images', 'train/p1.jpg, train/p3.jpg', exc=FileNotFoundError)
+    raises(lambda: split_image_paths(split, tmp_path / 'images', show=1), '(first: train/p1.jpg)', exc=FileNotFoundError)
+    (tmp_path / 'empty').mkdir()
+    raises(lambda: split_image_paths(split, tmp_path / 'empty'), 'is empty', 'train/p0.jpg', exc=FileNotFoundError)
+    raises(lambda: split_image_paths(EvaluationSplit.uniform(2, 1), tmp_path / 'images'), 'names no image files')
+    (tmp_path / 'images' / 'p1.jpg').write_bytes(b'\xff\xd8\xff' + b'\0' * 50)
+    raises(lambda: to_pil(tmp_path / 'images' / 'p1.jpg'), 'p1.jpg', 'is not a readable image')
+    folder = _saved_clip(clip, tokenizer, tmp_path / 'random-init-clip')
+    assert model_kind(folder) == 'clip'
+    raises(lambda: load_encoder(folder, 'siglip'), '--kind siglip but model folder', 'pass --kind clip')
+    raises(lambda: load_encoder(folder, 'vgg19'), "unknown kind 'vgg19'", 'clip, siglip, blip, blip2, open_clip')
+    raises(lambda: load_encoder(folder, precision='fp8'), "`precision` 'fp8'", 'fp32, fp16, bf16')
+    raises(lambda: load_encoder(tmp_path / 'none'), 'does not exist', 'save_pretrained', exc=FileNotFoundError)
+    raises(lambda: load_encoder(folder / 'config.json'), 'is a file', exc=FileNotFoundError)
+    (tmp_path / 'bert').mkdir(); (tmp_path / 'bert' / 'config.json').write_text('{"model_type": "bert"}')
+    raises(lambda: load_encoder(tmp_path / 'bert'), "holds a 'bert' model", 'clip, siglip, blip, blip-2')
