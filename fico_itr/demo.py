@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_demo.ipynb #28b543bc
 from __future__ import annotations
-import dataclasses, importlib.util, time
+import dataclasses, importlib.util, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -98,9 +98,13 @@ def plot_pr_curves(results: Results, path, title: str):
     return True
 
 # %% ../nbs/09_demo.ipynb #621382d0
+def _bars(progress: bool) -> bool:
+    "Progress bars only where they can be seen: asked for and stderr is a terminal (not a log file or a notebook)."
+    return bool(progress) and sys.stderr.isatty()
+
 def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int = 0, progress: bool = True) -> Results:
     "The synthetic COCO-5K-shaped demo (generated embeddings and LSH codes, no real data): print its tables, write its outputs."
-    t0 = time.perf_counter()
+    t0, progress = time.perf_counter(), _bars(progress)
     data = coco5k_like(n_images=n_images, seed=seed)
     print('fico-itr demo on a SYNTHETIC stand-in (no real model, no real data):')
     print('  ' + data.description)
@@ -142,7 +146,7 @@ def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
 
 def run_demo(out: str = 'fico-itr-demo', progress: bool = True) -> Results:
     "The README's main job on the embedded real COCO 5K captions; prints the tables, writes results into `out`."
-    t0 = time.perf_counter()
+    t0, progress = time.perf_counter(), _bars(progress)
     print(f'fico-itr demo: {STANDIN_NOTE}.')
     print('  FG-style: TF-IDF + 256-D truncated SVD of the caption words (cosine); CG-style: 64-bit ITQ codes of the same '
           'features (Hamming); labels: COCO classes derived from caption words (a text heuristic); extended positives: '
