@@ -17,7 +17,8 @@ from .similarity import HashCodes
 __all__ = ['KARPATHY_SPLITS', 'ARRAY_FORMATS', 'ROW_KINDS', 'SPLIT_FORMAT', 'split_source', 'load_vse_precomp',
            'load_vse_image_features', 'load_karpathy', 'image_id_from_file', 'load_lavis_annotations', 'mat_version',
            'load_array', 'check_rows', 'load_fico_labels', 'with_labels', 'MirFlickr25K', 'load_mirflickr25k',
-           'HashingSplit', 'hashing_split', 'save_split', 'load_split']
+           'HashingSplit', 'hashing_split', 'save_split', 'load_split', 'coco5k_test_captions', 'coco5k_split',
+           'f30k1k_split', 'mirflickr25k']
 
 # %% ../nbs/06_data.ipynb #3b1ef1f4
 def split_source(split: EvaluationSplit) -> str:
@@ -568,3 +569,46 @@ def load_split(path) -> EvaluationSplit:
     sp = EvaluationSplit(cap2img, labels, meta['n_images'], meta['name'], meta['image_ids'], meta['caption_ids'],
                          meta['captions'], meta['image_files'])
     return _with_source(sp, f"{path}, saved from {meta['source']}" if meta.get('source') else str(path))
+
+# %% ../nbs/06_data.ipynb #e4a5d0b5
+import gzip
+from importlib import resources
+
+def _asset(name: str):
+    return resources.files('fico_itr') / 'assets' / name
+
+def _asset_lines(name: str) -> list:
+    with gzip.open(_asset(name), 'rt', encoding='utf-8') as f: return f.read().splitlines()
+
+def coco5k_test_captions() -> tuple:
+    "The 25,000 COCO Karpathy 5K test captions and the COCO image id of each (5 consecutive lines per image), as shipped."
+    caps = _asset_lines('coco5k_test_captions.txt.gz')
+    ids = np.array(_asset_lines('coco5k_test_image_ids.txt.gz'), dtype=np.int64)
+    if len(caps) != len(ids): raise ValueError(f'packaged captions ({len(caps)}) and image ids ({len(ids)}) disagree')
+    return caps, ids
+
+def coco5k_split(name: str = 'coco-5k') -> EvaluationSplit:
+    "The real COCO 5K test split (5,000 images, 25,000 captions, COCO image ids, caption texts) from the shipped files."
+    caps, ids = coco5k_test_captions()
+    cap2img, image_ids, _ = _first_appearance(ids.tolist())
+    sp = EvaluationSplit(cap2img, None, len(image_ids), name, image_ids, None, caps)
+    return _with_source(sp, 'fico_itr/assets/coco5k_test_captions.txt.gz and coco5k_test_image_ids.txt.gz')
+
+def f30k1k_split(name: str = 'f30k-1k') -> EvaluationSplit:
+    "The real Flickr30K 1K test split (1,000 images, 5,000 captions, Karpathy image indices, file names) from the shipped files."
+    caps, ids = _asset_lines('f30k1k_test_captions.txt.gz'), [int(i) for i in _asset_lines('f30k1k_test_image_ids.txt.gz')]
+    if len(caps) != len(ids): raise ValueError(f'packaged captions ({len(caps)}) and image ids ({len(ids)}) disagree')
+    with gzip.open(_asset('f30k1k_test_image_files.json.gz'), 'rt', encoding='utf-8') as f: files = json.load(f)
+    cap2img, image_ids, _ = _first_appearance(ids)
+    sp = EvaluationSplit(cap2img, None, len(image_ids), name, image_ids, None, caps, [files[str(i)] for i in image_ids])
+    return _with_source(sp, 'fico_itr/assets/f30k1k_test_*.gz')
+
+def mirflickr25k() -> MirFlickr25K:
+    "The shipped MIRFlickr-25K (DCMH preparation): 20,015 items, `LAll` labels (bool) and `YAll` tag vectors (uint8 0/1)."
+    path = _asset('mirflickr25k_lall_yall.npz')
+    with np.load(path) as z:
+        n, n_labels, n_words = (int(v) for v in z['shape'])
+        labels = np.unpackbits(z['LAll'], axis=1, count=n_labels).astype(bool)
+        texts = np.unpackbits(z['YAll'], axis=1, count=n_words)
+    if labels.shape[0] != n or texts.shape[0] != n: raise ValueError(f'{path}: packed rows disagree with its shape {n}')
+    return MirFlickr25K(labels, texts, None, {'labels': f'{path} (LAll)', 'texts': f'{path} (YAll)'})

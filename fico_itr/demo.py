@@ -4,38 +4,21 @@
 
 # %% ../nbs/09_demo.ipynb #28b543bc
 from __future__ import annotations
-import dataclasses, gzip, time
+import dataclasses, importlib.util, sys, time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from .core import EvaluationSplit
+from .data import coco5k_split, coco5k_test_captions
 from .similarity import HashCodes
 from .hashing import ITQHasher, caption_words
 from .synthetic import coco5k_like
 from .evaluate import evaluate, tie_report, Results
 
 # %% auto #0
-__all__ = ['STANDIN_NOTE', 'coco5k_test_captions', 'coco5k_split', 'text_standin_split', 'TfidfSvdTextEncoder', 'plot_pr_curves',
-           'synthetic_demo', 'standin_problem', 'run_demo']
-
-# %% ../nbs/09_demo.ipynb #2daba7ba
-def coco5k_test_captions() -> tuple:
-    "The 25,000 COCO Karpathy 5K test captions and the COCO image id of each (5 consecutive lines per image), as shipped."
-    base = resources.files('fico_itr') / 'assets'
-    with gzip.open(base / 'coco5k_test_captions.txt.gz', 'rt', encoding='utf-8') as f: caps = f.read().splitlines()
-    with gzip.open(base / 'coco5k_test_image_ids.txt.gz', 'rt') as f: ids = np.array(f.read().split(), dtype=np.int64)
-    if len(caps) != len(ids): raise ValueError(f'packaged captions ({len(caps)}) and image ids ({len(ids)}) disagree')
-    return caps, ids
-
-def coco5k_split(name: str = 'coco-5k') -> EvaluationSplit:
-    "The real COCO 5K test split (5,000 images, 25,000 captions, COCO image ids, caption texts) from the shipped files."
-    caps, ids = coco5k_test_captions()
-    image_ids, cap2img = np.unique(ids, return_inverse=True)
-    order = np.argsort(np.unique(ids, return_index=True)[1])          # images in order of first appearance
-    rank = np.empty_like(order); rank[order] = np.arange(len(order))
-    return EvaluationSplit(rank[cap2img], n_images=len(image_ids), name=name, image_ids=image_ids[order].tolist(), captions=caps)
+__all__ = ['STANDIN_NOTE', 'text_standin_split', 'TfidfSvdTextEncoder', 'plot_pr_curves', 'synthetic_demo', 'standin_problem',
+           'run_demo']
 
 # %% ../nbs/09_demo.ipynb #83ebf128
 def text_standin_split(split: EvaluationSplit, name: str | None = None):
@@ -115,9 +98,13 @@ def plot_pr_curves(results: Results, path, title: str):
     return True
 
 # %% ../nbs/09_demo.ipynb #621382d0
+def _bars(progress: bool) -> bool:
+    "Progress bars only where they can be seen: asked for and stderr is a terminal (not a log file or a notebook)."
+    return bool(progress) and sys.stderr.isatty()
+
 def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int = 0, progress: bool = True) -> Results:
     "The synthetic COCO-5K-shaped demo (generated embeddings and LSH codes, no real data): print its tables, write its outputs."
-    t0 = time.perf_counter()
+    t0, progress = time.perf_counter(), _bars(progress)
     data = coco5k_like(n_images=n_images, seed=seed)
     print('fico-itr demo on a SYNTHETIC stand-in (no real model, no real data):')
     print('  ' + data.description)
@@ -145,10 +132,12 @@ STANDIN_NOTE = ('TEXT-ONLY STAND-IN, not an image-text model: each COCO 5K test 
 def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
     "The demo's inputs: the stand-in split (with caption-derived labels), extended positives and both models' outputs."
     from fico_itr.labels import CaptionKeywordLabeler, coco5k_caption_ids, eccv_positives
+    extended = importlib.util.find_spec('eccv_caption') is not None       # CxC / ECCV Caption data (a requirement)
     coco = coco5k_split()
-    coco = dataclasses.replace(coco, labels=CaptionKeywordLabeler()(coco), caption_ids=coco5k_caption_ids(coco.image_ids).tolist())
+    coco = dataclasses.replace(coco, labels=CaptionKeywordLabeler()(coco),
+                               caption_ids=coco5k_caption_ids(coco.image_ids).tolist() if extended else None)
     split, first, gallery = text_standin_split(coco, 'coco-5k text stand-in')
-    positives = {kind: eccv_positives(split.image_ids, split.caption_ids, kind) for kind in ('cxc', 'eccv')}
+    positives = {kind: eccv_positives(split.image_ids, split.caption_ids, kind) for kind in ('cxc', 'eccv') if extended}
     enc = TfidfSvdTextEncoder(dim=dim, seed=seed).fit(coco.captions)
     feats = enc.encode(coco.captions)
     itq = ITQHasher(n_bits=n_bits, seed=seed).fit(feats)
@@ -157,7 +146,7 @@ def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
 
 def run_demo(out: str = 'fico-itr-demo', progress: bool = True) -> Results:
     "The README's main job on the embedded real COCO 5K captions; prints the tables, writes results into `out`."
-    t0 = time.perf_counter()
+    t0, progress = time.perf_counter(), _bars(progress)
     print(f'fico-itr demo: {STANDIN_NOTE}.')
     print('  FG-style: TF-IDF + 256-D truncated SVD of the caption words (cosine); CG-style: 64-bit ITQ codes of the same '
           'features (Hamming); labels: COCO classes derived from caption words (a text heuristic); extended positives: '
@@ -168,13 +157,14 @@ def run_demo(out: str = 'fico-itr-demo', progress: bool = True) -> Results:
     runs = []
     for model, (q, g), measure in ((fg, P['fg'], 'cosine'), (cg, P['cg'], 'hamming')):
         runs.append(evaluate(split, images=q, captions=g, measure=measure, model=model, progress=progress))
-        for kind in ('cxc', 'eccv'):
+        for kind in P['positives']:
             r = evaluate(split, images=q, captions=g, measure=measure, model=model, progress=progress,
                          positives=P['positives'][kind], granularities=['extended'], conventions='eccv',
                          dataset=f'{split.name} + {kind.upper()} positives')
             runs.append(r)
     res = Results.concat(runs)
     print(res)
+    if not P['positives']: print('CxC / ECCV Caption numbers skipped: they need the eccv-caption package (pip install eccv-caption)')
     ties = tie_report(split, images=P['cg'][0], captions=P['cg'][1], measure='hamming', model=cg, progress=progress)
     key = ties[((ties.metric == 'R@K') & (ties.k == '1')) | ((ties.metric == 'mAP@K') & ties.k.isin(['10', 'N']))]
     print('\nTie report for the 64-bit codes (the same codes under each tie rule; spread = optimistic - pessimistic):')

@@ -17,17 +17,18 @@ from .similarity import HashCodes, iter_score_blocks, similarity
 from .ranking import SharedLabel
 from .evaluate import (evaluate, Results, DEFAULT_METRICS, RESULT_COLUMNS, parse_metric, block_values,
                                reduce_values, unique_image_rows, metric_label, integer_scores)
-from .data import load_array, load_fico_labels, check_rows, with_labels, MirFlickr25K, HashingSplit, hashing_split
+from .data import (load_array, load_fico_labels, check_rows, with_labels, MirFlickr25K, HashingSplit, hashing_split,
+                           coco5k_split, f30k1k_split)
 from .demo import text_standin_split, TfidfSvdTextEncoder
 from .hashing import ITQHasher
 
 # %% auto #0
-__all__ = ['OUTPUT_KINDS', 'FAMILIES', 'MODELS', 'DATASETS', 'DEEP_RECALL', 'PARTS', 'PAPER_FIGURES', 'ZooModel', 'zoo_model',
-           'models_table', 'DatasetInfo', 'QueryDatabase', 'evaluate_query_database', 'ModelOutput', 'evaluate_outputs',
-           'outputs_table', 'fico_file_name', 'fico_inventory', 'fico_split', 'load_fico_results', 'paper_table',
-           'side_by_side', 'conventions_table', 'describe_conventions', 'tfidf_rows', 'rerank_matrices',
-           'text_standin_outputs', 'mirflickr_standin_outputs', 'table_view', 'plot_pr_grid', 'plot_recall_at_k',
-           'families_of']
+__all__ = ['OUTPUT_KINDS', 'FAMILIES', 'MODELS', 'DATASETS', 'DEEP_RECALL', 'PARTS', 'PAPER_FIGURES', 'SHIPPED_SPLITS',
+           'ZooModel', 'zoo_model', 'models_table', 'DatasetInfo', 'QueryDatabase', 'evaluate_query_database',
+           'ModelOutput', 'evaluate_outputs', 'outputs_table', 'fico_file_name', 'fico_inventory', 'fico_split',
+           'load_fico_results', 'paper_table', 'side_by_side', 'conventions_table', 'describe_conventions',
+           'user_output', 'tfidf_rows', 'rerank_matrices', 'text_standin_outputs', 'mirflickr_standin_outputs',
+           'table_view', 'plot_pr_grid', 'plot_recall_at_k', 'families_of']
 
 # %% ../nbs/12_zoo.ipynb #05076684
 OUTPUT_KINDS = ('embeddings', 'hash_codes', 'similarity', 'i2t_t2i')
@@ -456,7 +457,10 @@ def paper_table(granularity: str = 'instance', dataset: str | None = None) -> pd
 
 # %% ../nbs/12_zoo.ipynb #509e5df1
 def side_by_side(results: Results, dataset: str, granularity: str = 'instance', metrics: Sequence[str] | None = None,
-                 paper: pd.DataFrame | bool = True, models: Sequence[str] | None = None) -> pd.DataFrame:
+                 paper: pd.DataFrame | bool = True, models: Sequence[str] | None = None,
+                 paper_models: Mapping[str, str] | None = None,  # measured model -> the paper model it reproduces
+                 paper_rows: bool = False,  # add the paper's printed figures as rows '<model> (paper)'
+                 ) -> pd.DataFrame:
     "One data set's numbers, one row per model; per (direction, metric): measured [, 1K (5-fold)] [, paper, Δ]."
     if paper is True: paper = PAPER_FIGURES
     elif paper is False or paper is None: paper = None
@@ -483,14 +487,27 @@ def side_by_side(results: Results, dataset: str, granularity: str = 'instance', 
     parts = {'measured': measured}
     if not folds.empty:
         parts['1K (5-fold)'] = key(folds.assign(label=[metric_label(m, k) for m, k in zip(folds.metric, folds.k)]))
+    rows, printed = list(order), {}
     if paper is not None:
         p = paper[(paper.dataset == dataset) & (paper.granularity == granularity)]
+        link = {m: m for m in order if m in set(p.model)}          # a paper model's own output
+        for m, pm in (paper_models or {}).items():                  # an output that reproduces a paper model
+            if pm not in set(paper.model):
+                raise ValueError(f"`paper_models[{m!r}]` is {pm!r}, which has no printed figures: choose one of "
+                                 f"{', '.join(dict.fromkeys(paper.model))}")
+            if m in order: link[m] = pm
         p = key(p.assign(label=[metric_label(m, k) for m, k in zip(p.metric, p.k)]))
-        if p.index.isin(measured.index).any():
-            parts['paper'] = p
-            parts['Δ'] = measured - p.reindex(measured.index)
-    out = pd.DataFrame({(d, lab, which): [s.get((m, d, lab), np.nan) for m in order]
-                        for d, lab in cols for which, s in parts.items()}, index=pd.Index(order, name='model'))
+        if paper_rows:                                               # paper models with a printed figure in these columns
+            shown = {i[0] for i, v in p.items() if (i[1], i[2]) in set(cols) and not np.isnan(v)}
+            extra = [pm for pm in dict.fromkeys(p.index.get_level_values(0)) if pm in shown and pm not in order]
+            rows += [f'{pm} (paper)' for pm in extra]
+            link.update({f'{pm} (paper)': pm for pm in extra})
+        printed = {(m, d, lab): p.get((pm, d, lab), np.nan) for m, pm in link.items() for d, lab in cols}
+    if any(not np.isnan(v) for v in printed.values()):
+        parts['paper'] = pd.Series(printed, dtype=float)
+        parts['Δ'] = pd.Series({i: measured.get(i, np.nan) - v for i, v in printed.items()}, dtype=float)
+    out = pd.DataFrame({(d, lab, which): [s.get((m, d, lab), np.nan) for m in rows]
+                        for d, lab in cols for which, s in parts.items()}, index=pd.Index(rows, name='model'))
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=['direction', 'metric', ''])
     return out
 
@@ -525,6 +542,67 @@ def describe_conventions(results: Results) -> str:
         lines.append(f'- `{conv}`: {models}')
     return '\n'.join(lines)
 
+# %% ../nbs/12_zoo.ipynb #41f1fbd1
+SHIPPED_SPLITS = {'coco-5k': coco5k_split, 'f30k-1k': f30k1k_split}
+
+def _array(x, name: str, mmap: bool = False):
+    "A path is loaded (a score matrix memory-mapped where the format allows); an array or `HashCodes` is used as it is."
+    if isinstance(x, (str, Path)): return load_array(x, mmap=mmap), Path(x)
+    return x, Path(f'<{name} in memory>')
+
+def user_output(model: str, dataset: str, *,
+                images=None,          # image embeddings or codes: a file path or an array, one row per image
+                captions=None,        # caption embeddings or codes, one row per caption
+                similarity=None,      # or one images x captions score matrix
+                i2t_similarity=None,  # or a reranker's images x captions matrix ...
+                t2i_similarity=None,  # ... and its captions x images matrix
+                measure: str | None = None,  # for images/captions: 'cosine' (default), 'ip', 'euclidean', 'hamming'
+                paper_model: str | None = None,  # the paper model this output reproduces, e.g. 'BEiT-3'
+                rerank_depth: int | None = None,  # k of a reranker's top-k rescoring
+                labels=None,          # multi-hot labels (array or label file) for category-level retrieval
+                split: EvaluationSplit | None = None,  # your own split; default: the shipped split named `dataset`
+               ) -> ModelOutput:
+    "Your model's outputs on a shipped split ('coco-5k', 'f30k-1k') or on `split`, checked, as a `ModelOutput`."
+    if not isinstance(model, str) or not model.strip(): raise ValueError("`model` must be a non-empty name for the result rows")
+    if split is None:
+        if dataset not in SHIPPED_SPLITS:
+            raise ValueError(f"`dataset` {dataset!r} is not a shipped split ({', '.join(SHIPPED_SPLITS)}): pass your own "
+                             "EvaluationSplit as `split=`")
+        split = SHIPPED_SPLITS[dataset]()
+    elif not isinstance(split, EvaluationSplit): raise TypeError(f"`split` must be an EvaluationSplit, got {type(split).__name__}")
+    if labels is not None: split = with_labels(split, labels)
+    if paper_model is not None and paper_model not in MODELS:
+        raise ValueError(f"`paper_model` {paper_model!r} is not one of the paper's models: {', '.join(MODELS)}")
+    given = dict(images=images, captions=captions, similarity=similarity, i2t_similarity=i2t_similarity,
+                 t2i_similarity=t2i_similarity)
+    given = frozenset(k for k, v in given.items() if v is not None)
+    kind = {frozenset({'images', 'captions'}): 'embeddings', frozenset({'similarity'}): 'similarity',
+            frozenset({'i2t_similarity', 't2i_similarity'}): 'i2t_t2i'}.get(given)
+    if kind is None:
+        raise ValueError(f"{model}: pass `images` and `captions` (embeddings or codes), or `similarity` (images x "
+                         f"captions), or `i2t_similarity` and `t2i_similarity` (a reranker); got {sorted(given) or 'none'}")
+    if measure is not None and kind != 'embeddings':
+        raise ValueError(f"{model}: `measure` is for `images` / `captions`; a similarity matrix is used as it is")
+    notes, measure = [], measure or 'cosine'
+    if kind == 'embeddings':
+        (img, pi), (txt, pt) = _array(images, 'images'), _array(captions, 'captions')
+        img, txt = _image_rows(img, split, pi, dataset, notes), _checked(split, txt, 'captions', pt, dataset)
+        if measure == 'hamming':
+            kind = 'hash_codes'
+            img, txt = (a if isinstance(a, HashCodes) else HashCodes.from_array(np.asarray(a), p.name)
+                        for a, p in ((img, pi), (txt, pt)))
+        scores, files = {'images': img, 'captions': txt}, [pi, pt]
+    elif kind == 'similarity':
+        S, p = _array(similarity, 'similarity', mmap=True)
+        scores, files = {'similarity': _checked(split, S, 'similarity', p, dataset)}, [p]
+    else:
+        (A, pa), (B, pb) = _array(i2t_similarity, 'i2t_similarity', mmap=True), _array(t2i_similarity, 't2i_similarity', mmap=True)
+        scores = {'i2t_similarity': _checked(split, A, 'i2t_similarity', pa, dataset),
+                  't2i_similarity': _checked(split, B, 't2i_similarity', pb, dataset)}
+        files = [pa, pb]
+    return ModelOutput(model, dataset, 'CG' if kind == 'hash_codes' else 'FG', kind, split, scores, measure, rerank_depth,
+                       ', '.join(str(f) for f in files), notes, paper_model)
+
 # %% ../nbs/12_zoo.ipynb #32597e20
 def tfidf_rows(texts: Sequence[str], encoder: TfidfSvdTextEncoder) -> sp.csr_matrix:
     "L2-normalised TF-IDF rows of `texts` in a fitted encoder's vocabulary and idf."
@@ -551,7 +629,7 @@ def text_standin_outputs(split: EvaluationSplit, dataset: str | None = None, dim
     "Text-only stand-in outputs of every kind on a captioned split (see the table above); each named as a stand-in."
     if not isinstance(split, EvaluationSplit) or split.captions is None:
         raise ValueError("`split` needs caption texts (split.captions): load it with load_vse_precomp, load_karpathy or "
-                         "fico_itr.demo.coco5k_split")
+                         "fico_itr.data.coco5k_split")
     dataset = dataset or f'{split.name} text stand-in'
     sub, first, gallery = text_standin_split(split, dataset)
     enc = TfidfSvdTextEncoder(dim=dim, seed=seed).fit(split.captions)
