@@ -12,7 +12,8 @@ from .core import get_conventions, PRESETS, EvaluationSplit
 from .evaluate import evaluate, Results, parse_metric, integer_scores
 from .similarity import MEASURES
 from . import data as D
-from .demo import run_demo, synthetic_demo, coco5k_split
+from .demo import run_demo, synthetic_demo
+from .data import coco5k_split
 from .report import make_record, read_records, comparison_table, staged_output, run_model
 
 # %% auto #0

@@ -221,6 +221,13 @@ def compute_similarity(x: np.ndarray,  # first set of vectors, (n, d): image emb
             raise ValueError("`x` and `y` mix {0,1} bits and {-1,+1} signs (fico-itr 1.0.0 counted 0 against -1 as a "
                              "differing bit): give both in one encoding, e.g. (codes > 0).astype(np.uint8)")
         return (similarity(x, y, 'hamming').astype(np.int64) - x.shape[1]) / x.shape[1]
+    with np.errstate(over='ignore', invalid='ignore'): S = _scores_1_0_0(x, y, measure)   # overflow: refused below
+    if np.issubdtype(S.dtype, np.floating) and not np.isfinite(S).all():
+        raise ValueError(f"the {measure} scores overflow {S.dtype} (the inputs are finite): rescale the embeddings or "
+                         "pass them as float64")
+    return S
+
+def _scores_1_0_0(x, y, measure):
     if measure == 'cosine':
         nx, ny = np.linalg.norm(x, axis=1, keepdims=True), np.linalg.norm(y, axis=1, keepdims=True)
         for n, name in ((nx, 'x'), (ny, 'y')):
@@ -231,7 +238,4 @@ def compute_similarity(x: np.ndarray,  # first set of vectors, (n, d): image emb
     elif measure == 'euclidean':
         S = 1 / (1 + np.sqrt(np.maximum(np.sum(x ** 2, axis=1)[:, None] + np.sum(y ** 2, axis=1)[None, :] - 2 * (x @ y.T), 0)) + 1e-8)
     else: S = x @ y.T
-    if np.issubdtype(S.dtype, np.floating) and not np.isfinite(S).all():
-        raise ValueError(f"the {measure} scores overflow {S.dtype} (the inputs are finite): rescale the embeddings or "
-                         "pass them as float64")
     return S
