@@ -387,7 +387,7 @@ def _check_table(t: pd.DataFrame) -> pd.DataFrame:
                          + ": read records written by Results.to_json or `fico-itr evaluate`")
     empty = [col for col in _KEYS if t[col].isna().any()]
     if empty: raise ValueError(f"results rows without a {empty[0]!r}: every number needs its {', '.join(_KEYS)}")
-    dup = t.duplicated(_KEYS, keep=False)
+    dup = t.duplicated(_KEYS + (['record'] if 'record' in t.columns else []), keep=False)   # rows read from two files stay apart
     if dup.any():
         r = t[dup].iloc[0]
         raise ValueError(f"{int(dup.sum())} rows cannot be told apart (model {r.model!r}, dataset {r.dataset!r}, "
