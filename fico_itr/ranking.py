@@ -143,7 +143,7 @@ class Positives:
         "Relevance of given gallery items (B x k indices) only."
         a, b = self.indptr[start], self.indptr[stop]
         rows = np.repeat(np.arange(stop - start), np.diff(self.indptr[start:stop + 1]))
-        keys = np.arange(stop - start)[:, None] * self.n_gallery + items
+        keys = np.arange(stop - start)[:, None] * self.n_gallery + _gallery_items(items, self.n_gallery)
         return np.isin(keys, rows * self.n_gallery + self.indices[a:b])
     def counts(self, start: int, stop: int) -> np.ndarray:
         "Relevant items in the whole gallery for each query."
