@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_evaluate.ipynb #e82a0389
 from __future__ import annotations
-import contextvars, json, os, re, math
+import contextvars, json, os, re, math, sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -301,7 +301,7 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
                                                       'images' if d == 'i2t' else 'captions',
                                                       'captions' if d == 'i2t' else 'images')
         else: blocks = _matrix_blocks(src[1], src[2], bs, src[3])
-        show = progress if progress is not None else nq * ng >= 20_000_000
+        show = progress if progress is not None else (nq * ng >= 20_000_000 and sys.stderr.isatty())   # no bar in logs
         vals = _run_direction(blocks, nq, rels, specs, conv, n_threads, show, f'{model} {d}')
         for g in granularities:
             for fam, k, v in reduce_values(vals[g], specs[g], conv):
