@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #8f8aa937
 from __future__ import annotations
-import argparse, contextlib, dataclasses, io, json, os, sys
+import argparse, dataclasses, json, os, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -173,12 +173,6 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--paper', action='store_true', help="add the paper's printed rows for the records' datasets (coco-5k, f30k-1k)")
     return p
 
-class _Renamed(io.TextIOBase):
-    "stdout with the staging folder's path printed as the folder it becomes (the demo says where it wrote)."
-    def __init__(self, stream, staged, final): self.stream, self.staged, self.final = stream, str(staged), str(final)
-    def write(self, s): return self.stream.write(s.replace(self.staged, self.final))
-    def flush(self): self.stream.flush()
-
 def _metrics(text):
     if not text: return None
     names = [m.strip() for m in text.split(',')]
@@ -189,8 +183,8 @@ def _main(args, argv, progress):
     cmd = args.command
     if cmd == 'demo':
         out = _output_path(args.out, '--out', folder=True)
-        with staged_output(out, folder=True) as tmp, contextlib.redirect_stdout(_Renamed(sys.stdout, tmp.resolve(), out.resolve())):
-            (synthetic_demo if args.synthetic else run_demo)(str(tmp), progress=progress)
+        with staged_output(out, folder=True) as tmp:
+            (synthetic_demo if args.synthetic else run_demo)(str(tmp), progress=progress, shown_as=str(out))
     elif cmd == 'table':
         names = [m.strip() for m in args.metrics.split(',')] if args.metrics else None   # checked against the records' columns
         res = read_records(args.records)

@@ -102,7 +102,9 @@ def _bars(progress: bool) -> bool:
     "Progress bars only where they can be seen: asked for and stderr is a terminal (not a log file or a notebook)."
     return bool(progress) and sys.stderr.isatty()
 
-def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int = 0, progress: bool = True) -> Results:
+def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int = 0, progress: bool = True,
+                   shown_as: str | None = None,  # the folder the closing line names (the CLI writes to a staging folder first)
+                  ) -> Results:
     "The synthetic COCO-5K-shaped demo (generated embeddings and LSH codes, no real data): print its tables, write its outputs."
     t0, progress = time.perf_counter(), _bars(progress)
     data = coco5k_like(n_images=n_images, seed=seed)
@@ -121,7 +123,7 @@ def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int =
     outdir = Path(out); outdir.mkdir(parents=True, exist_ok=True)
     res.to_json(outdir / 'results.json'); ties.to_csv(outdir / 'tie_report.csv', index=False)
     plotted = plot_pr_curves(res, outdir / 'pr_curves.png', 'SYNTHETIC stand-in data: 11-point PR curves, category level')
-    print(f"\nWrote {outdir.resolve()}/results.json, tie_report.csv" + (", pr_curves.png" if plotted else
+    print(f"\nWrote {Path(shown_as or out).resolve()}/results.json, tie_report.csv" + (", pr_curves.png" if plotted else
           " (no PR plot: pip install matplotlib)") + f"  [{time.perf_counter() - t0:.1f} s]")
     return res
 
@@ -144,7 +146,9 @@ def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
     return dict(split=split, positives=positives,
                 fg=(feats[first], feats[gallery]), cg=(itq.encode(feats[first]), itq.encode(feats[gallery])))
 
-def run_demo(out: str = 'fico-itr-demo', progress: bool = True) -> Results:
+def run_demo(out: str = 'fico-itr-demo', progress: bool = True,
+             shown_as: str | None = None,  # the folder the closing line names (the CLI writes to a staging folder first)
+            ) -> Results:
     "The README's main job on the embedded real COCO 5K captions; prints the tables, writes results into `out`."
     t0, progress = time.perf_counter(), _bars(progress)
     print(f'fico-itr demo: {STANDIN_NOTE}.')
@@ -173,6 +177,6 @@ def run_demo(out: str = 'fico-itr-demo', progress: bool = True) -> Results:
     res.to_json(outdir / 'results.json'); ties.to_csv(outdir / 'tie_report.csv', index=False)
     plotted = plot_pr_curves(res, outdir / 'pr_curves.png', 'TEXT-ONLY STAND-IN on COCO 5K captions (not an image-text model): '
                              '11-point PR curves, category level')
-    print(f"\nText-only stand-in (not an image-text model). Wrote {outdir.resolve()}/results.json, tie_report.csv"
+    print(f"\nText-only stand-in (not an image-text model). Wrote {Path(shown_as or out).resolve()}/results.json, tie_report.csv"
           + (", pr_curves.png" if plotted else " (no PR plot: pip install matplotlib)") + f"  [{time.perf_counter() - t0:.1f} s]")
     return res
