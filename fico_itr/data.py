@@ -14,11 +14,9 @@ from .core import EvaluationSplit, check_labels
 from .similarity import HashCodes
 
 # %% auto #0
-__all__ = ['KARPATHY_SPLITS', 'ARRAY_FORMATS', 'ROW_KINDS', 'SPLIT_FORMAT', 'split_source', 'load_vse_precomp',
-           'load_vse_image_features', 'load_karpathy', 'image_id_from_file', 'load_lavis_annotations', 'mat_version',
-           'load_array', 'check_rows', 'load_fico_labels', 'with_labels', 'MirFlickr25K', 'load_mirflickr25k',
-           'HashingSplit', 'hashing_split', 'save_split', 'load_split', 'coco5k_test_captions', 'coco5k_split',
-           'f30k1k_split', 'mirflickr25k']
+__all__ = ['load_vse_precomp', 'load_vse_image_features', 'load_karpathy', 'load_lavis_annotations', 'load_array',
+           'load_fico_labels', 'with_labels', 'load_mirflickr25k', 'hashing_split', 'save_split', 'load_split',
+           'coco5k_split', 'f30k1k_split', 'mirflickr25k']
 
 # %% ../nbs/06_data.ipynb #3b1ef1f4
 def split_source(split: EvaluationSplit) -> str:
@@ -89,8 +87,47 @@ def _vse_splits(folder: Path) -> str:
     found = sorted(p.name[:-len('_caps.txt')] for p in folder.glob('*_caps.txt'))
     return f"splits found there: {', '.join(found)}" if found else 'no *_caps.txt file is there'
 
-def load_vse_precomp(folder, split: str = 'testall', name: str | None = None,
-                     captions_per_image: int | None = None) -> EvaluationSplit:
+def _vse_cap2img(captions: list, caps_path: Path, ids_path: Path, captions_per_image) -> tuple:
+    "(cap2img, image ids, source) of VSE caption lines: from the ids file, or `captions_per_image` consecutive lines per image."
+    if ids_path.exists():
+        ids = _parse_ids(_read_lines(ids_path), ids_path)
+        if len(ids) != len(captions):
+            raise ValueError(f"{caps_path} has {len(captions):,} lines but {ids_path} has {len(ids):,}: the two files "
+                             "need one line per caption, in the same order; re-export the shorter one")
+        cap2img, image_ids, _ = _first_appearance(ids)
+        if captions_per_image is not None:
+            k = int(captions_per_image)
+            if len(ids) % k or not np.array_equal(cap2img, np.repeat(np.arange(len(ids) // k), k)):
+                raise ValueError(f"`captions_per_image`={k} but {ids_path} does not hold blocks of {k} consecutive lines "
+                                 f"per image (it has {len(image_ids)} images for {len(ids)} lines): drop the argument "
+                                 "to use the ids as they are")
+        return cap2img, image_ids, f'{caps_path} and {ids_path}'
+    if captions_per_image is None:
+        raise FileNotFoundError(f"{ids_path} does not exist, so which line belongs to which image is unknown: if "
+                                f"{caps_path} holds k consecutive lines per image, pass captions_per_image=k")
+    k = int(captions_per_image)
+    if len(captions) % k: raise ValueError(f"{caps_path} has {len(captions)} lines, not a multiple of captions_per_image={k}")
+    return np.repeat(np.arange(len(captions) // k), k), None, str(caps_path)
+
+# %% ../nbs/06_data.ipynb #b809b384
+def _vse_image_files(folder: Path, image_ids, ids_path: Path) -> tuple:
+    "(file names of `image_ids`, the mapping file) from the folder's `id_mapping.json` (Flickr30K); (None, None) without one."
+    mapping = folder / 'id_mapping.json'
+    if image_ids is None or not mapping.exists(): return None, None
+    m = _read_json(mapping)
+    if not isinstance(m, dict): raise ValueError(f"{mapping} must be a JSON object (image id -> file name)")
+    missing = [i for i in image_ids if str(i) not in m]
+    if missing:
+        raise ValueError(f"{len(missing)} image ids of {ids_path} are not in {mapping} (first: {missing[0]!r}): "
+                         "the mapping belongs to another dataset or release")
+    return [m[str(i)] for i in image_ids], mapping
+
+# %% ../nbs/06_data.ipynb #b8aad9e3
+def load_vse_precomp(folder,                         # a VSE/SCAN precomputed folder (`{split}_caps.txt`, `{split}_ids.txt`)
+                     split: str = 'testall',         # the file prefix: 'train', 'dev', 'test' or 'testall'
+                     name: str | None = None,        # the split's name in results (default: 'folder/split')
+                     captions_per_image: int | None = None,  # consecutive lines per image: needed without an ids file, checked with one
+                    ) -> EvaluationSplit:
     "The split in `{split}_caps.txt` / `{split}_ids.txt` of a VSE/SCAN precomputed folder, images in order of first appearance."
     folder = _existing(folder, 'folder', 'folder')
     if captions_per_image is not None and (isinstance(captions_per_image, bool) or
@@ -100,37 +137,9 @@ def load_vse_precomp(folder, split: str = 'testall', name: str | None = None,
     if not caps_path.exists(): raise FileNotFoundError(f"{caps_path} does not exist ({_vse_splits(folder)})")
     captions = [line.strip() for line in _read_lines(caps_path)]
     if not captions: raise ValueError(f"{caps_path} is empty")
-    if ids_path.exists():
-        ids = _parse_ids(_read_lines(ids_path), ids_path)
-        if len(ids) != len(captions):
-            raise ValueError(f"{caps_path} has {len(captions):,} lines but {ids_path} has {len(ids):,}: the two files "
-                             "need one line per caption, in the same order; re-export the shorter one")
-        cap2img, image_ids, _ = _first_appearance(ids)
-        source = f'{caps_path} and {ids_path}'
-        if captions_per_image is not None:
-            k = int(captions_per_image)
-            if len(ids) % k or not np.array_equal(cap2img, np.repeat(np.arange(len(ids) // k), k)):
-                raise ValueError(f"`captions_per_image`={k} but {ids_path} does not hold blocks of {k} consecutive lines "
-                                 f"per image (it has {len(image_ids)} images for {len(ids)} lines): drop the argument "
-                                 "to use the ids as they are")
-    else:
-        if captions_per_image is None:
-            raise FileNotFoundError(f"{ids_path} does not exist, so which line belongs to which image is unknown: if "
-                                    f"{caps_path} holds k consecutive lines per image, pass captions_per_image=k")
-        k = int(captions_per_image)
-        if len(captions) % k:
-            raise ValueError(f"{caps_path} has {len(captions)} lines, not a multiple of captions_per_image={k}")
-        cap2img, image_ids, source = np.repeat(np.arange(len(captions) // k), k), None, str(caps_path)
-    image_files, mapping = None, folder / 'id_mapping.json'
-    if image_ids is not None and mapping.exists():
-        m = _read_json(mapping)
-        if not isinstance(m, dict): raise ValueError(f"{mapping} must be a JSON object (image id -> file name)")
-        missing = [i for i in image_ids if str(i) not in m]
-        if missing:
-            raise ValueError(f"{len(missing)} image ids of {ids_path} are not in {mapping} (first: {missing[0]!r}): "
-                             "the mapping belongs to another dataset or release")
-        image_files = [m[str(i)] for i in image_ids]
-        source += f' and {mapping}'
+    cap2img, image_ids, source = _vse_cap2img(captions, caps_path, ids_path, captions_per_image)
+    image_files, mapping = _vse_image_files(folder, image_ids, ids_path)
+    if mapping is not None: source += f' and {mapping}'
     sp = EvaluationSplit(cap2img, None, int(cap2img.max()) + 1, name or f'{folder.name}/{split}',
                          image_ids, None, captions, image_files)
     return _with_source(sp, source)
@@ -147,8 +156,12 @@ def _load_npy(path: Path, mmap: bool) -> np.ndarray:
         if _needs_pickle(e): raise ValueError(f"{path} holds Python objects and cannot be loaded without pickle ({e}): save a numeric array") from e
         raise _unreadable(path, 'a .npy array', e) from e
 
-def load_vse_image_features(folder, split: str = 'testall', mmap: bool = True,
-                            captions_per_image: int | None = None) -> tuple:
+# %% ../nbs/06_data.ipynb #d92dff48
+def load_vse_image_features(folder,                 # a VSE/SCAN precomputed folder holding `{split}_ims.npy`
+                            split: str = 'testall', # the file prefix, as in `load_vse_precomp`
+                            mmap: bool = True,      # memory-map the .npy file rather than read it
+                            captions_per_image: int | None = None,  # as in `load_vse_precomp` (folders without ids)
+                           ) -> tuple:
     "`{split}_ims.npy` as (features with one row per image, rows the file stores per image: 1 or the captions per image)."
     folder = _existing(folder, 'folder', 'folder')
     sp = load_vse_precomp(folder, split, captions_per_image=captions_per_image)
@@ -177,7 +190,11 @@ def load_vse_image_features(folder, split: str = 'testall', mmap: bool = True,
 # %% ../nbs/06_data.ipynb #2ec6180d
 KARPATHY_SPLITS = ('train', 'restval', 'val', 'test')
 
-def load_karpathy(path, split: str | Sequence[str] = 'test', name: str | None = None) -> EvaluationSplit:
+# %% ../nbs/06_data.ipynb #f1968b63
+def load_karpathy(path,                                # a Karpathy file: dataset_coco.json, dataset_flickr30k.json, ...
+                  split: str | Sequence[str] = 'test', # one or more of 'train', 'restval', 'val', 'test'
+                  name: str | None = None,             # the split's name in results (default: 'file stem/split')
+                 ) -> EvaluationSplit:
     "One split of a Karpathy file (dataset_coco.json, dataset_flickr30k.json): files, ids, sentids and raw captions."
     path = _existing(path, 'path')
     splits = (split,) if isinstance(split, str) else tuple(split)
@@ -222,6 +239,7 @@ def image_id_from_file(file_name: str) -> int | None:
     if m: return int(m.group(1))
     return int(stem) if stem.isascii() and stem.isdigit() else None
 
+# %% ../nbs/06_data.ipynb #19e30fc1
 def load_lavis_annotations(path, name: str | None = None) -> EvaluationSplit:
     "A LAVIS/BLIP annotation file (coco_karpathy_test.json, flickr30k_test.json; or a one-caption-per-entry train file)."
     path = _existing(path, 'path')
@@ -267,6 +285,7 @@ def _pick(names: list, key, path: Path, what: str = 'arrays'):
         raise ValueError(f"`key` {key!r} is not in {path}: it holds {', '.join(map(repr, names)) or 'nothing'}")
     return key
 
+# %% ../nbs/06_data.ipynb #a1291663
 _HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
 
 def _is_hdf5(path: Path) -> bool:
@@ -286,6 +305,7 @@ def mat_version(path) -> str:
     except Exception as e: raise _unreadable(path, 'a MATLAB file', e) from e
     return {0: '4', 1: '5', 2: '7.3'}[major]
 
+# %% ../nbs/06_data.ipynb #aa549bda
 def _h5_read(ds, path: Path, mmap: bool, fmt: str) -> np.ndarray:
     if ds.dtype.kind not in 'biuf':
         raise ValueError(f"dataset {ds.name!r} in {path} has dtype {ds.dtype} (strings, references or compounds): "
@@ -319,6 +339,7 @@ def _load_h5(path: Path, key, mmap: bool, matlab: bool) -> np.ndarray:
         if matlab and obj.attrs.get('MATLAB_class') in (b'logical', 'logical'): arr = np.asarray(arr).astype(bool)
     return arr.T if matlab else arr
 
+# %% ../nbs/06_data.ipynb #ff5a4307
 def _load_mat5(path: Path, key) -> np.ndarray:
     import scipy.io, scipy.sparse
     try: names = [n for n, _, _ in scipy.io.whosmat(str(path))]
@@ -334,6 +355,7 @@ def _load_mat5(path: Path, key) -> np.ndarray:
                          "only numeric arrays are loaded")
     return a
 
+# %% ../nbs/06_data.ipynb #46eace86
 def _load_pt(path: Path, key, mmap: bool) -> np.ndarray:
     import pickle, torch
     try: obj = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
@@ -359,6 +381,7 @@ def _load_pt(path: Path, key, mmap: bool) -> np.ndarray:
     if t.dtype == torch.bfloat16: t = t.float()
     return t.numpy()
 
+# %% ../nbs/06_data.ipynb #db4aa1bc
 def _open_npz(path: Path):
     "`np.load` of a .npz archive; a truncated or damaged file, or a .npy under a .npz name, is a clear error."
     with open(path, 'rb') as f: magic = f.read(6)
@@ -376,6 +399,7 @@ def _npz_member(z, name: str, path: Path) -> np.ndarray:
         if _needs_pickle(e): raise ValueError(f"{name!r} in {path} cannot be loaded without pickle ({e}): save a numeric array") from e
         raise _unreadable(path, f'a .npz archive (array {name!r})', e) from e
 
+# %% ../nbs/06_data.ipynb #85091d8b
 def _load_any(path: Path, key, mmap: bool) -> np.ndarray:
     ext = path.suffix.lower()
     if ext not in ARRAY_FORMATS:
@@ -390,7 +414,11 @@ def _load_any(path: Path, key, mmap: bool) -> np.ndarray:
     version = mat_version(path)
     return _load_h5(path, key, mmap, matlab=True) if version == '7.3' else _load_mat5(path, key)
 
-def load_array(path, key: str | int | None = None, mmap: bool = True) -> np.ndarray:
+# %% ../nbs/06_data.ipynb #61af56c4
+def load_array(path,                          # a .npy, .npz, .h5/.hdf5, .pt/.pth or .mat file
+               key: str | int | None = None, # which array: needed when the file holds more than one
+               mmap: bool = True,            # memory-map where the format allows (.npy, contiguous HDF5, zip .pt)
+              ) -> np.ndarray:
     "One numeric array from .npy, .npz, .h5/.hdf5, .pt/.pth or .mat (v5 via scipy; v7.3 via h5py, transposed back to MATLAB's shape)."
     path = _existing(path, 'path')
     a = _load_any(path, key, mmap)
@@ -437,7 +465,10 @@ def check_rows(split: EvaluationSplit, array, what: str, path=None):
     raise ValueError(f"{arr} has {shape[0]:,} rows but {src} has {n:,} {unit}{hint}")
 
 # %% ../nbs/06_data.ipynb #13789d41
-def load_fico_labels(path, split: EvaluationSplit | None = None, key: str = 'LAll') -> np.ndarray:
+def load_fico_labels(path,                                # a label file (`LAll` in a v5 or v7.3 .mat, or any load_array format)
+                     split: EvaluationSplit | None = None, # if given, the rows are checked against its images
+                     key: str = 'LAll',                    # the variable holding the labels
+                    ) -> np.ndarray:
     "A FiCo-ITR / hashing label file (`LAll` in a v5 or v7.3 .mat) as a bool (n_images, C) multi-hot matrix."
     path = _existing(path, 'path')
     L = np.asarray(load_array(path, key, mmap=False))
@@ -451,7 +482,10 @@ def load_fico_labels(path, split: EvaluationSplit | None = None, key: str = 'LAl
     return check_labels(L, L.shape[0], key)
 
 # %% ../nbs/06_data.ipynb #1ea6f29d
-def with_labels(split: EvaluationSplit, labels, key: str = 'LAll') -> EvaluationSplit:
+def with_labels(split: EvaluationSplit, # the split to label (it is not changed)
+                labels,                 # an (n_images, C) multi-hot array, or a label file path
+                key: str = 'LAll',      # the variable holding the labels in a file
+               ) -> EvaluationSplit:
     "A copy of `split` carrying `labels`: a multi-hot array, or a label file path (read with `load_fico_labels`)."
     path = labels if isinstance(labels, (str, Path)) else None
     labels = load_fico_labels(path, split, key) if path is not None else check_rows(split, labels, 'labels')
@@ -488,7 +522,11 @@ def _find_one(folder: Path, tag: str, required: bool):
         raise FileNotFoundError(f"{folder} has no *{tag}*.mat file (it holds: {', '.join(sorted(p.name for p in folder.iterdir())) or 'nothing'})")
     return hits[0] if hits else None
 
-def load_mirflickr25k(folder, with_images: bool = True, image_axis: int = 0) -> MirFlickr25K:
+# %% ../nbs/06_data.ipynb #61317863
+def load_mirflickr25k(folder,                  # a folder holding *lall*.mat, *yall*.mat (and optionally *iall*.mat)
+                      with_images: bool = True, # read IAll when it is there
+                      image_axis: int = 0,      # the axis of IAll that counts images (MatConvNet: -1)
+                     ) -> MirFlickr25K:
     "LAll, YAll (and IAll if present and `with_images`) from a DCMH-style MIRFlickr-25K folder; v5 or v7.3 .mat."
     folder = _existing(folder, 'folder', 'folder')
     lp, yp, ip = _find_one(folder, 'lall', True), _find_one(folder, 'yall', True), _find_one(folder, 'iall', False)
@@ -516,7 +554,13 @@ class HashingSplit:
     train: np.ndarray
     def __repr__(self): return f"HashingSplit({len(self.query)} queries, {len(self.database)} database, {len(self.train)} train)"
 
-def hashing_split(n_items: int, n_query: int = 2000, n_train: int = 0, seed: int = 0, shuffle: bool = True) -> HashingSplit:
+# %% ../nbs/06_data.ipynb #3aae39dc
+def hashing_split(n_items: int,        # number of items (or any sized collection of them, e.g. a MirFlickr25K)
+                  n_query: int = 2000,  # queries, the first items of the permutation
+                  n_train: int = 0,     # training items, the database items that follow the queries
+                  seed: int = 0,        # seed of np.random.RandomState(seed).permutation
+                  shuffle: bool = True, # False: take items in file order (DCMH-PyTorch's split_data)
+                 ) -> HashingSplit:
     "DCMH-style split: `n_query` queries from a seeded permutation, the rest the database, its first `n_train` items training."
     if hasattr(n_items, '__len__'): n_items = len(n_items)   # a MirFlickr25K, or any sized collection of items
     for arg, v in (('n_items', n_items), ('n_query', n_query), ('n_train', n_train)):
@@ -538,7 +582,10 @@ def _jsonable(v, attr: str):
             raise TypeError(f"`{attr}` holds {x!r} of type {type(x).__name__}: only str, int and float ids can be saved")
     return out
 
-def save_split(split: EvaluationSplit, path) -> Path:
+# %% ../nbs/06_data.ipynb #67af6876
+def save_split(split: EvaluationSplit, # the split to keep
+               path,                   # the .npz file to write
+              ) -> Path:
     "Write `split` to a .npz file that `load_split` reads back equal (no pickle)."
     if not isinstance(split, EvaluationSplit): raise TypeError(f"`split` must be an EvaluationSplit, got {type(split).__name__}")
     path = Path(path)
@@ -551,7 +598,9 @@ def save_split(split: EvaluationSplit, path) -> Path:
     np.savez_compressed(path, **arrays)
     return path
 
-def load_split(path) -> EvaluationSplit:
+# %% ../nbs/06_data.ipynb #d0fa5852
+def load_split(path, # a .npz file written by `save_split`
+              ) -> EvaluationSplit:
     "A split written by `save_split`."
     path = _existing(path, 'path')
     with _open_npz(path) as z:
@@ -587,14 +636,17 @@ def coco5k_test_captions() -> tuple:
     if len(caps) != len(ids): raise ValueError(f'packaged captions ({len(caps)}) and image ids ({len(ids)}) disagree')
     return caps, ids
 
-def coco5k_split(name: str = 'coco-5k') -> EvaluationSplit:
+# %% ../nbs/06_data.ipynb #4b04fd24
+def coco5k_split(name: str = 'coco-5k', # the split's name in results
+                ) -> EvaluationSplit:
     "The real COCO 5K test split (5,000 images, 25,000 captions, COCO image ids, caption texts) from the shipped files."
     caps, ids = coco5k_test_captions()
     cap2img, image_ids, _ = _first_appearance(ids.tolist())
     sp = EvaluationSplit(cap2img, None, len(image_ids), name, image_ids, None, caps)
     return _with_source(sp, 'fico_itr/assets/coco5k_test_captions.txt.gz and coco5k_test_image_ids.txt.gz')
 
-def f30k1k_split(name: str = 'f30k-1k') -> EvaluationSplit:
+def f30k1k_split(name: str = 'f30k-1k', # the split's name in results
+                ) -> EvaluationSplit:
     "The real Flickr30K 1K test split (1,000 images, 5,000 captions, Karpathy image indices, file names) from the shipped files."
     caps, ids = _asset_lines('f30k1k_test_captions.txt.gz'), [int(i) for i in _asset_lines('f30k1k_test_image_ids.txt.gz')]
     if len(caps) != len(ids): raise ValueError(f'packaged captions ({len(caps)}) and image ids ({len(ids)}) disagree')
