@@ -10,9 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['TIE_RULES', 'CONVENTION_TIES', 'AP_DENOMINATORS', 'EMPTY_RULES', 'UNITS', 'PR_RULES', 'GRANULARITIES', 'PRESETS',
-           'check_array', 'check_scores', 'check_count', 'check_indices', 'check_ks', 'EvaluationSplit', 'check_labels',
-           'Conventions', 'get_conventions']
+__all__ = ['EvaluationSplit', 'Conventions', 'get_conventions']
 
 # %% ../nbs/00_core.ipynb #70da6b19
 def check_array(x, name: str, ndim: int | None = None, finite: bool = True) -> np.ndarray:
@@ -101,7 +99,34 @@ def check_ks(ks, n_gallery: int, name: str = 'ks') -> tuple:
         out.append(k)
     return tuple(out)
 
+# %% ../nbs/00_core.ipynb #af22cc0b
+def patch_to(cls, as_prop: bool = False, as_class: bool = False):
+    "Decorator: add the function to `cls` as a method (a property with `as_prop`, a classmethod with `as_class`)."
+    def add(f):
+        setattr(cls, f.__name__, property(f) if as_prop else classmethod(f) if as_class else f)
+        return f
+    return add
+
 # %% ../nbs/00_core.ipynb #c195d103
+def _checked_cap2img(cap2img, n_images) -> tuple:
+    "`cap2img` as int64 and the number of images, or an error when some image has no caption."
+    c = check_indices(check_array(cap2img, 'cap2img', ndim=1), 'cap2img', what='image')
+    if c.size == 0: raise ValueError("`cap2img` is empty: a split needs at least one caption")
+    if c.min() < 0: raise ValueError(f"`cap2img` has a negative image index ({c.min()})")
+    n = int(c.max()) + 1 if n_images is None else check_count(n_images, 'n_images')
+    if c.max() >= n: raise ValueError(f"`cap2img` refers to image {c.max()} but `n_images` is {n}")
+    if n > len(c):   # before counting captions per image, which needs n counters
+        raise ValueError(f"`cap2img` has {len(c)} captions for {n} images (image indices up to {c.max()}): every "
+                         "image needs at least one caption; fix the map or `n_images`")
+    counts = np.bincount(c, minlength=n)
+    if (counts == 0).any():
+        missing = np.flatnonzero(counts == 0)
+        raise ValueError(f"{len(missing)} images have no caption in `cap2img` (first: image {missing[0]}); "
+                         "every image needs at least one caption for image-to-text ranks to be defined: "
+                         "drop those images or fix the map")
+    return c, n
+
+# %% ../nbs/00_core.ipynb #e370e7ff
 @dataclass
 class EvaluationSplit:
     "Which caption belongs to which image, plus optional multi-hot image labels: all the engine needs to judge rankings."
@@ -116,21 +141,7 @@ class EvaluationSplit:
     source: str | None = None    # where the split was read from (named in error messages)
 
     def __post_init__(self):
-        c = check_indices(check_array(self.cap2img, 'cap2img', ndim=1), 'cap2img', what='image')
-        if c.size == 0: raise ValueError("`cap2img` is empty: a split needs at least one caption")
-        if c.min() < 0: raise ValueError(f"`cap2img` has a negative image index ({c.min()})")
-        n = int(c.max()) + 1 if self.n_images is None else check_count(self.n_images, 'n_images')
-        if c.max() >= n: raise ValueError(f"`cap2img` refers to image {c.max()} but `n_images` is {n}")
-        if n > len(c):   # before counting captions per image, which needs n counters
-            raise ValueError(f"`cap2img` has {len(c)} captions for {n} images (image indices up to {c.max()}): every "
-                             "image needs at least one caption; fix the map or `n_images`")
-        counts = np.bincount(c, minlength=n)
-        if (counts == 0).any():
-            missing = np.flatnonzero(counts == 0)
-            raise ValueError(f"{len(missing)} images have no caption in `cap2img` (first: image {missing[0]}); "
-                             "every image needs at least one caption for image-to-text ranks to be defined: "
-                             "drop those images or fix the map")
-        self.cap2img, self.n_images = c, n
+        self.cap2img, self.n_images = c, n = _checked_cap2img(self.cap2img, self.n_images)
         if self.labels is not None: self.labels = check_labels(self.labels, n, 'labels')
         for attr, size in (('image_ids', n), ('caption_ids', len(c)), ('captions', len(c)), ('image_files', n)):
             v = getattr(self, attr)
@@ -142,41 +153,56 @@ class EvaluationSplit:
     @property
     def captions_per_image(self) -> np.ndarray: return np.bincount(self.cap2img, minlength=self.n_images)
 
-    @classmethod
-    def uniform(cls, n_images: int, captions_per_image: int = 5, labels=None, name='split'):
-        "The common layout: captions `k*i ... k*i+k-1` describe image `i`."
-        n_images, captions_per_image = check_count(n_images, 'n_images'), check_count(captions_per_image, 'captions_per_image')
-        return cls(np.repeat(np.arange(n_images), captions_per_image), labels, n_images, name)
-
-    def subset(self, images: np.ndarray, name: str | None = None):
-        "The split restricted to `images` (indices, in order) and their captions; returns the split and the caption indices kept."
-        images = check_indices(images, 'images', self.n_images, 'image')   # 2.5 is refused, not read as image 2
-        if len(np.unique(images)) != len(images): raise ValueError("`images` repeats an image: pass each image once")
-        remap = np.full(self.n_images, -1, dtype=np.int64); remap[images] = np.arange(len(images))
-        caps = np.flatnonzero(remap[self.cap2img] >= 0)
-        pick = lambda v, idx: None if v is None else [v[i] for i in idx]
-        sub = EvaluationSplit(remap[self.cap2img[caps]], None if self.labels is None else self.labels[images],
-                              len(images), name or f'{self.name}[subset]', pick(self.image_ids, images),
-                              pick(self.caption_ids, caps), pick(self.captions, caps), pick(self.image_files, images),
-                              self.source)
-        return sub, caps
-
-    def folds(self, n_folds: int = 5):
-        "Consecutive image folds (COCO 1K = 5 folds of the 5K test images, as VSE++/SCAN): yields (split, image indices, caption indices)."
-        n_folds = check_count(n_folds, 'n_folds')
-        if self.n_images % n_folds:
-            raise ValueError(f"{self.n_images} images do not split into n_folds={n_folds} equal consecutive folds")
-        size = self.n_images // n_folds
-        for f in range(n_folds):
-            imgs = np.arange(f * size, (f + 1) * size)
-            sub, caps = self.subset(imgs, f'{self.name}[fold {f}]')
-            yield sub, imgs, caps
-
     def __repr__(self):
         cpi = self.captions_per_image
         per = f'{cpi[0]} captions per image' if (cpi == cpi[0]).all() else f'{cpi.min()}-{cpi.max()} captions per image'
         lab = 'no labels' if self.labels is None else f'{self.labels.shape[1]} label classes'
         return f"EvaluationSplit({self.name!r}: {self.n_images} images, {self.n_captions} captions, {per}, {lab})"
+
+# %% ../nbs/00_core.ipynb #fcb5a283
+@patch_to(EvaluationSplit, as_class=True)
+def uniform(cls,
+            n_images: int,                # number of images
+            captions_per_image: int = 5,  # consecutive captions per image
+            labels=None,                  # optional (n_images, C) multi-hot labels
+            name: str = 'split',          # the split's name in results
+           ) -> EvaluationSplit:
+    "The common layout: captions `k*i ... k*i+k-1` describe image `i`."
+    n_images, captions_per_image = check_count(n_images, 'n_images'), check_count(captions_per_image, 'captions_per_image')
+    return cls(np.repeat(np.arange(n_images), captions_per_image), labels, n_images, name)
+
+# %% ../nbs/00_core.ipynb #a975f1db
+@patch_to(EvaluationSplit)
+def subset(self: EvaluationSplit,
+           images: np.ndarray,       # image indices to keep, in the order wanted, each once
+           name: str | None = None,  # the subset's name (default: 'NAME[subset]')
+          ) -> tuple:
+    "The split restricted to `images` (indices, in order) and their captions; returns the split and the caption indices kept."
+    images = check_indices(images, 'images', self.n_images, 'image')   # 2.5 is refused, not read as image 2
+    if len(np.unique(images)) != len(images): raise ValueError("`images` repeats an image: pass each image once")
+    remap = np.full(self.n_images, -1, dtype=np.int64); remap[images] = np.arange(len(images))
+    caps = np.flatnonzero(remap[self.cap2img] >= 0)
+    pick = lambda v, idx: None if v is None else [v[i] for i in idx]
+    sub = EvaluationSplit(remap[self.cap2img[caps]], None if self.labels is None else self.labels[images],
+                          len(images), name or f'{self.name}[subset]', pick(self.image_ids, images),
+                          pick(self.caption_ids, caps), pick(self.captions, caps), pick(self.image_files, images),
+                          self.source)
+    return sub, caps
+
+# %% ../nbs/00_core.ipynb #8849fa62
+@patch_to(EvaluationSplit)
+def folds(self: EvaluationSplit,
+          n_folds: int = 5,  # number of equal consecutive image folds
+         ):
+    "Consecutive image folds (COCO 1K = 5 folds of the 5K test images, as VSE++/SCAN): yields (split, image indices, caption indices)."
+    n_folds = check_count(n_folds, 'n_folds')
+    if self.n_images % n_folds:
+        raise ValueError(f"{self.n_images} images do not split into n_folds={n_folds} equal consecutive folds")
+    size = self.n_images // n_folds
+    for f in range(n_folds):
+        imgs = np.arange(f * size, (f + 1) * size)
+        sub, caps = self.subset(imgs, f'{self.name}[fold {f}]')
+        yield sub, imgs, caps
 
 # %% ../nbs/00_core.ipynb #52d9b592
 def check_labels(labels, n_rows: int, name: str = 'labels') -> np.ndarray:
@@ -218,6 +244,26 @@ def _one_of(value, allowed, name):
     return value
 
 # %% ../nbs/00_core.ipynb #cc23b268
+def _check_conventions(c) -> dict:
+    "Check every field of the Conventions `c`; returns its counts as plain ints (a whole float such as 128.0 becomes 128)."
+    ties = c.ties if isinstance(c.ties, Mapping) else {'*': c.ties}
+    for g, t in ties.items():
+        if g != '*': _one_of(g, GRANULARITIES, 'granularity in `ties`')
+        _one_of(t, CONVENTION_TIES, 'tie rule')
+    _one_of(c.ap_denominator, AP_DENOMINATORS, 'ap_denominator')
+    _one_of(c.empty, EMPTY_RULES, 'empty-query rule')
+    _one_of(c.units, UNITS, 'units')
+    _one_of(c.pr_rule, PR_RULES, 'pr_rule')
+    counts = {'rerank_depth': None if c.rerank_depth is None else check_count(c.rerank_depth, 'rerank_depth'),
+              'folds': check_count(c.folds, 'folds', minimum=0), 'tie_seed': check_count(c.tie_seed, 'tie_seed', minimum=0),
+              'tie_draws': check_count(c.tie_draws, 'tie_draws')}
+    if counts['folds'] == 1: raise ValueError("`folds` must be 0 (no folds) or an int >= 2, got 1")
+    if c.metrics is not None:
+        if not isinstance(c.metrics, Mapping): raise TypeError("`metrics` must map granularities to metric names, or be None")
+        for g in c.metrics: _one_of(g, GRANULARITIES, 'granularity in `metrics`')
+    return counts
+
+# %% ../nbs/00_core.ipynb #729f9af1
 @dataclass(frozen=True)
 class Conventions:
     "Every rule that changes a retrieval number; written next to each number it produced."
@@ -235,59 +281,58 @@ class Conventions:
     tie_draws: int = 1             # random orders averaged for the 11-point PR curve under 'expected'
 
     def __post_init__(self):
-        ties = self.ties if isinstance(self.ties, Mapping) else {'*': self.ties}
-        for g, t in ties.items():
-            if g != '*': _one_of(g, GRANULARITIES, 'granularity in `ties`')
-            _one_of(t, CONVENTION_TIES, 'tie rule')
-        _one_of(self.ap_denominator, AP_DENOMINATORS, 'ap_denominator')
-        _one_of(self.empty, EMPTY_RULES, 'empty-query rule')
-        _one_of(self.units, UNITS, 'units')
-        _one_of(self.pr_rule, PR_RULES, 'pr_rule')
-        counts = {'rerank_depth': None if self.rerank_depth is None else check_count(self.rerank_depth, 'rerank_depth'),
-                  'folds': check_count(self.folds, 'folds', minimum=0), 'tie_seed': check_count(self.tie_seed, 'tie_seed', minimum=0),
-                  'tie_draws': check_count(self.tie_draws, 'tie_draws')}
-        if counts['folds'] == 1: raise ValueError("`folds` must be 0 (no folds) or an int >= 2, got 1")
-        for k, v in counts.items(): object.__setattr__(self, k, v)   # plain ints (a whole float such as 128.0 becomes 128)
-        if self.metrics is not None:
-            if not isinstance(self.metrics, Mapping): raise TypeError("`metrics` must map granularities to metric names, or be None")
-            for g in self.metrics: _one_of(g, GRANULARITIES, 'granularity in `metrics`')
-
-    def resolve_ties(self, integer_scores: bool) -> 'Conventions':
-        "These conventions with 'auto' made concrete: 'expected' for integer scores (Hamming similarities), else 'stable'."
-        rule = 'expected' if integer_scores else 'stable'
-        if isinstance(self.ties, Mapping):
-            if 'auto' not in self.ties.values(): return self
-            return dataclasses.replace(self, ties={g: rule if t == 'auto' else t for g, t in self.ties.items()})
-        return dataclasses.replace(self, ties=rule) if self.ties == 'auto' else self
-
-    def ties_for(self, granularity: str) -> str:
-        "The tie rule applied at `granularity`."
-        if isinstance(self.ties, Mapping): return self.ties.get(granularity, self.ties.get('*', 'stable'))
-        return self.ties
+        for k, v in _check_conventions(self).items(): object.__setattr__(self, k, v)
 
     @property
     def scale(self) -> float: return 100.0 if self.units == 'percent' else 1.0
 
-    def replace(self, **changes) -> 'Conventions':
-        "A copy with some fields changed (the preset name becomes 'NAME+changes')."
-        if changes and 'name' not in changes: changes['name'] = self.name + '+' + ','.join(f'{k}={v}' for k, v in changes.items())
-        return dataclasses.replace(self, **changes)
+# %% ../nbs/00_core.ipynb #362882b9
+@patch_to(Conventions)
+def resolve_ties(self: Conventions,
+                 integer_scores: bool,  # are the scores integers (Hamming similarities of hash codes)?
+                ) -> Conventions:
+    "These conventions with 'auto' made concrete: 'expected' for integer scores (Hamming similarities), else 'stable'."
+    rule = 'expected' if integer_scores else 'stable'
+    if isinstance(self.ties, Mapping):
+        if 'auto' not in self.ties.values(): return self
+        return dataclasses.replace(self, ties={g: rule if t == 'auto' else t for g, t in self.ties.items()})
+    return dataclasses.replace(self, ties=rule) if self.ties == 'auto' else self
 
-    def describe(self, granularity: str | None = None) -> str:
-        "A compact, complete description written beside every number."
-        ties = self.ties_for(granularity) if granularity else self.ties
-        if isinstance(ties, Mapping): ties = '/'.join(f'{k}:{v}' for k, v in ties.items())
-        parts = [f'preset={self.name}', f'ties={ties}', f'ap={self.ap_denominator}', f'empty={self.empty}',
-                 f'units={self.units}', f'pr={self.pr_rule}']
-        if self.rerank_depth: parts.append(f'rerank_depth={self.rerank_depth}')
-        if self.nonpositive_irrelevant: parts.append('score<=0 irrelevant (torchmetrics>=1.7.4 rule)')
-        if self.folds: parts.append(f'folds={self.folds}')
-        used = set(ties.split('/')) if isinstance(ties, str) else set()
-        used = {u.split(':')[-1] for u in used}
-        if 'random' in used: parts.append(f'tie_seed={self.tie_seed}')
-        if 'expected' in used and granularity != 'instance':   # no PR curve at the instance level
-            parts.append(f'PR under expected: mean of {self.tie_draws} random order(s), seed {self.tie_seed}')
-        return ';'.join(parts)
+# %% ../nbs/00_core.ipynb #6edb45b9
+@patch_to(Conventions)
+def ties_for(self: Conventions,
+             granularity: str,  # 'instance', 'category' or 'extended'
+            ) -> str:
+    "The tie rule applied at `granularity`."
+    if isinstance(self.ties, Mapping): return self.ties.get(granularity, self.ties.get('*', 'stable'))
+    return self.ties
+
+# %% ../nbs/00_core.ipynb #b2838167
+@patch_to(Conventions)
+def replace(self: Conventions, **changes) -> Conventions:
+    "A copy with some fields changed (the preset name becomes 'NAME+changes')."
+    if changes and 'name' not in changes: changes['name'] = self.name + '+' + ','.join(f'{k}={v}' for k, v in changes.items())
+    return dataclasses.replace(self, **changes)
+
+# %% ../nbs/00_core.ipynb #56465e78
+@patch_to(Conventions)
+def describe(self: Conventions,
+             granularity: str | None = None,  # describe the rules at this granularity (None: all of them)
+            ) -> str:
+    "A compact, complete description written beside every number."
+    ties = self.ties_for(granularity) if granularity else self.ties
+    if isinstance(ties, Mapping): ties = '/'.join(f'{k}:{v}' for k, v in ties.items())
+    parts = [f'preset={self.name}', f'ties={ties}', f'ap={self.ap_denominator}', f'empty={self.empty}',
+             f'units={self.units}', f'pr={self.pr_rule}']
+    if self.rerank_depth: parts.append(f'rerank_depth={self.rerank_depth}')
+    if self.nonpositive_irrelevant: parts.append('score<=0 irrelevant (torchmetrics>=1.7.4 rule)')
+    if self.folds: parts.append(f'folds={self.folds}')
+    used = set(ties.split('/')) if isinstance(ties, str) else set()
+    used = {u.split(':')[-1] for u in used}
+    if 'random' in used: parts.append(f'tie_seed={self.tie_seed}')
+    if 'expected' in used and granularity != 'instance':   # no PR curve at the instance level
+        parts.append(f'PR under expected: mean of {self.tie_draws} random order(s), seed {self.tie_seed}')
+    return ';'.join(parts)
 
 # %% ../nbs/00_core.ipynb #66c260fd
 _INSTANCE = ('R@1', 'R@5', 'R@10', 'MedR', 'MeanR')
@@ -310,6 +355,10 @@ PRESETS = {
     # CLIP_benchmark: hit if any positive is in torch.topk; fractions
     'clip_benchmark': Conventions(ties='stable', units='fraction', name='clip_benchmark',
                                   metrics={'instance': ('R@1', 'R@5', 'R@10')}),
+}
+
+# %% ../nbs/00_core.ipynb #98f29b14
+PRESETS.update({
     # DCMH-style hashing (TF/MATLAB): mAP@all and P@topK, stable sort, empty -> 0, fractions
     'dcmh': Conventions(ties='stable', units='fraction', name='dcmh',
                         metrics={'category': ('mAP@N', 'P@100', 'P@500', 'P@1000', 'PR')}),
@@ -334,10 +383,12 @@ PRESETS = {
     'eccv': Conventions(ties='stable', units='fraction', ap_denominator='r', empty='skip', name='eccv',
                         metrics={'extended': ('R-Precision', 'mAP@R', 'R@1', 'R@5', 'R@10'),
                                  'instance': ('R@1', 'R@5', 'R@10')}),
-}
+})
 
 # %% ../nbs/00_core.ipynb #dad137fc
-def get_conventions(conventions: str | Conventions | None = None, **overrides) -> Conventions:
+def get_conventions(conventions: str | Conventions | None = None, # a preset name (see `PRESETS`), a Conventions, or None for 'default'
+                    **overrides,                                 # fields to change, e.g. rerank_depth=128
+                   ) -> Conventions:
     "A `Conventions` from a preset name (see `PRESETS`) or an instance, with optional field overrides."
     if conventions is None: conventions = 'default'
     if isinstance(conventions, str):
