@@ -7,18 +7,21 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-from .core import check_array, check_count
+from .core import check_array, check_count, patch_to
 
 # %% auto #0
-__all__ = ['MAX_BITS', 'MEASURES', 'HashCodes', 'hamming_distance', 'resolve_device', 'prepare', 'score_block',
-           'iter_score_blocks', 'similarity', 'compute_similarity']
+__all__ = ['MAX_BITS', 'HashCodes', 'hamming_distance', 'similarity', 'compute_similarity']
 
 # %% ../nbs/01_similarity.ipynb #503db734
 MAX_BITS = 32_767   # the most agreeing bits an int16 score holds
 
+# %% ../nbs/01_similarity.ipynb #049a59ed
 class HashCodes:
     "Binary codes stored bit-packed in 64-bit words; build with `from_bits`, `from_signs`, `from_packed` or `from_array`."
-    def __init__(self, words: np.ndarray, n_bits: int):
+    def __init__(self,
+                 words: np.ndarray, # (n, ceil(n_bits / 64)) uint64: the codes, bit-packed
+                 n_bits: int,       # code length, at most MAX_BITS
+                ):
         n_bits = check_count(n_bits, 'n_bits')
         if n_bits > MAX_BITS:   # agreeing bits are int16 scores
             raise ValueError(f"`n_bits` is {n_bits} but Hamming scores are int16: codes of at most {MAX_BITS} bits are "
@@ -27,65 +30,77 @@ class HashCodes:
         if self.words.ndim != 2 or self.words.shape[1] != math.ceil(n_bits / 64):
             raise ValueError(f"`words` must be (n, {math.ceil(n_bits / 64)}) uint64 for n_bits={n_bits}, got shape {self.words.shape}")
 
-    @classmethod
-    def from_packed(cls, packed, n_bits: int | None = None):
-        "Codes packed with `np.packbits(bits, axis=1)` (uint8, n x ceil(bits/8)); `n_bits` defaults to 8 x bytes."
-        p = check_array(packed, 'packed', ndim=2)
-        if p.dtype != np.uint8: raise TypeError(f"packed codes must be uint8 (np.packbits output), got {p.dtype}")
-        n_bits = p.shape[1] * 8 if n_bits is None else int(n_bits)
-        if not (p.shape[1] - 1) * 8 < n_bits <= p.shape[1] * 8:
-            raise ValueError(f"{p.shape[1]} packed bytes per code cannot hold n_bits={n_bits}")
-        if n_bits % 8:  # bits past n_bits must be zero, else they would count in every distance
-            pad = np.uint8((1 << (8 - n_bits % 8)) - 1)
-            if (p[:, -1] & pad).any(): raise ValueError(f"packed codes have bits set beyond n_bits={n_bits}")
-        n_words = math.ceil(p.shape[1] / 8)
-        buf = np.zeros((p.shape[0], n_words * 8), dtype=np.uint8); buf[:, :p.shape[1]] = p
-        return cls(buf.view(np.uint64), n_bits)
-
-    @classmethod
-    def from_bits(cls, bits):
-        "Codes given as a {0,1} array (n x n_bits)."
-        b = check_array(bits, 'codes', ndim=2)
-        if b.dtype != bool and not ((b == 0) | (b == 1)).all():
-            raise ValueError("`codes` must hold only 0 and 1 for from_bits")
-        return cls.from_packed(np.packbits(b.astype(bool), axis=1), b.shape[1])
-
-    @classmethod
-    def from_signs(cls, signs):
-        "Codes given as a {-1,+1} array (n x n_bits); +1 is bit 1."
-        s = check_array(signs, 'codes', ndim=2)
-        if not ((s == 1) | (s == -1)).all():
-            raise ValueError("`codes` must hold only -1 and +1 for from_signs (torch.sign maps 0 to 0: "
-                             "binarise with torch.where(x >= 0, 1, -1) instead)")
-        return cls.from_packed(np.packbits(s > 0, axis=1), s.shape[1])
-
-    @classmethod
-    def from_array(cls, codes, name: str = 'codes'):
-        "Recognise {0,1} bits or {-1,+1} signs; anything else is an error (packed bytes need `from_packed`)."
-        if isinstance(codes, HashCodes): return codes
-        c = check_array(codes, name, ndim=2)
-        is01, ispm = ((c == 0) | (c == 1)).all(), ((c == 1) | (c == -1)).all()
-        if is01: return cls.from_bits(c)
-        if ispm: return cls.from_signs(c)
-        vals = np.unique(c[:1000])[:6]
-        raise ValueError(f"`{name}` is not binary (values {vals}): Hamming needs {{0,1}} or {{-1,+1}} codes; "
-                         "binarise real-valued outputs first (e.g. np.where(x >= 0, 1, 0)), and wrap np.packbits "
-                         "output with HashCodes.from_packed(codes, n_bits)")
-
     def __len__(self): return len(self.words)
     @property
     def nbytes(self) -> int: return len(self) * math.ceil(self.n_bits / 8)
-    def unpack(self) -> np.ndarray:
-        "The codes as an (n, n_bits) uint8 array of 0 and 1."
-        return np.unpackbits(self.words.view(np.uint8), axis=1, count=self.n_bits)
-    def signs(self) -> np.ndarray:
-        "The codes as an (n, n_bits) float32 array of -1 and +1."
-        return self.unpack().astype(np.float32) * 2 - 1
     def __getitem__(self, idx): return HashCodes(self.words[idx], self.n_bits)
     def __repr__(self): return f"HashCodes({len(self)} codes x {self.n_bits} bits, {self.nbytes:,} bytes packed)"
 
+# %% ../nbs/01_similarity.ipynb #f9737f2c
+@patch_to(HashCodes, as_class=True)
+def from_packed(cls, packed, n_bits: int | None = None):
+    "Codes packed with `np.packbits(bits, axis=1)` (uint8, n x ceil(bits/8)); `n_bits` defaults to 8 x bytes."
+    p = check_array(packed, 'packed', ndim=2)
+    if p.dtype != np.uint8: raise TypeError(f"packed codes must be uint8 (np.packbits output), got {p.dtype}")
+    n_bits = p.shape[1] * 8 if n_bits is None else int(n_bits)
+    if not (p.shape[1] - 1) * 8 < n_bits <= p.shape[1] * 8:
+        raise ValueError(f"{p.shape[1]} packed bytes per code cannot hold n_bits={n_bits}")
+    if n_bits % 8:  # bits past n_bits must be zero, else they would count in every distance
+        pad = np.uint8((1 << (8 - n_bits % 8)) - 1)
+        if (p[:, -1] & pad).any(): raise ValueError(f"packed codes have bits set beyond n_bits={n_bits}")
+    n_words = math.ceil(p.shape[1] / 8)
+    buf = np.zeros((p.shape[0], n_words * 8), dtype=np.uint8); buf[:, :p.shape[1]] = p
+    return cls(buf.view(np.uint64), n_bits)
+
+# %% ../nbs/01_similarity.ipynb #45a629b6
+@patch_to(HashCodes, as_class=True)
+def from_bits(cls, bits):
+    "Codes given as a {0,1} array (n x n_bits)."
+    b = check_array(bits, 'codes', ndim=2)
+    if b.dtype != bool and not ((b == 0) | (b == 1)).all():
+        raise ValueError("`codes` must hold only 0 and 1 for from_bits")
+    return cls.from_packed(np.packbits(b.astype(bool), axis=1), b.shape[1])
+
+# %% ../nbs/01_similarity.ipynb #0ed2199f
+@patch_to(HashCodes, as_class=True)
+def from_signs(cls, signs):
+    "Codes given as a {-1,+1} array (n x n_bits); +1 is bit 1."
+    s = check_array(signs, 'codes', ndim=2)
+    if not ((s == 1) | (s == -1)).all():
+        raise ValueError("`codes` must hold only -1 and +1 for from_signs (torch.sign maps 0 to 0: "
+                         "binarise with torch.where(x >= 0, 1, -1) instead)")
+    return cls.from_packed(np.packbits(s > 0, axis=1), s.shape[1])
+
+# %% ../nbs/01_similarity.ipynb #af3e6317
+@patch_to(HashCodes, as_class=True)
+def from_array(cls, codes, name: str = 'codes'):
+    "Recognise {0,1} bits or {-1,+1} signs; anything else is an error (packed bytes need `from_packed`)."
+    if isinstance(codes, HashCodes): return codes
+    c = check_array(codes, name, ndim=2)
+    is01, ispm = ((c == 0) | (c == 1)).all(), ((c == 1) | (c == -1)).all()
+    if is01: return cls.from_bits(c)
+    if ispm: return cls.from_signs(c)
+    vals = np.unique(c[:1000])[:6]
+    raise ValueError(f"`{name}` is not binary (values {vals}): Hamming needs {{0,1}} or {{-1,+1}} codes; "
+                     "binarise real-valued outputs first (e.g. np.where(x >= 0, 1, 0)), and wrap np.packbits "
+                     "output with HashCodes.from_packed(codes, n_bits)")
+
+# %% ../nbs/01_similarity.ipynb #76cde984
+@patch_to(HashCodes)
+def unpack(self: HashCodes) -> np.ndarray:
+    "The codes as an (n, n_bits) uint8 array of 0 and 1."
+    return np.unpackbits(self.words.view(np.uint8), axis=1, count=self.n_bits)
+
+# %% ../nbs/01_similarity.ipynb #8368ca1a
+@patch_to(HashCodes)
+def signs(self: HashCodes) -> np.ndarray:
+    "The codes as an (n, n_bits) float32 array of -1 and +1."
+    return self.unpack().astype(np.float32) * 2 - 1
+
 # %% ../nbs/01_similarity.ipynb #25c4dfd2
-def hamming_distance(queries: HashCodes, gallery: HashCodes) -> np.ndarray:
+def hamming_distance(queries: HashCodes, # B query codes
+                     gallery: HashCodes, # m gallery codes of the same length
+                    ) -> np.ndarray:
     "Hamming distances (B x m, uint16) between two sets of packed codes, by popcount of XOR over 64-bit words."
     if queries.n_bits != gallery.n_bits:
         raise ValueError(f"query codes have {queries.n_bits} bits but gallery codes have {gallery.n_bits}")
@@ -124,6 +139,7 @@ def _fit_float32(x, measure: str, name: str):
                      f"such values overflow to NaN or Inf (above {_LARGE:.3g}) or underflow to 0 (below {_SMALL:.3g}); "
                      "rescale the embeddings (measure='cosine' is scale-free and accepts them)")
 
+# %% ../nbs/01_similarity.ipynb #b7061b99
 def prepare(x, measure: str, name: str, device=None, dtype=torch.float32):
     "Validate embeddings or codes once and convert them for `score_block`."
     if measure not in MEASURES: raise ValueError(f"unknown measure {measure!r}: choose one of {', '.join(MEASURES)}")
@@ -196,7 +212,12 @@ def iter_score_blocks(queries, gallery, measure: str = 'cosine', block_size: int
         yield s, e, scores
 
 # %% ../nbs/01_similarity.ipynb #5176b616
-def similarity(x, y, measure: str = 'cosine', device=None, block_size: int = 4096) -> np.ndarray:
+def similarity(x,                      # (n, d) embeddings, or (n, n_bits) codes / HashCodes under 'hamming'
+               y,                      # (m, d) embeddings or codes
+               measure: str = 'cosine',  # 'cosine', 'inner_product', 'euclidean' (negated distance) or 'hamming'
+               device=None,            # torch device for the products (None: CUDA when available)
+               block_size: int = 4096, # rows of `x` scored at a time
+              ) -> np.ndarray:
     "The full similarity matrix between `x` (n x d) and `y` (m x d), higher is better; hamming gives agreeing bits."
     block_size = check_count(block_size, 'block_size')
     blocks = [s for _, _, s in iter_score_blocks(x, y, measure, block_size, device, 'x', 'y')]
