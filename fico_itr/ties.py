@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from scipy.special import gammaln, digamma
 from .ranking import _descending_order_keys, rank_relevant
-from .metrics import pr_curve_11pt
+from .metrics import pr_curve_11pt, _k_per_query
 
 # %% auto #0
-__all__ = ['TieGroups', 'tie_groups_multi', 'tie_groups', 'expected_hits_at_k', 'expected_precision_at_k', 'expected_recall_at_k',
-           'expected_best_rank', 'expected_average_precision', 'random_order_pr_curve']
+__all__ = ['tie_groups', 'expected_precision_at_k', 'expected_recall_at_k', 'expected_best_rank', 'expected_average_precision']
 
 # %% ../nbs/03a_ties.ipynb #22f78c17
 @dataclass
@@ -60,6 +59,7 @@ def _groups(B, m, row, ahead, size, r):
     n_rel = np.bincount(row, weights=r, minlength=B).astype(np.int64)
     return TieGroups(m, n_rel, offsets, ahead.astype(np.int64), size.astype(np.int64), r.astype(np.int64), H.astype(np.int64))
 
+# %% ../nbs/03a_ties.ipynb #6b96b672
 def _groups_by_count(scores, rels, lo, hi):
     "TieGroups of several relevance blocks over the same integer scores (lo..hi), from one histogram of (query, value, relevance bits)."
     B, m = scores.shape
@@ -85,6 +85,7 @@ def _groups_by_count(scores, rels, lo, hi):
     r_all = c.reshape(B * V, 1 << k) @ has_bit                       # (B V, k) relevant counts per granularity
     return [_groups(B, m, row, N, n.ravel(), r_all[:, i]) for i in range(k)]
 
+# %% ../nbs/03a_ties.ipynb #d6ab244d
 def _groups_by_sort(scores, rel):
     B, m = scores.shape
     if scores.dtype == np.float64 and not np.array_equal(scores.astype(np.float32), scores):
@@ -110,6 +111,7 @@ def _half_precision_keys(scores):
     else: return None
     return u ^ ((u >> 15) & 0x7FFF)                # IEEE bits -> ints in the same order (negatives flipped)
 
+# %% ../nbs/03a_ties.ipynb #d1373200
 def tie_groups_multi(scores, rels, max_values: int = 4096) -> list:
     "TieGroups of one block of scores under several relevance blocks (instance, category, ...): one histogram for them all when the scores are integers with few values."
     rels = [_check(scores, r)[1] for r in rels]
@@ -124,35 +126,38 @@ def tie_groups_multi(scores, rels, max_values: int = 4096) -> list:
             return _groups_by_count(s, rels, lo, hi)
     return [_groups_by_sort(scores, r) for r in rels]
 
-def tie_groups(scores, rel, max_values: int = 4096) -> TieGroups:
+# %% ../nbs/03a_ties.ipynb #bb4d7ac5
+def tie_groups(scores,                 # (B, m) scores of a block of queries against the gallery, higher is better
+               rel,                    # (B, m) bool: which items are relevant to each query
+               max_values: int = 4096, # integer scores spanning fewer values than this are counted, not sorted
+              ) -> TieGroups:
     "The tie groups of a block of scores (queries x gallery) and its relevance: by counts for integer scores with few values, else by one sort."
     return tie_groups_multi(scores, [rel], max_values)[0]
 
 # %% ../nbs/03a_ties.ipynb #45454542
-def _k_per_query(groups: TieGroups, k) -> np.ndarray:
-    if isinstance(k, str):
-        if k == 'N': return np.full(len(groups), groups.n_gallery, np.int64)
-        if k == 'R': return groups.n_relevant.astype(np.int64)
-        raise ValueError(f"unknown cut-off {k!r}: use an int, 'N' or 'R'")
-    if k < 1 or k > groups.n_gallery: raise ValueError(f"cut-off K={k} outside 1..{groups.n_gallery} (the gallery size)")
-    return np.full(len(groups), int(k), np.int64)
-
 def _log_choose(n, k):
     return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
 
+# %% ../nbs/03a_ties.ipynb #a98218e5
 def expected_hits_at_k(groups: TieGroups, k) -> np.ndarray:
     "Expected number of relevant items in the top K of each query over random orders within tie groups."
     K = _k_per_query(groups, k)[groups.query]
     frac = np.clip((K - groups.ahead) / groups.size, 0.0, 1.0)
     return np.bincount(groups.query, weights=groups.relevant * frac, minlength=len(groups))
 
-def expected_precision_at_k(groups: TieGroups, k) -> np.ndarray:
+# %% ../nbs/03a_ties.ipynb #f5f37604
+def expected_precision_at_k(groups: TieGroups, # from `tie_groups`
+                            k,                 # cut-off: an int, 'N' (whole gallery) or 'R' (each query's relevant count)
+                           ) -> np.ndarray:
     "Expected P@K per query ('R': R-Precision; NaN where R = 0)."
     K = _k_per_query(groups, k).astype(np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where(K > 0, expected_hits_at_k(groups, k) / K, np.nan)
 
-def expected_recall_at_k(groups: TieGroups, k) -> np.ndarray:
+# %% ../nbs/03a_ties.ipynb #42b8e932
+def expected_recall_at_k(groups: TieGroups, # from `tie_groups`
+                         k,                 # cut-off: an int, 'N' (whole gallery) or 'R' (each query's relevant count)
+                        ) -> np.ndarray:
     "Probability that a relevant item is in the top K (the expected ITR R@K); NaN for a query with no relevant item."
     K, has = _k_per_query(groups, k), groups.n_relevant > 0
     out = np.full(len(groups), np.nan)
@@ -162,6 +167,7 @@ def expected_recall_at_k(groups: TieGroups, k) -> np.ndarray:
     out[has] = _p_some(n, r, s)
     return out
 
+# %% ../nbs/03a_ties.ipynb #992ae8b4
 def _p_some(n, r, s):
     "P(X >= 1) for X hypergeometric (n items, r relevant, s drawn) = 1 - prod_{i < t} (1 - u / (n - i)), t = min(r, s), u = max(r, s): expm1 of a sum of log1p, no cancellation."
     t, u = np.minimum(r, s), np.maximum(r, s)
@@ -172,7 +178,9 @@ def _p_some(n, r, s):
     logs = np.bincount(j, weights=np.log1p(-u[j] / (n[j] - i)), minlength=len(t))
     return np.where(sure, 1.0, -np.expm1(logs))
 
-def expected_best_rank(groups: TieGroups) -> np.ndarray:
+# %% ../nbs/03a_ties.ipynb #b84833f0
+def expected_best_rank(groups: TieGroups, # from `tie_groups`
+                      ) -> np.ndarray:
     "Expected 1-based rank of the best-ranked relevant item per query (NaN if none): N + (n + 1)/(r + 1)."
     has = groups.n_relevant > 0
     out = np.full(len(groups), np.nan)
@@ -189,7 +197,11 @@ def _group_sum(N, n, r, H, s):
         a = np.where(n > 1, (r - 1) / (n - 1), 0.0)
         return np.where(n > 0, (r / n) * ((H + 1) * h + a * (s - (N + 1) * h)), 0.0)
 
-def expected_average_precision(groups: TieGroups, k='N', denominator: str = 'hits') -> np.ndarray:
+# %% ../nbs/03a_ties.ipynb #5ad079e9
+def expected_average_precision(groups: TieGroups,        # from `tie_groups`
+                               k='N',                    # cut-off: an int, 'N' or 'R'
+                               denominator: str = 'hits', # 'hits' (relevant in the top K), 'min_k_r' or 'r'
+                              ) -> np.ndarray:
     "Expected AP@K per query over random orders within tie groups, with the denominator 'hits', 'min_k_r' or 'r'."
     if denominator not in ('hits', 'min_k_r', 'r'):
         raise ValueError(f"unknown AP denominator {denominator!r}: choose 'hits', 'min_k_r' or 'r'")
