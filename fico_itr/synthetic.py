@@ -10,7 +10,7 @@ from .core import EvaluationSplit
 from .similarity import HashCodes
 
 # %% auto #0
-__all__ = ['coco_like_labels', 'SyntheticRetrieval', 'coco5k_like']
+__all__ = ['coco5k_like']
 
 # %% ../nbs/05_synthetic.ipynb #260606d2
 def coco_like_labels(n_images: int = 5000, n_classes: int = 80, mean_labels: float = 2.9, person_rate: float = 0.45,
@@ -41,8 +41,16 @@ class SyntheticRetrieval:
         W = np.random.default_rng(seed).standard_normal((self.images.shape[1], n_bits)).astype(np.float32)
         return HashCodes.from_bits(self.images @ W >= 0), HashCodes.from_bits(self.captions @ W >= 0)
 
-def coco5k_like(n_images: int = 5000, captions_per_image: int = 5, n_classes: int = 80, dim: int = 256,
-                label_weight: float = 1.0, instance_weight: float = 1.0, noise: float = 2.5, seed: int = 0) -> SyntheticRetrieval:
+# %% ../nbs/05_synthetic.ipynb #8bb28371
+def coco5k_like(n_images: int = 5000,         # images (5,000: COCO 5K)
+                captions_per_image: int = 5,   # captions per image
+                n_classes: int = 80,           # COCO-like label classes
+                dim: int = 256,                # embedding dimension
+                label_weight: float = 1.0,     # weight of the labels' prototypes in each latent vector
+                instance_weight: float = 1.0,  # weight of each image's own random vector
+                noise: float = 2.5,            # Gaussian noise added to both sides' embeddings
+                seed: int = 0,                 # seed of every draw
+               ) -> SyntheticRetrieval:
     "A synthetic COCO-5K-shaped problem (5,000 images, 25,000 captions, 80 COCO-like labels, 256-D embeddings)."
     rng = np.random.default_rng(seed)
     labels = coco_like_labels(n_images, n_classes, rng=rng)
