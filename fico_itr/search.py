@@ -19,8 +19,7 @@ from .evaluate import (Results, RESULT_COLUMNS, reduce_values, _resolve_metrics,
 from . import metrics as M
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'score_keys', 'decode_keys', 'TopK', 'topk_search', 'merge_topk', 'topk_block_values',
-           'join_block_values', 'evaluate_topk']
+__all__ = ['topk_search', 'merge_topk', 'topk_block_values', 'join_block_values', 'evaluate_topk']
 
 # %% ../nbs/08_search.ipynb #b9160d2e
 def _order_int32(u: torch.Tensor) -> torch.Tensor:
@@ -54,6 +53,7 @@ class TopK:
     def __len__(self): return len(self.indices)
     def __repr__(self): return f"TopK({len(self)} queries x k={self.k}, {self.seconds:.2f} s)"
 
+# %% ../nbs/08_search.ipynb #2d295416
 PRECISIONS = ('float32', 'tf32', 'bf16')
 
 def _matmul(a, b, precision):
@@ -69,6 +69,7 @@ def _matmul(a, b, precision):
         finally: torch.backends.cuda.matmul.allow_tf32 = old
     return a @ b.T
 
+# %% ../nbs/08_search.ipynb #8afde165
 def _block_scores(q, g, measure, qs, qe, gs, ge, precision, device):
     (qa, qx), (ga, gx) = q, g
     if measure == 'hamming':
@@ -82,6 +83,7 @@ def _block_scores(q, g, measure, qs, qe, gs, ge, precision, device):
         s = -torch.sqrt(torch.clamp(qx[qs:qe, None] + gx[None, gs:ge] - 2 * s, min=0))
     return s
 
+# %% ../nbs/08_search.ipynb #90f49e00
 def _candidate_topk(S: torch.Tensor, k: int, chunk: int = 128):
     """Values and columns of (approximately) the best k entries of each row: rows are cut into chunks of `chunk`
     columns, the k chunks with the highest maxima are kept (they hold every top-k entry unless chunk maxima tie), and
@@ -96,6 +98,7 @@ def _candidate_topk(S: torch.Tensor, k: int, chunk: int = 128):
     vals, pos = torch.topk(torch.gather(S, 1, cols), k, dim=1, sorted=False)
     return vals, torch.gather(cols, 1, pos)
 
+# %% ../nbs/08_search.ipynb #1ebc407e
 def _block_topk_keys(S: torch.Tensor, k: int, offset: int) -> torch.Tensor:
     """Keys of the best min(k, G) items of each row of a score block, exactly under the stable rule. A fast selection
     proposes k items per row; a row is exact when no item outside them scores at least their lowest value (the count
@@ -113,16 +116,9 @@ def _block_topk_keys(S: torch.Tensor, k: int, offset: int) -> torch.Tensor:
             keys[rows] = torch.topk(score_keys(S[rows], offset), kk, dim=1, largest=False, sorted=False).values
     return keys
 
-def topk_search(queries, gallery, k: int = 100, measure: str = 'cosine', query_block: int | None = None,
-                gallery_block: int | None = None, device=None, precision: str = 'float32',
-                progress: bool | None = None) -> TopK:
-    "Exact top-k of every query over the gallery, streamed in blocks, ties by lower gallery index."
-    if precision not in PRECISIONS: raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    dev = resolve_device(device)
-    dtype = torch.bfloat16 if precision == 'bf16' and measure != 'hamming' else torch.float32
-    q, g = prepare(queries, measure, 'queries', dev, dtype), prepare(gallery, measure, 'gallery', dev, dtype)
-    if measure == 'hamming' and q[1] is not None:
-        q, g = (q[0], q[1].to(torch.bfloat16)), (g[0], g[1].to(torch.bfloat16))
+# %% ../nbs/08_search.ipynb #ac19c51e
+def _topk_blocks(q, g, measure: str, k, query_block, gallery_block, dev) -> tuple:
+    "(query rows, gallery rows) of a block of `topk_search`, after checking the prepared inputs, `k` and the block sizes."
     n, m = len(q[0]), len(g[0])
     dq = q[0].n_bits if measure == 'hamming' else q[0].shape[1]
     dg = g[0].n_bits if measure == 'hamming' else g[0].shape[1]
@@ -134,6 +130,27 @@ def topk_search(queries, gallery, k: int = 100, measure: str = 'cosine', query_b
     if m >= 2 ** 32: raise ValueError(f'a gallery of {m} items exceeds the 32-bit index of the keys')
     gb = gallery_block or min(m, 1 << 17 if dev.type == 'cuda' else 1 << 14)
     qb = query_block or max(1, min(n, (1 << 28 if dev.type == 'cuda' else 1 << 23) // gb))
+    return qb, gb
+
+# %% ../nbs/08_search.ipynb #ba7f6810
+def topk_search(queries,                     # (n, d) embeddings, or codes under 'hamming'
+                gallery,                     # (m, d) embeddings or codes
+                k: int = 100,                # list length, at most m
+                measure: str = 'cosine',     # 'cosine', 'inner_product', 'euclidean' or 'hamming'
+                query_block: int | None = None,    # queries per block (None: about 8M scores a block on CPU)
+                gallery_block: int | None = None,  # gallery rows per block (None: 16,384 on CPU, 131,072 on CUDA)
+                device=None,                 # torch device (None: CUDA when available)
+                precision: str = 'float32',  # products in 'float32', 'tf32' or 'bf16' (float32 accumulation)
+                progress: bool | None = None,  # show a bar (None: for searches of 2**31 scores or more)
+               ) -> TopK:
+    "Exact top-k of every query over the gallery, streamed in blocks, ties by lower gallery index."
+    if precision not in PRECISIONS: raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    dev = resolve_device(device)
+    dtype = torch.bfloat16 if precision == 'bf16' and measure != 'hamming' else torch.float32
+    q, g = prepare(queries, measure, 'queries', dev, dtype), prepare(gallery, measure, 'gallery', dev, dtype)
+    if measure == 'hamming' and q[1] is not None:
+        q, g = (q[0], q[1].to(torch.bfloat16)), (g[0], g[1].to(torch.bfloat16))
+    (n, m), (qb, gb) = (len(q[0]), len(g[0])), _topk_blocks(q, g, measure, k, query_block, gallery_block, dev)
     show = progress if progress is not None else n * m >= 1 << 31
     scores, indices = np.empty((n, k), np.float32), np.empty((n, k), np.int64)
     t0 = time.perf_counter()
@@ -154,11 +171,11 @@ def topk_search(queries, gallery, k: int = 100, measure: str = 'cosine', query_b
     return TopK(scores, indices, time.perf_counter() - t0)
 
 # %% ../nbs/08_search.ipynb #mrg00002
-def merge_topk(parts, offsets, k: int) -> TopK:
+def merge_topk(parts,   # TopK lists (or (scores, indices) pairs) of the same queries, one per shard, indices local to it
+               offsets, # the first global gallery row of each shard (its local index 0)
+               k: int,  # list length kept; fewer when the shards hold fewer items in all
+              ) -> TopK:
     "The best k of each query over disjoint gallery shards: higher score, then lower global index (empty slots -1 last)."
-    # parts: TopK lists (or (scores, indices) pairs) of the same queries, one per shard, indices local to the shard
-    # offsets: the first global gallery row of each shard (its local index 0)
-    # k: list length kept; fewer when the shards hold fewer items in all
     parts, offsets = list(parts), list(offsets)
     if not parts: raise ValueError('`parts` is empty: give at least one TopK')
     if len(parts) != len(offsets): raise ValueError(f'{len(parts)} parts but {len(offsets)} offsets: give one offset per part')
