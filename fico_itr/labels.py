@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
-from .core import EvaluationSplit, check_array, check_labels
+from .core import EvaluationSplit, check_array, check_labels, patch_to
 from .data import load_array
 
 # %% auto #0
-__all__ = ['COCO_CATEGORIES', 'COCO_CLASSES', 'CAPTION_TERMS', 'CAPTION_BLOCKERS', 'CAPTION_NEGATIONS', 'ECCV_KINDS',
-           'coco_labels_from_instances', 'LabelGenerator', 'CaptionKeywordLabeler', 'label_statistics',
-           'LabelAgreement', 'label_agreement', 'load_query2label', 'Query2LabelAdapter', 'eccv_caption_data_dir',
-           'load_eccv_caption_data', 'coco5k_caption_ids', 'ExtendedPositives', 'eccv_positives']
+__all__ = ['coco_labels_from_instances', 'CaptionKeywordLabeler', 'label_agreement', 'load_query2label', 'Query2LabelAdapter',
+           'eccv_positives']
 
 # %% ../nbs/07_labels.ipynb #816e4bc8
 COCO_CATEGORIES = (
@@ -56,6 +54,7 @@ def _id_value(x, what: str) -> int:
     if isinstance(x, str) and re.fullmatch(r'-?[0-9]+', x.strip()): return int(x)
     raise ValueError(f"{what} is {x!r} ({type(x).__name__}): ids must be integers")
 
+# %% ../nbs/07_labels.ipynb #e15820e8
 def _as_id_array(ids, name: str) -> np.ndarray:
     if isinstance(ids, (str, bytes)) or not hasattr(ids, '__len__'):
         raise TypeError(f"`{name}` must be a sequence of integer COCO ids, got {type(ids).__name__}")
@@ -75,12 +74,9 @@ def _as_id_array(ids, name: str) -> np.ndarray:
         return a.astype(np.int64)
     return np.array([_id_value(x, f"`{name}[{i}]`") for i, x in enumerate(a.tolist())], np.int64)
 
-def coco_labels_from_instances(instances_paths, image_ids, allow_unlabelled: bool = False) -> np.ndarray:
-    "Multi-hot COCO labels (n_images x 80 bool, columns `COCO_CLASSES`) read from COCO `instances_*.json` files."
-    paths = [instances_paths] if isinstance(instances_paths, (str, Path)) else list(instances_paths)
-    if not paths: raise ValueError("`instances_paths` is empty: pass instances_val2014.json (and instances_train2014.json)")
-    ids = _as_id_array(image_ids, 'image_ids')
-    names = ', '.join(repr(str(p)) for p in paths)
+# %% ../nbs/07_labels.ipynb #e44cea7d
+def _instances_by_image(paths: list) -> tuple:
+    "({image id: set of label columns}, image ids listed) over COCO instances files; an error names a file that is not one."
     found, listed = {}, set()   # image id -> set of columns; ids in a file's `images` list
     for p in paths:
         d = _read_json(p, 'instances file')
@@ -102,6 +98,19 @@ def coco_labels_from_instances(instances_paths, image_ids, allow_unlabelled: boo
                 raise ValueError(f"{str(p)!r} has category_id {a['category_id']}, which is not one of COCO's 80 "
                                  "categories (ids 1..90 with gaps): this is not a COCO instances file")
             found.setdefault(_id_value(a['image_id'], f"image_id of annotation {a.get('id', '?')} in {str(p)!r}"), set()).add(j)
+    return found, listed
+
+# %% ../nbs/07_labels.ipynb #77404577
+def coco_labels_from_instances(instances_paths,                # COCO instances_*.json file(s) of every split the images come from
+                               image_ids,                      # the COCO image id of each row, in the split's order
+                               allow_unlabelled: bool = False, # give images without an object annotation all-false rows
+                              ) -> np.ndarray:
+    "Multi-hot COCO labels (n_images x 80 bool, columns `COCO_CLASSES`) read from COCO `instances_*.json` files."
+    paths = [instances_paths] if isinstance(instances_paths, (str, Path)) else list(instances_paths)
+    if not paths: raise ValueError("`instances_paths` is empty: pass instances_val2014.json (and instances_train2014.json)")
+    ids = _as_id_array(image_ids, 'image_ids')
+    names = ', '.join(repr(str(p)) for p in paths)
+    found, listed = _instances_by_image(paths)
     missing = [int(i) for i in ids if int(i) not in found]
     unknown = [i for i in missing if i not in listed]
     if unknown:
@@ -171,6 +180,10 @@ CAPTION_TERMS = {   # class -> phrases naming it (singular; a plural of the last
              'peacock', 'rooster', 'hen', 'finch', 'robin', 'hummingbird', 'woodpecker', 'stork', 'vulture',
              'albatross', 'macaw', 'cockatoo', 'parakeet', 'dove', 'seabird'),
     'cat': ('cat', 'kitten', 'kitty', 'feline'),
+}
+
+# %% ../nbs/07_labels.ipynb #e1e316f4
+CAPTION_TERMS.update({
     'dog': ('dog', 'puppy', 'pup', 'doggy', 'doggie', 'canine', 'terrier', 'retriever', 'poodle', 'bulldog',
             'labrador', 'german shepherd', 'dachshund', 'chihuahua', 'beagle', 'sheepdog', 'sheep dog', 'collie',
             'pug', 'corgi', 'pit bull'),
@@ -207,6 +220,10 @@ CAPTION_TERMS = {   # class -> phrases naming it (singular; a plural of the last
     'bowl': ('bowl',),
     'banana': ('banana',),
     'apple': ('apple',),
+})
+
+# %% ../nbs/07_labels.ipynb #80b82715
+CAPTION_TERMS.update({
     'sandwich': ('sandwich', 'burger', 'hamburger', 'cheeseburger', 'panini', 'hoagie', 'sub sandwich'),
     'orange': ('oranges', 'tangerine', 'clementine', 'mandarin', 'orange slice', 'orange wedge'),
     'broccoli': ('broccoli', 'brocolli', 'brocoli'),
@@ -240,7 +257,9 @@ CAPTION_TERMS = {   # class -> phrases naming it (singular; a plural of the last
     'teddy bear': ('teddy bear', 'teddy', 'teddybear', 'stuffed bear', 'stuffed animal'),
     'hair drier': ('hair drier', 'hair dryer', 'hairdryer', 'blow dryer', 'blowdryer', 'blow drier'),
     'toothbrush': ('toothbrush', 'tooth brush'),
-}
+})
+
+# %% ../nbs/07_labels.ipynb #63dff09a
 CAPTION_BLOCKERS = (   # phrases that name no class (matched first, so their words are not read on their own)
     'couple of', 'train track', 'train tracks', 'train station', 'train platform', 'bus stop', 'bus stops',
     'cable car', 'cable cars', 'chair lift', 'flower bed', 'flower beds', 'river bed', 'bed of', 'fork lift',
@@ -262,6 +281,29 @@ def _forms(phrase: str) -> set:
     return {' '.join(words), ' '.join(words[:-1] + [_plural(words[-1])])}
 
 # %% ../nbs/07_labels.ipynb #76d98d40
+def _phrase_table(classes: tuple, terms, extra_terms, extra_blockers) -> dict:
+    "Every phrase (and its plural) -> the columns of the classes it names, with the 'baby/mother + animal' phrases; blockers -> ()."
+    table = {c: list(p) for c, p in (CAPTION_TERMS if terms is None else terms).items()}
+    for c, extra in (extra_terms or {}).items():
+        if isinstance(extra, str): extra = [extra]
+        table.setdefault(c, []).extend(extra)
+    unknown = [c for c in table if c not in classes]
+    if unknown:
+        raise ValueError(f"`extra_terms`/`terms` name unknown classes {unknown}: use COCO class names, "
+                         f"e.g. {list(classes[:3])} (see COCO_CLASSES)")
+    phrases = {}
+    for c, ps in table.items():
+        j = classes.index(c)
+        for p in ps:
+            for f in _forms(p): phrases.setdefault(f, set()).add(j)
+    for a in _ANIMALS:
+        for p in table.get(a, ()):
+            for f in _forms(p):
+                for y in _YOUNG: phrases.setdefault(f'{y} {f}', set()).add(classes.index(a))
+    for b in tuple(CAPTION_BLOCKERS) + tuple(extra_blockers): phrases[' '.join(b.lower().split())] = set()
+    return {k: tuple(sorted(v)) for k, v in phrases.items()}
+
+# %% ../nbs/07_labels.ipynb #49e64453
 class CaptionKeywordLabeler(LabelGenerator):
     """Caption-keyword labels: a class is marked when a caption names it (class name, plural or a synonym in
     `CAPTION_TERMS`). A text heuristic, not a visual model: objects the captions do not name are never labelled."""
@@ -273,25 +315,7 @@ class CaptionKeywordLabeler(LabelGenerator):
         if isinstance(min_captions, bool) or not isinstance(min_captions, (int, np.integer)) or min_captions < 1:
             raise ValueError(f"`min_captions` must be an int >= 1, got {min_captions!r}")
         self.min_captions = int(min_captions)
-        table = {c: list(p) for c, p in (CAPTION_TERMS if terms is None else terms).items()}
-        for c, extra in (extra_terms or {}).items():
-            if isinstance(extra, str): extra = [extra]
-            table.setdefault(c, []).extend(extra)
-        unknown = [c for c in table if c not in self.classes]
-        if unknown:
-            raise ValueError(f"`extra_terms`/`terms` name unknown classes {unknown}: use COCO class names, "
-                             f"e.g. {list(self.classes[:3])} (see COCO_CLASSES)")
-        phrases = {}
-        for c, ps in table.items():
-            j = self.classes.index(c)
-            for p in ps:
-                for f in _forms(p): phrases.setdefault(f, set()).add(j)
-        for a in _ANIMALS:
-            for p in table.get(a, ()):
-                for f in _forms(p):
-                    for y in _YOUNG: phrases.setdefault(f'{y} {f}', set()).add(self.classes.index(a))
-        for b in tuple(CAPTION_BLOCKERS) + tuple(extra_blockers): phrases[' '.join(b.lower().split())] = set()
-        self.phrases = {k: tuple(sorted(v)) for k, v in phrases.items()}
+        self.phrases = _phrase_table(self.classes, terms, extra_terms, extra_blockers)
         self._longest = max(len(k.split()) for k in self.phrases)
 
     @staticmethod
@@ -299,50 +323,6 @@ class CaptionKeywordLabeler(LabelGenerator):
         "The caption's lower-case word tokens, as the labeler reads them."
         t = re.sub(r"\bt\.\s?v\b\.?", 'tv', caption.lower())
         return re.findall(r'[a-z0-9]+', t)
-
-    def explain(self, caption: str) -> list:
-        "The phrases read in `caption`, each with the classes it names ([] for a blocker, 'negated' after no/without)."
-        toks, out, i = self.tokens(caption), [], 0
-        while i < len(toks):
-            for n in range(min(self._longest, len(toks) - i), 0, -1):
-                p = ' '.join(toks[i:i + n])
-                if p in self.phrases:
-                    before = toks[max(0, i - 2):i]
-                    neg = bool(before) and (before[-1] in CAPTION_NEGATIONS or
-                                            (len(before) == 2 and before[0] in CAPTION_NEGATIONS and before[1] in _ARTICLES))
-                    out.append((p, 'negated' if neg else [self.classes[j] for j in self.phrases[p]]))
-                    i += n; break
-            else: i += 1
-        return out
-
-    def caption_labels(self, captions: Sequence[str]) -> np.ndarray:
-        "(n_captions, 80) bool: the classes each caption names."
-        if isinstance(captions, str): raise TypeError("`captions` must be a sequence of strings, got one string")
-        L = np.zeros((len(captions), len(self.classes)), bool)
-        for r, c in enumerate(captions):
-            if not isinstance(c, str): raise TypeError(f"`captions[{r}]` is {type(c).__name__}, not a string")
-            for _, cls in self.explain(c):
-                if cls != 'negated':
-                    for name in cls: L[r, self.classes.index(name)] = True
-        return L
-
-    def image_labels(self, captions: Sequence[str], cap2img, n_images: int | None = None) -> np.ndarray:
-        "(n_images, 80) bool: the classes named by at least `min_captions` of each image's captions."
-        c2i = check_array(cap2img, 'cap2img', ndim=1)
-        if c2i.size and (c2i.dtype.kind not in 'iuf' or not (c2i == np.round(c2i)).all()):
-            raise ValueError(f"`cap2img` must hold integer image indices, got {c2i.dtype} values such as "
-                             f"{c2i[np.flatnonzero(c2i != np.round(c2i))[0]] if c2i.dtype.kind == 'f' else c2i[0]!r}")
-        c2i = c2i.astype(np.int64)
-        if len(c2i) != len(captions):
-            raise ValueError(f"`captions` has {len(captions)} entries but `cap2img` has {len(c2i)}: one image index per caption")
-        if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1):
-            raise ValueError(f"`n_images` must be a positive int or None, got {n_images!r}")
-        n = int(c2i.max()) + 1 if n_images is None else int(n_images)
-        if c2i.size and (c2i.min() < 0 or c2i.max() >= n):
-            raise ValueError(f"`cap2img` holds image index {c2i.min() if c2i.min() < 0 else c2i.max()}, outside 0..{n - 1}")
-        counts = np.zeros((n, len(self.classes)), np.int64)
-        np.add.at(counts, c2i, self.caption_labels(captions))
-        return counts >= self.min_captions
 
     def __call__(self, split: EvaluationSplit) -> np.ndarray:
         _check_split(split)
@@ -353,6 +333,64 @@ class CaptionKeywordLabeler(LabelGenerator):
 
     def __repr__(self):
         return f"CaptionKeywordLabeler({len(self.phrases)} phrases, min_captions={self.min_captions})"
+
+# %% ../nbs/07_labels.ipynb #4d7fc3fc
+@patch_to(CaptionKeywordLabeler)
+def explain(self: CaptionKeywordLabeler,
+            caption: str, # one caption
+           ) -> list:
+    "The phrases read in `caption`, each with the classes it names ([] for a blocker, 'negated' after no/without)."
+    toks, out, i = self.tokens(caption), [], 0
+    while i < len(toks):
+        for n in range(min(self._longest, len(toks) - i), 0, -1):
+            p = ' '.join(toks[i:i + n])
+            if p in self.phrases:
+                before = toks[max(0, i - 2):i]
+                neg = bool(before) and (before[-1] in CAPTION_NEGATIONS or
+                                        (len(before) == 2 and before[0] in CAPTION_NEGATIONS and before[1] in _ARTICLES))
+                out.append((p, 'negated' if neg else [self.classes[j] for j in self.phrases[p]]))
+                i += n; break
+        else: i += 1
+    return out
+
+# %% ../nbs/07_labels.ipynb #3b7b7471
+@patch_to(CaptionKeywordLabeler)
+def caption_labels(self: CaptionKeywordLabeler,
+                   captions: Sequence[str], # caption texts
+                  ) -> np.ndarray:
+    "(n_captions, 80) bool: the classes each caption names."
+    if isinstance(captions, str): raise TypeError("`captions` must be a sequence of strings, got one string")
+    L = np.zeros((len(captions), len(self.classes)), bool)
+    for r, c in enumerate(captions):
+        if not isinstance(c, str): raise TypeError(f"`captions[{r}]` is {type(c).__name__}, not a string")
+        for _, cls in self.explain(c):
+            if cls != 'negated':
+                for name in cls: L[r, self.classes.index(name)] = True
+    return L
+
+# %% ../nbs/07_labels.ipynb #f10dbb02
+@patch_to(CaptionKeywordLabeler)
+def image_labels(self: CaptionKeywordLabeler,
+                 captions: Sequence[str],     # caption texts
+                 cap2img,                     # the image index of each caption
+                 n_images: int | None = None, # number of images (default: max(cap2img) + 1)
+                ) -> np.ndarray:
+    "(n_images, 80) bool: the classes named by at least `min_captions` of each image's captions."
+    c2i = check_array(cap2img, 'cap2img', ndim=1)
+    if c2i.size and (c2i.dtype.kind not in 'iuf' or not (c2i == np.round(c2i)).all()):
+        raise ValueError(f"`cap2img` must hold integer image indices, got {c2i.dtype} values such as "
+                         f"{c2i[np.flatnonzero(c2i != np.round(c2i))[0]] if c2i.dtype.kind == 'f' else c2i[0]!r}")
+    c2i = c2i.astype(np.int64)
+    if len(c2i) != len(captions):
+        raise ValueError(f"`captions` has {len(captions)} entries but `cap2img` has {len(c2i)}: one image index per caption")
+    if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1):
+        raise ValueError(f"`n_images` must be a positive int or None, got {n_images!r}")
+    n = int(c2i.max()) + 1 if n_images is None else int(n_images)
+    if c2i.size and (c2i.min() < 0 or c2i.max() >= n):
+        raise ValueError(f"`cap2img` holds image index {c2i.min() if c2i.min() < 0 else c2i.max()}, outside 0..{n - 1}")
+    counts = np.zeros((n, len(self.classes)), np.int64)
+    np.add.at(counts, c2i, self.caption_labels(captions))
+    return counts >= self.min_captions
 
 # %% ../nbs/07_labels.ipynb #aaf50a00
 def label_statistics(labels, classes: Sequence[str] = COCO_CLASSES, top: int = 5) -> pd.Series:
@@ -389,7 +427,11 @@ class LabelAgreement:
         return (f"LabelAgreement({self.n_items} items: micro P={self.micro_precision:.3f} R={self.micro_recall:.3f} "
                 f"F1={self.micro_f1:.3f}, macro F1={self.macro_f1:.3f} over {int(self.per_class.f1.notna().sum())} classes)")
 
-def label_agreement(pred, ref, classes: Sequence[str] | None = None) -> LabelAgreement:
+# %% ../nbs/07_labels.ipynb #7872e6ae
+def label_agreement(pred,                                # (n_items, n_classes) multi-hot labels to judge
+                    ref,                                 # reference labels of the same shape, rows in the same order
+                    classes: Sequence[str] | None = None, # column names (default: COCO_CLASSES for 80 columns)
+                   ) -> LabelAgreement:
     "Precision, recall and F1 of `pred` against `ref` (both n_items x n_classes multi-hot), per class, micro and macro."
     P = check_labels(pred, len(pred) if hasattr(pred, '__len__') else 0, 'pred')
     R = check_labels(ref, len(ref) if hasattr(ref, '__len__') else 0, 'ref')
@@ -410,8 +452,12 @@ def label_agreement(pred, ref, classes: Sequence[str] | None = None) -> LabelAgr
                           float(np.nanmean(f1)) if np.isfinite(f1).any() else nan, len(P))
 
 # %% ../nbs/07_labels.ipynb #6d5b7ffe
-def load_query2label(path, threshold: float = 0.5, key: str | None = None, n_classes: int | None = 80,
-                     logits: bool = False) -> np.ndarray:
+def load_query2label(path,                        # Query2Label outputs in any file `load_array` reads
+                     threshold: float = 0.5,      # labels are scores strictly above this
+                     key: str | None = None,      # which array, when the file holds several
+                     n_classes: int | None = 80,  # expected columns (None: any)
+                     logits: bool = False,        # apply the sigmoid first
+                    ) -> np.ndarray:
     "Query2Label outputs (n_images x 80 probabilities or 0/1, in any file `load_array` reads) as bool labels (scores > threshold)."
     if not 0 < threshold < 1: raise ValueError(f"`threshold` must be in (0, 1), got {threshold!r}")
     path = Path(path)
@@ -431,6 +477,28 @@ def load_query2label(path, threshold: float = 0.5, key: str | None = None, n_cla
     return A > threshold
 
 # %% ../nbs/07_labels.ipynb #78008ccd
+def _check_q2l(weights_path, image_root, build_model, threshold, image_size, batch_size) -> tuple:
+    "The weights path and image folder as paths, after checking every argument of `Query2LabelAdapter`."
+    weights_path, image_root = Path(weights_path), Path(image_root)
+    if not weights_path.is_file():
+        raise FileNotFoundError(
+            f"Query2Label weights {str(weights_path)!r} not found: fico-itr does not download them; get a COCO "
+            "checkpoint from github.com/SlongLiu/query2labels (e.g. Q2L-TResL-448 or Q2L-R101-448) and pass its path, "
+            "or load precomputed outputs with load_query2label(path)")
+    if build_model is None:
+        raise ImportError(
+            "Query2Label's model code is not available: it is not a pip package and fico-itr does not ship it. Clone "
+            "github.com/SlongLiu/query2labels, put it on sys.path and pass build_model=<callable(weights_path) -> "
+            "torch.nn.Module mapping a (B, 3, H, W) batch to (B, 80) logits> (its lib.models.query2label.build_q2l "
+            "with the checkpoint's state_dict loaded)")
+    if not callable(build_model): raise TypeError(f"`build_model` must be callable, got {type(build_model).__name__}")
+    if not image_root.is_dir(): raise FileNotFoundError(f"`image_root` {str(image_root)!r} is not a folder")
+    if not 0 < threshold < 1: raise ValueError(f"`threshold` must be in (0, 1), got {threshold!r}")
+    for arg, v in (('image_size', image_size), ('batch_size', batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
+    return weights_path, image_root
+
+# %% ../nbs/07_labels.ipynb #d30bee8d
 class Query2LabelAdapter(LabelGenerator):
     "Query2Label as a label generator: images -> (n_images, 80) bool. Needs the user's model code and COCO weights."
     def __init__(self,
@@ -440,24 +508,10 @@ class Query2LabelAdapter(LabelGenerator):
                  threshold: float = 0.5,     # labels are probabilities strictly above this
                  image_size: int = 448,      # input side of the COCO checkpoints
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),  # (0,0,0), (1,1,1) for --orid_norm checkpoints
-                 batch_size: int = 32, device=None):
-        self.weights_path, self.image_root = Path(weights_path), Path(image_root)
-        if not self.weights_path.is_file():
-            raise FileNotFoundError(
-                f"Query2Label weights {str(self.weights_path)!r} not found: fico-itr does not download them; get a COCO "
-                "checkpoint from github.com/SlongLiu/query2labels (e.g. Q2L-TResL-448 or Q2L-R101-448) and pass its path, "
-                "or load precomputed outputs with load_query2label(path)")
-        if build_model is None:
-            raise ImportError(
-                "Query2Label's model code is not available: it is not a pip package and fico-itr does not ship it. Clone "
-                "github.com/SlongLiu/query2labels, put it on sys.path and pass build_model=<callable(weights_path) -> "
-                "torch.nn.Module mapping a (B, 3, H, W) batch to (B, 80) logits> (its lib.models.query2label.build_q2l "
-                "with the checkpoint's state_dict loaded)")
-        if not callable(build_model): raise TypeError(f"`build_model` must be callable, got {type(build_model).__name__}")
-        if not self.image_root.is_dir(): raise FileNotFoundError(f"`image_root` {str(self.image_root)!r} is not a folder")
-        if not 0 < threshold < 1: raise ValueError(f"`threshold` must be in (0, 1), got {threshold!r}")
-        for arg, v in (('image_size', image_size), ('batch_size', batch_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
+                 batch_size: int = 32,       # images per forward pass
+                 device=None,                # torch device (None: CUDA when available)
+                ):
+        self.weights_path, self.image_root = _check_q2l(weights_path, image_root, build_model, threshold, image_size, batch_size)
         self.build_model, self.threshold, self.image_size = build_model, float(threshold), int(image_size)
         self.mean, self.std, self.batch_size, self.device = np.asarray(mean, np.float32), np.asarray(std, np.float32), int(batch_size), device
         self._model = None
@@ -469,34 +523,38 @@ class Query2LabelAdapter(LabelGenerator):
             x = np.asarray(im, dtype=np.float32) / 255.0
         return ((x - self.mean) / self.std).transpose(2, 0, 1)
 
-    def scores(self, split: EvaluationSplit) -> np.ndarray:
-        "(n_images, 80) sigmoid probabilities for the split's images, in row order."
-        import torch
-        from fico_itr.similarity import resolve_device
-        _check_split(split)
-        if split.image_files is None:
-            raise ValueError(f"split {split.name!r} has no image_files: build it with EvaluationSplit(..., image_files=[...]) "
-                             "(paths relative to image_root)")
-        files = [self.image_root / f for f in split.image_files]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing: raise FileNotFoundError(f"{len(missing)} of the split's images are missing under {str(self.image_root)!r} "
-                                            f"(first: {missing[0]})")
-        dev = resolve_device(self.device)
-        if self._model is None: self._model = self.build_model(self.weights_path).to(dev).eval()
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(files), self.batch_size):
-                x = torch.as_tensor(np.stack([self._load(f) for f in files[s:s + self.batch_size]]), device=dev)
-                y = self._model(x)
-                if isinstance(y, (tuple, list)): y = y[0]
-                if y.ndim != 2 or y.shape[1] != len(self.classes):
-                    raise ValueError(f"the model returned shape {tuple(y.shape)} for a batch of {len(x)}: expected "
-                                     f"({len(x)}, {len(self.classes)}) logits in COCO's class order")
-                out.append(torch.sigmoid(y.float()).cpu().numpy())
-        return np.concatenate(out)
-
     def __call__(self, split: EvaluationSplit) -> np.ndarray:
         return self.scores(split) > self.threshold
+
+# %% ../nbs/07_labels.ipynb #db8c2bc8
+@patch_to(Query2LabelAdapter)
+def scores(self: Query2LabelAdapter,
+           split: EvaluationSplit, # a split with `image_files` under `image_root`
+          ) -> np.ndarray:
+    "(n_images, 80) sigmoid probabilities for the split's images, in row order."
+    import torch
+    from fico_itr.similarity import resolve_device
+    _check_split(split)
+    if split.image_files is None:
+        raise ValueError(f"split {split.name!r} has no image_files: build it with EvaluationSplit(..., image_files=[...]) "
+                         "(paths relative to image_root)")
+    files = [self.image_root / f for f in split.image_files]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing: raise FileNotFoundError(f"{len(missing)} of the split's images are missing under {str(self.image_root)!r} "
+                                        f"(first: {missing[0]})")
+    dev = resolve_device(self.device)
+    if self._model is None: self._model = self.build_model(self.weights_path).to(dev).eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(files), self.batch_size):
+            x = torch.as_tensor(np.stack([self._load(f) for f in files[s:s + self.batch_size]]), device=dev)
+            y = self._model(x)
+            if isinstance(y, (tuple, list)): y = y[0]
+            if y.ndim != 2 or y.shape[1] != len(self.classes):
+                raise ValueError(f"the model returned shape {tuple(y.shape)} for a batch of {len(x)}: expected "
+                                 f"({len(x)}, {len(self.classes)}) logits in COCO's class order")
+            out.append(torch.sigmoid(y.float()).cpu().numpy())
+    return np.concatenate(out)
 
 # %% ../nbs/07_labels.ipynb #a81ea433
 ECCV_KINDS = ('original', 'cxc', 'eccv')
@@ -558,7 +616,13 @@ class ExtendedPositives(dict):
         return (f"ExtendedPositives({self.kind!r}; {cov}; uncovered -> {self.missing}; "
                 f"dropped outside the gallery: {self.n_dropped})")
 
-def eccv_positives(image_ids, caption_ids, kind: str = 'eccv', missing: str = 'empty', data_dir=None) -> ExtendedPositives:
+# %% ../nbs/07_labels.ipynb #5258f964
+def eccv_positives(image_ids,               # the COCO image id of each row of the split
+                   caption_ids,             # the COCO caption id of each column (VSE layout: `coco5k_caption_ids`)
+                   kind: str = 'eccv',      # 'original', 'cxc' or 'eccv'
+                   missing: str = 'empty',  # a query the data does not cover: 'empty' (skipped) or 'original' positives
+                   data_dir=None,           # a folder with eccv-caption's files (default: the installed package's)
+                  ) -> ExtendedPositives:
     "CxC / ECCV Caption / original positives of a COCO 5K split (or subset) in its row (image) and column (caption) order."
     if kind not in ECCV_KINDS: raise ValueError(f"unknown kind {kind!r}: choose one of {', '.join(map(repr, ECCV_KINDS))}")
     if missing not in ('empty', 'original'): raise ValueError(f"`missing` must be 'empty' or 'original', got {missing!r}")
