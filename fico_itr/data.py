@@ -240,7 +240,9 @@ def image_id_from_file(file_name: str) -> int | None:
     return int(stem) if stem.isascii() and stem.isdigit() else None
 
 # %% ../nbs/06_data.ipynb #19e30fc1
-def load_lavis_annotations(path, name: str | None = None) -> EvaluationSplit:
+def load_lavis_annotations(path,                   # a LAVIS/BLIP annotation file (coco_karpathy_test.json, flickr30k_test.json, ...)
+                           name: str | None = None, # the split's name in results (default: the file stem)
+                          ) -> EvaluationSplit:
     "A LAVIS/BLIP annotation file (coco_karpathy_test.json, flickr30k_test.json; or a one-caption-per-entry train file)."
     path = _existing(path, 'path')
     data = _read_json(path)

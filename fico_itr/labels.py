@@ -319,7 +319,8 @@ class CaptionKeywordLabeler(LabelGenerator):
         self._longest = max(len(k.split()) for k in self.phrases)
 
     @staticmethod
-    def tokens(caption: str) -> list:
+    def tokens(caption: str, # one caption
+              ) -> list:
         "The caption's lower-case word tokens, as the labeler reads them."
         t = re.sub(r"\bt\.\s?v\b\.?", 'tv', caption.lower())
         return re.findall(r'[a-z0-9]+', t)
@@ -507,7 +508,8 @@ class Query2LabelAdapter(LabelGenerator):
                  build_model=None,           # callable(weights_path) -> torch.nn.Module giving (B, 80) logits
                  threshold: float = 0.5,     # labels are probabilities strictly above this
                  image_size: int = 448,      # input side of the COCO checkpoints
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),  # (0,0,0), (1,1,1) for --orid_norm checkpoints
+                 mean=(0.485, 0.456, 0.406), # per-channel mean, ImageNet's ((0, 0, 0) for --orid_norm checkpoints)
+                 std=(0.229, 0.224, 0.225),  # per-channel std, ImageNet's ((1, 1, 1) for --orid_norm checkpoints)
                  batch_size: int = 32,       # images per forward pass
                  device=None,                # torch device (None: CUDA when available)
                 ):

@@ -51,7 +51,7 @@ class TopK:
     @property
     def k(self) -> int: return self.indices.shape[1]
     def __len__(self): return len(self.indices)
-    def __repr__(self): return f"TopK({len(self)} queries x k={self.k}, {self.seconds:.2f} s)"
+    def __repr__(self): return f"TopK({len(self)} queries x k={self.k})"   # `seconds` stays out: outputs are deterministic
 
 # %% ../nbs/08_search.ipynb #2d295416
 PRECISIONS = ('float32', 'tf32', 'bf16')

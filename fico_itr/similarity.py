@@ -38,7 +38,10 @@ class HashCodes:
 
 # %% ../nbs/01_similarity.ipynb #f9737f2c
 @patch_to(HashCodes, as_class=True)
-def from_packed(cls, packed, n_bits: int | None = None):
+def from_packed(cls,
+                packed,                    # (n, ceil(n_bits / 8)) uint8, the output of np.packbits(bits, axis=1)
+                n_bits: int | None = None, # code length (default: 8 x bytes)
+               ):
     "Codes packed with `np.packbits(bits, axis=1)` (uint8, n x ceil(bits/8)); `n_bits` defaults to 8 x bytes."
     p = check_array(packed, 'packed', ndim=2)
     if p.dtype != np.uint8: raise TypeError(f"packed codes must be uint8 (np.packbits output), got {p.dtype}")
@@ -54,7 +57,9 @@ def from_packed(cls, packed, n_bits: int | None = None):
 
 # %% ../nbs/01_similarity.ipynb #45a629b6
 @patch_to(HashCodes, as_class=True)
-def from_bits(cls, bits):
+def from_bits(cls,
+              bits, # (n, n_bits) array of 0 and 1 (or bool)
+             ):
     "Codes given as a {0,1} array (n x n_bits)."
     b = check_array(bits, 'codes', ndim=2)
     if b.dtype != bool and not ((b == 0) | (b == 1)).all():
@@ -63,7 +68,9 @@ def from_bits(cls, bits):
 
 # %% ../nbs/01_similarity.ipynb #0ed2199f
 @patch_to(HashCodes, as_class=True)
-def from_signs(cls, signs):
+def from_signs(cls,
+               signs, # (n, n_bits) array of -1 and +1
+              ):
     "Codes given as a {-1,+1} array (n x n_bits); +1 is bit 1."
     s = check_array(signs, 'codes', ndim=2)
     if not ((s == 1) | (s == -1)).all():
@@ -73,7 +80,10 @@ def from_signs(cls, signs):
 
 # %% ../nbs/01_similarity.ipynb #af3e6317
 @patch_to(HashCodes, as_class=True)
-def from_array(cls, codes, name: str = 'codes'):
+def from_array(cls,
+               codes,              # {0,1} bits, {-1,+1} signs, or HashCodes (returned as they are)
+               name: str = 'codes', # the argument's name in error messages
+              ):
     "Recognise {0,1} bits or {-1,+1} signs; anything else is an error (packed bytes need `from_packed`)."
     if isinstance(codes, HashCodes): return codes
     c = check_array(codes, name, ndim=2)
