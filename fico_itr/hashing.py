@@ -9,19 +9,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .core import check_array, check_labels
+from .core import check_array, check_labels, patch_to
 from .similarity import HashCodes
 
 # %% auto #0
-__all__ = ['MIN_BITS', 'MAX_BITS', 'OUTPUTS', 'SPACES', 'OBJECTIVES', 'check_n_bits', 'binary_output', 'LSHHasher', 'ITQHasher',
-           'CCA', 'HashingModel', 'CrossModalLSH', 'CrossModalITQ', 'contrastive_loss', 'label_likelihood_loss',
-           'DeepCrossModalHashing', 'caption_words', 'Doc2VecTextEncoder', 'tag_views_standin']
+__all__ = ['LSHHasher', 'ITQHasher', 'CrossModalLSH', 'CrossModalITQ', 'DeepCrossModalHashing', 'Doc2VecTextEncoder']
 
 # %% ../nbs/15_hashing.ipynb #f3d03b0c
-MIN_BITS, MAX_BITS = 16, 2048
+_MIN_MODEL_BITS, _MAX_MODEL_BITS = 16, 2048   # code lengths a hashing model accepts (not `similarity.MAX_BITS`, Hamming's limit)
 OUTPUTS = ('codes', 'bits', 'signs', 'packed')
 
-def check_n_bits(n_bits, low: int = MIN_BITS, high: int = MAX_BITS) -> int:
+def check_n_bits(n_bits, low: int = _MIN_MODEL_BITS, high: int = _MAX_MODEL_BITS) -> int:
     "`n_bits` as an int, or an error naming the allowed range `low`..`high`."
     if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)):
         raise TypeError(f"`n_bits` must be an int from {low} to {high}, got {n_bits!r}")
@@ -67,35 +65,46 @@ def _check_reg(reg) -> float:
                          "mean eigenvalue; default 1e-3)")
     return float(reg)
 
+# %% ../nbs/15_hashing.ipynb #82994291
 @dataclass
 class LSHHasher:
     "Locality-sensitive hashing of one feature space: the sign of a random Gaussian projection of the centred features."
-    n_bits: int = 64
-    seed: int = 0
+    n_bits: int = 64  # code length
+    seed: int = 0     # seed of the random projection
 
-    def fit(self, X):
+    def fit(self,
+            X, # (n, d) training features
+           ):
         X = _features(X, 'X')
-        check_n_bits(self.n_bits, 1, MAX_BITS)
+        check_n_bits(self.n_bits, 1, _MAX_MODEL_BITS)
         self.mean = X.astype(np.float64).mean(0)
         self.projection = np.random.default_rng(self.seed).standard_normal((X.shape[1], int(self.n_bits)))
         return self
 
-    def project(self, X) -> np.ndarray:
+    def project(self,
+                X, # (n, d) features of the fitted kind
+               ) -> np.ndarray:
         "The real values whose signs are the codes."
         return (_features(X, 'X', len(self.mean)).astype(np.float64) - self.mean) @ self.projection
 
-    def encode(self, X, output: str = 'codes'): return binary_output(self.project(X) >= 0, output)
+    def encode(self,
+               X,                     # (n, d) features of the fitted kind
+               output: str = 'codes', # 'codes' (HashCodes), 'bits', 'signs' or 'packed'
+              ): return binary_output(self.project(X) >= 0, output)
 
+# %% ../nbs/15_hashing.ipynb #aea55c73
 @dataclass
 class ITQHasher:
     "ITQ binary codes of one feature space: PCA to `n_bits` dimensions, then a learned rotation."
-    n_bits: int = 64
-    n_iter: int = 50
-    seed: int = 0
+    n_bits: int = 64  # code length, at most the feature dimension
+    n_iter: int = 50  # rotation updates
+    seed: int = 0     # seed of the initial random rotation
 
-    def fit(self, X):
+    def fit(self,
+            X, # (n, d) training features, more rows than bits
+           ):
         X = _features(X, 'X').astype(np.float64)
-        check_n_bits(self.n_bits, 1, MAX_BITS)
+        check_n_bits(self.n_bits, 1, _MAX_MODEL_BITS)
         n_iter = _check_int(self.n_iter, 'n_iter', 0)
         if X.shape[1] < self.n_bits: raise ValueError(f'features have {X.shape[1]} dimensions, fewer than n_bits={self.n_bits}')
         if len(X) <= self.n_bits:
@@ -117,17 +126,31 @@ class ITQHasher:
         self.rotation = R
         return self
 
-    def project(self, X, rotation=None) -> np.ndarray:
-        "The rotated PCA projections whose signs are the codes (`rotation` defaults to the learned one)."
-        R = self.rotation if rotation is None else rotation
-        return (_features(X, 'X', len(self.mean)).astype(np.float64) - self.mean) @ self.pca @ R
+# %% ../nbs/15_hashing.ipynb #7595a4fe
+@patch_to(ITQHasher)
+def project(self: ITQHasher,
+            X,             # (n, d) features of the fitted kind
+            rotation=None, # a rotation to apply (default: the learned one)
+           ) -> np.ndarray:
+    "The rotated PCA projections whose signs are the codes (`rotation` defaults to the learned one)."
+    R = self.rotation if rotation is None else rotation
+    return (_features(X, 'X', len(self.mean)).astype(np.float64) - self.mean) @ self.pca @ R
 
-    def encode(self, X, output: str = 'codes'): return binary_output(self.project(X) >= 0, output)
+@patch_to(ITQHasher)
+def encode(self: ITQHasher,
+           X,                     # (n, d) features of the fitted kind
+           output: str = 'codes', # 'codes' (HashCodes), 'bits', 'signs' or 'packed'
+          ): return binary_output(self.project(X) >= 0, output)
 
-    def quantisation_loss(self, X, rotation=None) -> float:
-        "Mean squared distance between the rotated projections and their signs (what ITQ minimises)."
-        V = self.project(X, rotation)
-        return float(((np.where(V >= 0, 1.0, -1.0) - V) ** 2).mean())
+# %% ../nbs/15_hashing.ipynb #37e1ceca
+@patch_to(ITQHasher)
+def quantisation_loss(self: ITQHasher,
+                      X,             # features of the fitted kind
+                      rotation=None, # a rotation to judge (default: the learned one)
+                     ) -> float:
+    "Mean squared distance between the rotated projections and their signs (what ITQ minimises)."
+    V = self.project(X, rotation)
+    return float(((np.where(V >= 0, 1.0, -1.0) - V) ** 2).mean())
 
 # %% ../nbs/15_hashing.ipynb #232ec0a1
 @dataclass
@@ -178,7 +201,11 @@ class HashingModel:
     def _labels_refused(self) -> str:
         return f"{type(self).__name__} is unsupervised and would ignore `labels`: fit it without them (labels=None)"
 
-    def fit(self, image_features, text_features, labels=None):
+    def fit(self,
+            image_features, # (n, d_image) training image features
+            text_features,  # (n, d_text) training text features, row i paired with image row i
+            labels=None,    # (n, C) multi-hot labels, for supervised models only
+           ):
         "Fit on paired training features (row i of both is item i) and, for supervised models only, their multi-hot `labels`."
         X, Y = _features(image_features, 'image_features'), _features(text_features, 'text_features')
         if len(X) != len(Y):
@@ -191,23 +218,32 @@ class HashingModel:
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    def _encode(self, x, modality: str, output: str):
-        if not hasattr(self, 'dims'): raise ValueError(f"{type(self).__name__} is not fitted: call fit(image_features, text_features) first")
-        if output not in OUTPUTS: binary_output(np.zeros((0, 1), bool), output)     # raises the error that names the choices
-        name, dim = ('images', self.dims[0]) if modality == 'image' else ('texts', self.dims[1])
-        t0 = time.perf_counter()
-        codes = binary_output(self._project(_features(x, name, dim), modality) >= 0, output)
-        self.encode_seconds[name] = time.perf_counter() - t0
-        return codes
+# %% ../nbs/15_hashing.ipynb #ccf9d41c
+@patch_to(HashingModel)
+def _encode(self: HashingModel, x, modality: str, output: str):
+    if not hasattr(self, 'dims'): raise ValueError(f"{type(self).__name__} is not fitted: call fit(image_features, text_features) first")
+    if output not in OUTPUTS: binary_output(np.zeros((0, 1), bool), output)     # raises the error that names the choices
+    name, dim = ('images', self.dims[0]) if modality == 'image' else ('texts', self.dims[1])
+    t0 = time.perf_counter()
+    codes = binary_output(self._project(_features(x, name, dim), modality) >= 0, output)
+    self.encode_seconds[name] = time.perf_counter() - t0
+    return codes
 
-    def encode_images(self, x, output: str = 'codes'):
-        "Codes of image features: `HashCodes` ('codes'), {0,1} ('bits'), {-1,+1} ('signs') or np.packbits bytes ('packed')."
-        return self._encode(x, 'image', output)
+@patch_to(HashingModel)
+def encode_images(self: HashingModel, x, # (n, d_image) image features
+                  output: str = 'codes', # 'codes', 'bits', 'signs' or 'packed'
+                 ):
+    "Codes of image features: `HashCodes` ('codes'), {0,1} ('bits'), {-1,+1} ('signs') or np.packbits bytes ('packed')."
+    return self._encode(x, 'image', output)
 
-    def encode_texts(self, x, output: str = 'codes'):
-        "Codes of text features, in the same Hamming space as `encode_images`; `output` as there."
-        return self._encode(x, 'text', output)
+@patch_to(HashingModel)
+def encode_texts(self: HashingModel, x, # (n, d_text) text features
+                 output: str = 'codes', # as in `encode_images`
+                ):
+    "Codes of text features, in the same Hamming space as `encode_images`; `output` as there."
+    return self._encode(x, 'text', output)
 
+# %% ../nbs/15_hashing.ipynb #2d29c054
 SPACES = ('cca', 'shared')
 
 class _SharedSpaceHashing(HashingModel):
@@ -236,17 +272,31 @@ class _SharedSpaceHashing(HashingModel):
         if self.cca is not None: x = self.cca.transform_x(x) if modality == 'image' else self.cca.transform_y(x)
         return self.hasher.project(x)
 
+# %% ../nbs/15_hashing.ipynb #6e46db4f
 class CrossModalLSH(_SharedSpaceHashing):
     "LSH across modalities: CCA (or an already shared space), then the signs of one random Gaussian projection. Unsupervised."
-    def __init__(self, n_bits: int = 64, space: str = 'cca', cca_dim: int | None = None, reg: float = 1e-3, seed: int = 0):
+    def __init__(self,
+                 n_bits: int = 64,             # code length, 16 to 2,048
+                 space: str = 'cca',           # 'cca': learn a shared space; 'shared': the features already share one
+                 cca_dim: int | None = None,   # CCA dimensions (None: min(feature dimensions, n_bits))
+                 reg: float = 1e-3,            # CCA ridge, relative to each covariance's mean eigenvalue
+                 seed: int = 0,                # seed of the random projection
+                ):
         super().__init__(n_bits, space, cca_dim, reg, seed)
 
     def _fit(self, X, Y, labels):
         self.hasher = LSHHasher(self.n_bits, self.seed).fit(self._shared(X, Y))
 
+# %% ../nbs/15_hashing.ipynb #2bd1e276
 class CrossModalITQ(_SharedSpaceHashing):
     "ITQ across modalities: CCA to `n_bits` dimensions (or an already shared space), then one PCA and learned rotation. Unsupervised."
-    def __init__(self, n_bits: int = 64, space: str = 'cca', n_iter: int = 50, reg: float = 1e-3, seed: int = 0):
+    def __init__(self,
+                 n_bits: int = 64,    # code length, 16 to 2,048 and at most the feature dimension
+                 space: str = 'cca',  # 'cca': learn a shared space; 'shared': the features already share one
+                 n_iter: int = 50,    # ITQ rotation updates
+                 reg: float = 1e-3,   # CCA ridge, relative to each covariance's mean eigenvalue
+                 seed: int = 0,       # seed of ITQ's initial rotation
+                ):
         super().__init__(n_bits, space, None, reg, seed)
         self.n_iter = _check_int(n_iter, 'n_iter', 0)
 
@@ -278,17 +328,30 @@ def _mlp(d_in: int, hidden: int, n_bits: int, dropout: float) -> torch.nn.Module
     return torch.nn.Sequential(torch.nn.Linear(d_in, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout),
                                torch.nn.Linear(hidden, n_bits))
 
+# %% ../nbs/15_hashing.ipynb #e562559a
 class DeepCrossModalHashing(HashingModel):
     "An image head and a text head (MLPs) with an annealed tanh relaxed sign, trained contrastively ('contrastive') or on labels ('label')."
-    def __init__(self, n_bits: int = 64, objective: str = 'label', hidden: int = 512, epochs: int = 30, batch_size: int = 256,
-                 lr: float = 1e-3, weight_decay: float = 1e-5, dropout: float = 0.1, temperature: float = 0.3,
-                 quantisation: float = 0.1, balance: float = 0.1, beta_max: float = 5.0, seed: int = 0, progress: bool = True):
+    def __init__(self,
+                 n_bits: int = 64,           # code length, 16 to 2,048
+                 objective: str = 'label',   # 'label' (supervised, DCMH-like) or 'contrastive' (unsupervised, UCCH-like)
+                 hidden: int = 512,          # hidden units of each head
+                 epochs: int = 30,           # training epochs
+                 batch_size: int = 256,      # pairs per step
+                 lr: float = 1e-3,           # Adam's step size
+                 weight_decay: float = 1e-5, # Adam's weight decay
+                 dropout: float = 0.1,       # dropout after the hidden layer
+                 temperature: float = 0.3,   # InfoNCE temperature ('contrastive')
+                 quantisation: float = 0.1,  # weight of the distance of the relaxed codes to their signs
+                 balance: float = 0.1,       # weight of the bit-balance term
+                 beta_max: float = 5.0,      # final slope of the annealed tanh
+                 seed: int = 0,              # seed of weights, dropout and batch order
+                 progress: bool = True,      # show a bar over epochs
+                ):
         if objective not in OBJECTIVES:
             raise ValueError(f"`objective`={objective!r} is not one of {OBJECTIVES}: 'contrastive' (no labels) or 'label'")
         self.n_bits, self.objective = check_n_bits(n_bits), objective
         self.hidden, self.epochs, self.batch_size = _check_int(hidden, 'hidden'), _check_int(epochs, 'epochs'), _check_int(batch_size, 'batch_size')
-        self.lr, self.weight_decay = lr, weight_decay
-        self.dropout, self.temperature, self.quantisation, self.balance = dropout, temperature, quantisation, balance
+        self.lr, self.weight_decay, self.dropout, self.temperature, self.quantisation, self.balance = lr, weight_decay, dropout, temperature, quantisation, balance
         self.beta_max, self.seed, self.progress = beta_max, seed, progress
 
     @property
@@ -298,45 +361,50 @@ class DeepCrossModalHashing(HashingModel):
         return ("objective='contrastive' is unsupervised and would ignore `labels`: fit without them (labels=None), "
                 "or use objective='label' to train on them")
 
-    def _inputs(self, x, modality: str) -> torch.Tensor:
-        mean, std = self.scaling[modality]
-        return torch.as_tensor((np.asarray(x, np.float32) - mean) / std)
+# %% ../nbs/15_hashing.ipynb #efc022e1
+@patch_to(DeepCrossModalHashing)
+def _inputs(self: DeepCrossModalHashing, x, modality: str) -> torch.Tensor:
+    mean, std = self.scaling[modality]
+    return torch.as_tensor((np.asarray(x, np.float32) - mean) / std)
 
-    def _fit(self, X, Y, labels):
-        if self.objective == 'label' and labels is None:
-            raise ValueError("objective='label' needs `labels` (n x classes multi-hot): pass them, or use objective='contrastive'")
-        self.scaling = {m: (a.mean(0).astype(np.float32), a.std(0).astype(np.float32) + 1e-6) for m, a in (('image', X), ('text', Y))}
-        Xt, Yt = self._inputs(X, 'image'), self._inputs(Y, 'text')
-        Lt = None if labels is None else torch.as_tensor(labels, dtype=torch.float32)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            order = torch.Generator().manual_seed(self.seed)
-            self.image_head = _mlp(X.shape[1], self.hidden, self.n_bits, self.dropout)
-            self.text_head = _mlp(Y.shape[1], self.hidden, self.n_bits, self.dropout)
-            opt = torch.optim.Adam([*self.image_head.parameters(), *self.text_head.parameters()], lr=self.lr,
-                                   weight_decay=self.weight_decay)
-            self.image_head.train(); self.text_head.train()
-            self.loss_history = []
-            bar = tqdm(range(self.epochs), desc=f'{self.objective} hashing, {self.n_bits} bits', disable=not self.progress)
-            for epoch in bar:
-                beta = 1 + (self.beta_max - 1) * epoch / max(1, self.epochs - 1)
-                total = 0.0
-                for idx in torch.randperm(len(X), generator=order).split(self.batch_size):
-                    u, v = torch.tanh(beta * self.image_head(Xt[idx])), torch.tanh(beta * self.text_head(Yt[idx]))
-                    if self.objective == 'contrastive': loss = contrastive_loss(u, v, self.temperature)
-                    else: loss = label_likelihood_loss(u, v, (Lt[idx] @ Lt[idx].T > 0).float())
-                    loss = loss + self.quantisation * (((u - u.sign().detach()) ** 2).mean() + ((v - v.sign().detach()) ** 2).mean())
-                    loss = loss + self.balance * ((u.mean(0) ** 2).mean() + (v.mean(0) ** 2).mean())
-                    opt.zero_grad(); loss.backward(); opt.step()
-                    total += loss.item() * len(idx)
-                self.loss_history.append(total / len(X))
-                bar.set_postfix(loss=f'{self.loss_history[-1]:.4f}')
-        self.image_head.eval(); self.text_head.eval()
+@patch_to(DeepCrossModalHashing)
+def _project(self: DeepCrossModalHashing, x, modality):
+    head = self.image_head if modality == 'image' else self.text_head
+    with torch.no_grad():
+        return torch.cat([head(b) for b in self._inputs(x, modality).split(8192)]).numpy()
 
-    def _project(self, x, modality):
-        head = self.image_head if modality == 'image' else self.text_head
-        with torch.no_grad():
-            return torch.cat([head(b) for b in self._inputs(x, modality).split(8192)]).numpy()
+# %% ../nbs/15_hashing.ipynb #0cf47cc3
+@patch_to(DeepCrossModalHashing)
+def _fit(self: DeepCrossModalHashing, X, Y, labels):
+    if self.objective == 'label' and labels is None:
+        raise ValueError("objective='label' needs `labels` (n x classes multi-hot): pass them, or use objective='contrastive'")
+    self.scaling = {m: (a.mean(0).astype(np.float32), a.std(0).astype(np.float32) + 1e-6) for m, a in (('image', X), ('text', Y))}
+    Xt, Yt = self._inputs(X, 'image'), self._inputs(Y, 'text')
+    Lt = None if labels is None else torch.as_tensor(labels, dtype=torch.float32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(self.seed)
+        order = torch.Generator().manual_seed(self.seed)
+        self.image_head = _mlp(X.shape[1], self.hidden, self.n_bits, self.dropout)
+        self.text_head = _mlp(Y.shape[1], self.hidden, self.n_bits, self.dropout)
+        opt = torch.optim.Adam([*self.image_head.parameters(), *self.text_head.parameters()], lr=self.lr,
+                               weight_decay=self.weight_decay)
+        self.image_head.train(); self.text_head.train()
+        self.loss_history = []
+        bar = tqdm(range(self.epochs), desc=f'{self.objective} hashing, {self.n_bits} bits', disable=not self.progress)
+        for epoch in bar:
+            beta = 1 + (self.beta_max - 1) * epoch / max(1, self.epochs - 1)
+            total = 0.0
+            for idx in torch.randperm(len(X), generator=order).split(self.batch_size):
+                u, v = torch.tanh(beta * self.image_head(Xt[idx])), torch.tanh(beta * self.text_head(Yt[idx]))
+                if self.objective == 'contrastive': loss = contrastive_loss(u, v, self.temperature)
+                else: loss = label_likelihood_loss(u, v, (Lt[idx] @ Lt[idx].T > 0).float())
+                loss = loss + self.quantisation * (((u - u.sign().detach()) ** 2).mean() + ((v - v.sign().detach()) ** 2).mean())
+                loss = loss + self.balance * ((u.mean(0) ** 2).mean() + (v.mean(0) ** 2).mean())
+                opt.zero_grad(); loss.backward(); opt.step()
+                total += loss.item() * len(idx)
+            self.loss_history.append(total / len(X))
+            bar.set_postfix(loss=f'{self.loss_history[-1]:.4f}')
+    self.image_head.eval(); self.text_head.eval()
 
 # %% ../nbs/15_hashing.ipynb #9d0035bc
 _WORD = re.compile(r'[a-z]+')
@@ -363,18 +431,21 @@ def _check_known_words(words: list, vocab):
                          f"texts[{unknown[0]}]), so their vectors would be arbitrary: drop them, or train on captions "
                          "that hold their words")
 
+# %% ../nbs/15_hashing.ipynb #234b9bd5
 @dataclass
 class Doc2VecTextEncoder:
     "The paper's CG text features: gensim Doc2Vec (PV-DBOW by default) trained on captions, `dim`-D, one worker thread."
-    dim: int = 300
-    epochs: int = 20
-    min_count: int = 2
-    window: int = 5
-    dm: int = 0
-    negative: int = 5
-    seed: int = 0
+    dim: int = 300      # vector size
+    epochs: int = 20    # training epochs
+    min_count: int = 2  # words seen fewer times are dropped from the vocabulary
+    window: int = 5     # context window
+    dm: int = 0         # 0: PV-DBOW, 1: PV-DM
+    negative: int = 5   # negative samples
+    seed: int = 0       # seed of training and of every inference
 
-    def fit(self, texts):
+    def fit(self,
+            texts, # training captions (strings)
+           ):
         "Train on `texts` (a sequence of strings); every text needs a word seen at least `min_count` times."
         try: from gensim.models.doc2vec import Doc2Vec, TaggedDocument
         except ImportError as e: raise ImportError("Doc2VecTextEncoder needs gensim: pip install gensim") from e
@@ -395,23 +466,29 @@ class Doc2VecTextEncoder:
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    @property
-    def train_vectors(self) -> np.ndarray:
-        "The vectors learned for the training texts, in their order, float32 (n, dim)."
-        return self.model.dv.vectors.copy()
+# %% ../nbs/15_hashing.ipynb #06d68bde
+@patch_to(Doc2VecTextEncoder, as_prop=True)
+def train_vectors(self: Doc2VecTextEncoder) -> np.ndarray:
+    "The vectors learned for the training texts, in their order, float32 (n, dim)."
+    return self.model.dv.vectors.copy()
 
-    def encode(self, texts, progress: bool = False) -> np.ndarray:
-        "Inferred float32 (n, dim) vectors of `texts` (strings, each with a vocabulary word), one `infer_vector` call per text."
-        if not hasattr(self, 'model'): raise ValueError("Doc2VecTextEncoder is not fitted: call fit(texts) first")
-        words = _caption_word_lists(texts)
-        _check_known_words(words, self.model.wv.key_to_index)
-        out = np.empty((len(words), self.dim), np.float32)
-        t0 = time.perf_counter()
-        for i, w in enumerate(tqdm(words, desc='Doc2Vec inference', disable=not progress)):
-            self.model.random.seed(self.seed)
-            out[i] = self.model.infer_vector(w)
-        self.encode_seconds = time.perf_counter() - t0
-        return out
+# %% ../nbs/15_hashing.ipynb #193204cc
+@patch_to(Doc2VecTextEncoder)
+def encode(self: Doc2VecTextEncoder,
+           texts,                 # strings, each with a word of the vocabulary
+           progress: bool = False, # show a bar over the texts
+          ) -> np.ndarray:
+    "Inferred float32 (n, dim) vectors of `texts` (strings, each with a vocabulary word), one `infer_vector` call per text."
+    if not hasattr(self, 'model'): raise ValueError("Doc2VecTextEncoder is not fitted: call fit(texts) first")
+    words = _caption_word_lists(texts)
+    _check_known_words(words, self.model.wv.key_to_index)
+    out = np.empty((len(words), self.dim), np.float32)
+    t0 = time.perf_counter()
+    for i, w in enumerate(tqdm(words, desc='Doc2Vec inference', disable=not progress)):
+        self.model.random.seed(self.seed)
+        out[i] = self.model.infer_vector(w)
+    self.encode_seconds = time.perf_counter() - t0
+    return out
 
 # %% ../nbs/15_hashing.ipynb #4a69d10b
 def tag_views_standin(texts, seed: int = 0) -> tuple:
