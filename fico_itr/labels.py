@@ -134,7 +134,9 @@ class LabelGenerator:
     def __call__(self, split: EvaluationSplit) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(split) -> (n_images, n_classes) bool")
 
-    def label_split(self, split: EvaluationSplit) -> EvaluationSplit:
+    def label_split(self,
+                    split: EvaluationSplit, # the split to label (it is not changed)
+                   ) -> EvaluationSplit:
         "A copy of `split` whose `labels` are this generator's output."
         _check_split(split)
         return dataclasses.replace(split, labels=check_labels(self(split), split.n_images, f'{type(self).__name__} output'))
