@@ -115,18 +115,18 @@ def test_sharded_topk_reads_paths_memmaps_and_packed_codes(ray, data, tmp_path):
     for i, (s, e) in enumerate([(0, 1000), (1000, 3000)]): np.save(tmp_path / f'g{i}.npy', g[s:e])
     ref = topk_search(q, g, 25, 'cosine', device='cpu')
     mm = np.load(tmp_path / 'g.npy', mmap_mode='r')
-    _equal(sharded_topk(q, str(tmp_path / 'g.npy'), 25, n_shards=3, query_block=64), ref)                # one file, 3 ranges
-    _equal(sharded_topk(q, [tmp_path / 'g0.npy', tmp_path / 'g1.npy'], 25, query_block=64), ref)         # a file per shard
     np.save(tmp_path / 'q.npy', q)
-    _equal(sharded_topk(np.load(tmp_path / 'q.npy', mmap_mode='r'), [mm[:1500], mm[1500:]], 25, query_block=64), ref)  # memmaps
+    top = sharded_topk(np.load(tmp_path / 'q.npy', mmap_mode='r'), str(tmp_path / 'g.npy'), 25, n_shards=3, query_block=64,
+                       out=tmp_path / 'lists')                                  # one file, 3 ranges; memmap queries; lists to files
+    _equal(top, ref)
+    assert sorted(os.listdir(tmp_path / 'lists')) == ['indices.npy', 'scores.npy']
+    _equal(TopK(np.load(tmp_path / 'lists' / 'scores.npy'), np.load(tmp_path / 'lists' / 'indices.npy')), ref)
+    _equal(sharded_topk(q, [tmp_path / 'g0.npy', tmp_path / 'g1.npy'], 25, query_block=64), ref)         # a file per shard
+    _equal(sharded_topk(q, [mm[:1500], mm[1500:]], 25, query_block=64), ref)                             # memmap row ranges
     packed = np.packbits(data['bg'], axis=1)
     np.save(tmp_path / 'codes.npy', packed)
     bref = topk_search(data['bq'], data['bg'], 25, 'hamming', device='cpu')
     _equal(sharded_topk(HashCodes.from_bits(data['bq']), str(tmp_path / 'codes.npy'), 25, 'hamming', n_shards=2, n_bits=16), bref)
-    top = sharded_topk(q, mm, 25, n_shards=2, out=tmp_path / 'lists')
-    _equal(top, ref)
-    assert sorted(os.listdir(tmp_path / 'lists')) == ['indices.npy', 'scores.npy']
-    _equal(TopK(np.load(tmp_path / 'lists' / 'scores.npy'), np.load(tmp_path / 'lists' / 'indices.npy')), ref)
 
 
 def test_sharded_topk_checks_before_it_starts(ray, data, tmp_path):
