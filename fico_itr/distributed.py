@@ -239,7 +239,7 @@ def _start(self: ShardedGallery, ray, cpus: float, gpus: float):
     "Start a searcher actor per shard and the merger, and wait until each has answered once (any failure stops them all)."
     run, retries = uuid.uuid4().hex[:8], dict(max_restarts=self.max_retries, max_task_retries=self.max_retries)
     # an array in memory goes into the object store once; the actor fetches it (again after a restart) by reference
-    held = [replace(p, array=ray.put(p.array)) if p.path is None else p for p in self.parts]
+    self._held = held = [replace(p, array=ray.put(p.array)) if p.path is None else p for p in self.parts]   # kept: a restart needs them
     self.actors = [ray.remote(_ShardSearcher).options(name=f'fico-itr-shard-{run}-{i}', num_cpus=cpus, num_gpus=gpus, **retries)
                    .remote(p, self.measure, 'cuda' if gpus else 'cpu') for i, p in enumerate(held)]
     # the merging actor asks for no CPU: shard actors that hold every CPU would otherwise leave it waiting forever
