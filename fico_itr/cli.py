@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from .core import get_conventions, PRESETS, EvaluationSplit
 from .evaluate import evaluate, Results, parse_metric, integer_scores
+from .search import _topk_plan
 from .similarity import MEASURES
 from . import data as D
 from .demo import run_demo, synthetic_demo
@@ -119,6 +120,47 @@ def _quiet_transformers():
     import transformers
     transformers.logging.set_verbosity_error(); transformers.logging.disable_progress_bar()
 
+# %% ../nbs/11_cli.ipynb #c11ray
+_RAY_ONLY = ('address', 'top_k', 'shards')
+
+def _ray_options(parser):
+    "The option group of `fico-itr evaluate --backend ray`."
+    g = parser.add_argument_group('on a Ray cluster (pip install "fico-itr[ray]")')
+    g.add_argument('--backend', default='local', choices=('local', 'ray'),
+                   help='local: one process, full ranking; ray: top-k lists from gallery shards held by Ray actors')
+    g.add_argument('--address', help='with --backend ray: the cluster to join, e.g. auto (default: start a local one)')
+    g.add_argument('--top-k', type=_positive, help='with --backend ray: the depth of the lists (default 100); numbers past it are n/a')
+    g.add_argument('--shards', type=_positive, help='with --backend ray: row ranges each gallery is cut into (default 1)')
+
+def _backend(args) -> dict:
+    "The keyword arguments of the chosen backend's evaluation; options of the other backend are refused."
+    if args.backend == 'local':
+        given = [f"--{k.replace('_', '-')}" for k in _RAY_ONLY if getattr(args, k) is not None]
+        if given: raise ValueError(f"{', '.join(given)} only apply with --backend ray")
+        return {}
+    return dict(top_k=args.top_k or 100, shards=args.shards, address=args.address)
+
+def _evaluate_on_ray(split: EvaluationSplit, *, images=None, captions=None, labels=None, measure='cosine', preset='default',
+                     rerank_depth=None, metrics=None, granularities=None, model='model', progress=True, command=None,
+                     top_k: int = 100, shards: int | None = None, address=None, **matrices) -> dict:
+    "`evaluate_files` on a Ray cluster: `sharded_evaluate` over .npy embeddings or codes that the workers map by path."
+    if any(v is not None for v in matrices.values()) or images is None or captions is None:
+        raise ValueError('--backend ray takes --images and --captions (embeddings or codes), not similarity matrices')
+    inputs = {}
+    for key, path in (('images', images), ('captions', captions)):
+        if Path(path).suffix != '.npy': raise ValueError(f'--{key} {path}: --backend ray reads .npy files (np.save), which workers map by path')
+        a = _read(lambda p: np.load(p, mmap_mode='r'), path, key)
+        inputs[key] = {'path': str(path), 'shape': list(a.shape), 'dtype': str(a.dtype)}
+    if labels is not None:
+        split = D.with_labels(split, str(labels) if str(labels).endswith('.mat') else _read(D.load_array, labels, 'labels'))
+        inputs['labels'] = str(labels)
+    conv = get_conventions(preset, **({'rerank_depth': rerank_depth} if rerank_depth is not None else {}))
+    used = _topk_plan(split, 'i2t', top_k, split.n_images, conv, metrics, granularities, None)[0]   # checked before Ray starts
+    from fico_itr.distributed import sharded_evaluate
+    res = sharded_evaluate(split, str(images), str(captions), top_k, measure, n_shards=shards, conventions=conv, metrics=metrics,
+                           granularities=granularities, model=model, address=address, progress=progress)
+    return make_record(res, split, used, model, command, inputs, measure, backend={'name': 'ray', 'top_k': top_k, 'shards': shards or 1})
+
 # %% ../nbs/11_cli.ipynb #52b55af2
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
@@ -146,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--granularity', help='comma-separated: instance, category, extended (default: what the split supports)')
     e.add_argument('--model', default='model', help='the model name written in the record')
     e.add_argument('--out', help='write the JSON record here (default: print it)')
+    _ray_options(e)
     from fico_itr.encoders import ENCODE_KINDS, PRECISIONS
     for name, help_ in (('encode', "encode a split's images and captions with a local model into one .npz"),
                         ('run', 'encode (or reuse emb.npz), evaluate, rerank with an ITM head, write record.json and report/')):
@@ -196,7 +239,7 @@ def _main(args, argv, progress):
             if v is not None: _input_file(v, f"--{k.replace('_', '-')}")
         out = None if args.out is None else _output_path(args.out, '--out', suffix='.json')
         metrics = _metrics(args.metrics)
-        rec = evaluate_files(split, **files, measure=args.measure, preset=args.preset, rerank_depth=args.rerank_depth, metrics=metrics,
+        rec = (_evaluate_on_ray if args.backend == 'ray' else evaluate_files)(split, **files, **_backend(args), measure=args.measure, preset=args.preset, rerank_depth=args.rerank_depth, metrics=metrics,
                              granularities=args.granularity.split(',') if args.granularity else None,
                              model=args.model, progress=progress, command=['fico-itr'] + list(argv))
         txt = json.dumps(rec, indent=1)

@@ -8,6 +8,7 @@ import math, mmap, os, shutil, time, uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import EvaluationSplit, check_array, check_ks
 from .similarity import HashCodes, prepare, MEASURES
@@ -15,7 +16,7 @@ from .search import (TopK, topk_search, merge_topk, topk_block_values, join_bloc
                              _topk_results)
 
 # %% auto #0
-__all__ = ['Rows', 'as_rows', 'ShardSearcher', 'BlockMerger', 'ShardedGallery', 'sharded_topk', 'sharded_evaluate']
+__all__ = ['ShardedGallery', 'sharded_topk', 'sharded_evaluate', 'encode']
 
 # %% ../nbs/17_distributed.ipynb #d17ray
 def _ray():
@@ -31,34 +32,48 @@ def _connect(address):
     if not ray.is_initialized(): ray.init(address=address, **({} if address else dict(include_dashboard=False)))
     return ray
 
+def _cpus_each(ray, n_actors: int) -> float:
+    "CPUs for each of `n_actors` actors: every node's CPUs shared evenly by the actors it will hold."
+    nodes = [n['Resources'].get('CPU', 0) for n in ray.nodes() if n['Alive'] and n['Resources'].get('CPU')]
+    return min(nodes) / math.ceil(n_actors / len(nodes))
+
+def _count(v, name: str, least: int = 1) -> int:
+    "`v` checked as an int >= `least`."
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
+        raise ValueError(f"`{name}` must be {'a positive int' if least == 1 else f'an int >= {least}'}, got {v!r}")
+    return int(v)
+
 # %% ../nbs/17_distributed.ipynb #d17rows
 @dataclass
-class Rows:
+class _Rows:
     "Rows of embeddings or codes as a worker reads them: an array held in memory, or a row range of a .npy file."
     n: int                        # rows
     dim: int                      # columns, or bits per code
     array: object = None          # a numpy array or HashCodes (in memory: it travels through Ray's object store)
     path: str | None = None       # or a .npy file that every node can read (shared storage)
     offset: int = 0               # bytes from the start of the file to row 0
-    dtype: str = ''
+    dtype: str = ''               # the file's numpy dtype
     n_bits: int | None = None     # the file holds np.packbits rows of codes of n_bits bits
+
+    @property
+    def width(self) -> int: return -(-self.n_bits // 8) if self.n_bits else self.dim
 
     def read(self, start: int = 0, stop: int | None = None):
         "Rows start..stop in memory (a numpy array, or HashCodes for packed codes)."
         stop = self.n if stop is None else stop
         if self.path is None: return self.array[start:stop]
-        width = self.n_bits and -(-self.n_bits // 8) or self.dim
-        mm = np.memmap(self.path, np.dtype(self.dtype), 'r', self.offset, (self.n, width))
+        mm = np.memmap(self.path, np.dtype(self.dtype), 'r', self.offset, (self.n, self.width))
         x = np.array(mm[start:stop]); del mm
         return HashCodes.from_packed(x, self.n_bits) if self.n_bits else x
 
     def split(self, n_parts: int) -> list:
         "`n_parts` row ranges of near-equal size (files: offsets into the same file; arrays: views)."
         cuts = np.linspace(0, self.n, n_parts + 1).round().astype(int)
-        row_bytes = (self.n_bits and -(-self.n_bits // 8) or self.dim) * (np.dtype(self.dtype).itemsize if self.path else 0)
+        row_bytes = self.width * (np.dtype(self.dtype).itemsize if self.path else 0)
         return [replace(self, n=int(e - s), array=None if self.path else self.array[s:e], offset=self.offset + int(s) * row_bytes)
                 for s, e in zip(cuts[:-1], cuts[1:])]
 
+# %% ../nbs/17_distributed.ipynb #d17asrows
 def _memmap_location(a: np.memmap):
     "The file and byte offset of a C-contiguous memmap's first row (also for a row slice of a larger map), else None."
     mm = getattr(a, '_mmap', None)
@@ -66,45 +81,51 @@ def _memmap_location(a: np.memmap):
     base = np.frombuffer(mm, np.uint8).ctypes.data
     return str(a.filename), a.offset - a.offset % mmap.ALLOCATIONGRANULARITY + a.ctypes.data - base
 
-def as_rows(x, name: str = 'gallery', n_bits: int | None = None) -> Rows:
+def _open_npy(p: Path, name: str) -> np.memmap:
+    "A .npy path mapped read-only, or a clear error."
+    if p.suffix != '.npy': raise ValueError(f"`{name}` path {str(p)!r} must be a .npy file (np.save); other formats: load them and pass the array")
+    if not p.is_file(): raise FileNotFoundError(f"`{name}`: no file {str(p)!r} (workers read it by this path: put it on storage every node sees)")
+    x = np.load(p, mmap_mode='r')
+    if not isinstance(x, np.memmap): raise ValueError(f"`{name}`: {str(p)!r} holds an array that cannot be memory-mapped; save it with np.save")
+    return x
+
+def _file_rows(x: np.memmap, name: str) -> _Rows:
+    "The file, offset and shape of a memmap that workers can reopen."
+    where = _memmap_location(x) if x.ndim == 2 else None
+    if where is None: raise ValueError(f"`{name}` is a memmap that workers cannot reopen (not a 2-D C-ordered row range of a file): "
+                                       "np.save it and pass the path")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool): raise TypeError(f"`{name}` must be numeric, got {x.dtype}")
+    return _Rows(len(x), x.shape[1], path=where[0], offset=int(where[1]), dtype=x.dtype.str)
+
+# %% ../nbs/17_distributed.ipynb #d17asrows2
+def _as_rows(x, name: str = 'gallery', n_bits: int | None = None) -> _Rows:
     "Describe embeddings or codes for workers: an array (in memory), a memmap or a .npy path (read by path on the workers)."
     # x: a numpy array, torch tensor, HashCodes, np.memmap (np.load(path, mmap_mode='r')) or the path of a .npy file
+    # name: the argument's name in error messages
     # n_bits: the .npy file or array holds np.packbits rows of codes of n_bits bits (uint8, ceil(n_bits / 8) columns)
-    if isinstance(x, Rows): return x
-    if isinstance(x, HashCodes): return Rows(len(x), x.n_bits, array=x)
-    if isinstance(x, (str, os.PathLike)):
-        p = Path(x)
-        if p.suffix != '.npy': raise ValueError(f"`{name}` path {str(p)!r} must be a .npy file (np.save); other formats: load them and pass the array")
-        if not p.is_file(): raise FileNotFoundError(f"`{name}`: no file {str(p)!r} (workers read it by this path: put it on storage every node sees)")
-        x = np.load(p, mmap_mode='r')
-        if not isinstance(x, np.memmap): raise ValueError(f"`{name}`: {str(p)!r} holds an array that cannot be memory-mapped; save it with np.save")
-    if isinstance(x, np.memmap):
-        where = _memmap_location(x) if x.ndim == 2 else None
-        if where is None: raise ValueError(f"`{name}` is a memmap that workers cannot reopen (not a 2-D C-ordered row range of a file): "
-                                           "np.save it and pass the path")
-        if n_bits is None and not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise TypeError(f"`{name}` must be numeric, got {x.dtype}")
-        r = Rows(len(x), x.shape[1], path=where[0], offset=int(where[1]), dtype=x.dtype.str)
+    if isinstance(x, _Rows): return x
+    if isinstance(x, HashCodes): return _Rows(len(x), x.n_bits, array=x)
+    if isinstance(x, (str, os.PathLike)): x = _open_npy(Path(x), name)
+    if isinstance(x, np.memmap): r = _file_rows(x, name)
     else:
         a = check_array(x, name, ndim=2)
-        r = Rows(len(a), a.shape[1], array=np.ascontiguousarray(a), dtype=a.dtype.str)
-    if n_bits is not None:
-        if np.dtype(r.dtype) != np.uint8 or r.dim != -(-n_bits // 8):
-            raise ValueError(f"`{name}` with n_bits={n_bits} must hold packed uint8 codes of {-(-n_bits // 8)} bytes per row, got {r.dtype} x {r.dim}")
-        if r.array is not None: return Rows(r.n, n_bits, array=HashCodes.from_packed(r.array, n_bits))
-        r = replace(r, dim=n_bits, n_bits=n_bits)
-    return r
+        r = _Rows(len(a), a.shape[1], array=np.ascontiguousarray(a), dtype=a.dtype.str)
+    if n_bits is None: return r
+    if np.dtype(r.dtype) != np.uint8 or r.dim != -(-n_bits // 8):
+        raise ValueError(f"`{name}` with n_bits={n_bits} must hold packed uint8 codes of {-(-n_bits // 8)} bytes per row, got {r.dtype} x {r.dim}")
+    if r.array is not None: return _Rows(r.n, n_bits, array=HashCodes.from_packed(r.array, n_bits))
+    return replace(r, dim=n_bits, n_bits=n_bits)
 
+# %% ../nbs/17_distributed.ipynb #d17parts
 def _parts(x, name, n_bits=None, n_shards=None) -> list:
-    "Input rows as a list of Rows: a list or tuple is one Rows per item; one item is cut into `n_shards` row ranges."
+    "Input rows as a list of _Rows: a list or tuple is one _Rows per item; one item is cut into `n_shards` row ranges."
     if isinstance(x, (list, tuple)):
         if n_shards is not None: raise ValueError(f"`{name}` is already a list of {len(x)} shards: leave n_shards=None")
         if not x: raise ValueError(f"`{name}` is an empty list of shards")
-        parts = [as_rows(p, f'{name}[{i}]', n_bits) for i, p in enumerate(x)]
+        parts = [_as_rows(p, f'{name}[{i}]', n_bits) for i, p in enumerate(x)]
     else:
-        if n_shards is not None and (isinstance(n_shards, bool) or not isinstance(n_shards, (int, np.integer)) or n_shards < 1):
-            raise ValueError(f"`n_shards` must be a positive int, got {n_shards!r}")
-        one = as_rows(x, name, n_bits)
+        if n_shards is not None: _count(n_shards, 'n_shards')
+        one = _as_rows(x, name, n_bits)
         if n_shards is not None and n_shards > one.n: raise ValueError(f"n_shards={n_shards} but `{name}` has only {one.n} rows")
         parts = one.split(n_shards or 1)
     dims = {p.dim for p in parts}
@@ -123,15 +144,17 @@ def _read(parts, start, stop):
     return out[0] if len(out) == 1 else np.concatenate(out)
 
 # %% ../nbs/17_distributed.ipynb #d17act
-class ShardSearcher:
+class _ShardSearcher:
     "A worker holding one gallery shard in memory, prepared once (cosine rows normalised, codes packed); searched block by block."
-    def __init__(self, rows: Rows, measure: str, device: str = 'cpu'):
+    def __init__(self,
+                 rows: _Rows,          # the shard (a path and row range, or an array / ObjectRef of one)
+                 measure: str,         # as in topk_search
+                 device: str = 'cpu'): # 'cuda': the actor's own GPU (always cuda:0 inside an actor)
         self.device, self.measure = device, measure
         if rows.path is None and not isinstance(rows.array, (np.ndarray, HashCodes)):   # an ObjectRef: fetch the array
             rows = replace(rows, array=_ray().get(rows.array))
-        x = rows.read()
         # cosine: normalise once, as topk_search does, then search by inner product (the same float32 products)
-        self.gallery = prepare(x, measure, 'gallery shard', device)[0]
+        self.gallery = prepare(rows.read(), measure, 'gallery shard', device)[0]
         self.search_measure = 'inner_product' if measure == 'cosine' else measure
         self.n = len(self.gallery)
 
@@ -146,7 +169,7 @@ class ShardSearcher:
         top = topk_search(q, self.gallery, min(k, self.n), self.search_measure, device=self.device, progress=False)
         return top.scores, top.indices
 
-class BlockMerger:
+class _BlockMerger:
     "A worker that merges the shard lists of query blocks (and evaluates them); it lives as long as the gallery."
     def merge(self, k, offsets, plan, start, *parts): return _merge_block(k, offsets, plan, start, *parts)
 
@@ -157,8 +180,9 @@ def _merge_block(k, offsets, plan, start, *parts):
     conv, granularities = plan
     return {g: topk_block_values(rel, top.indices, start, specs, conv) for g, (specs, rel) in granularities.items()}
 
-# %% ../nbs/17_distributed.ipynb #d17gal
+# %% ../nbs/17_distributed.ipynb #d17chk
 def _check_out(out):
+    "The `out` directory of lists, checked before any work: not a file, and no lists in it yet."
     if out is None: return None
     final = Path(out)
     if final.exists() and not final.is_dir(): raise NotADirectoryError(f"`out`: {str(final)!r} is a file: give a directory for scores.npy and indices.npy")
@@ -172,49 +196,30 @@ def _check_queries(queries, gallery, k, n_bits, n_shards=None):
     if q[0].dim != g[0].dim: raise ValueError(f"queries have dimension {q[0].dim} but the gallery has {g[0].dim}")
     check_ks([k], sum(p.n for p in g), 'k')
 
+# %% ../nbs/17_distributed.ipynb #d17gal
 class ShardedGallery:
     "A gallery cut into shards, each held by a Ray actor; `search` streams query blocks to every shard and merges on workers."
-    def __init__(self, gallery, measure: str = 'cosine', *, n_shards: int | None = None, n_bits: int | None = None,
-                 cpus_per_shard: float | None = None, gpus_per_shard: float = 0, max_retries: int = 3, address=None):
-        # gallery: an array, memmap, HashCodes or .npy path (cut into n_shards row ranges), or a list of those (one shard each)
-        # measure: 'cosine', 'inner_product', 'euclidean' or 'hamming', as in topk_search
-        # n_shards: row ranges to cut one gallery into (default 1); None for a list, which is already shards
-        # n_bits: the .npy files or arrays hold np.packbits codes of n_bits bits
-        # cpus_per_shard: CPUs each actor reserves (default: each node's CPUs shared evenly by the shards it will hold)
-        # gpus_per_shard: GPUs each actor reserves (searches on cuda:0 of its own view when > 0)
-        # max_retries: times a dead actor is restarted (it reloads its shard by path) and its tasks re-run
-        # address: the Ray cluster to join when Ray is not initialised ('auto', 'ray://host:10001'; None starts a local one)
+    def __init__(self,
+                 gallery,                            # an array, memmap, HashCodes or .npy path (cut into n_shards row ranges), or a list of those (one shard each)
+                 measure: str = 'cosine',            # 'cosine', 'inner_product', 'euclidean' or 'hamming', as in topk_search
+                 *, n_shards: int | None = None,     # row ranges to cut one gallery into (default 1); None for a list, which is already shards
+                 n_bits: int | None = None,          # the .npy files or arrays hold np.packbits codes of n_bits bits
+                 cpus_per_shard: float | None = None,# CPUs each actor reserves (default: each node's CPUs shared evenly by its shards)
+                 gpus_per_shard: float = 0,          # GPUs each actor reserves (it searches on cuda:0 of its own view when > 0)
+                 max_retries: int = 3,               # times a dead actor is restarted (it reloads its shard by path) and its tasks re-run
+                 address=None):                      # the Ray cluster to join when Ray is not initialised ('auto'; None starts a local one)
         if measure not in MEASURES: raise ValueError(f"unknown measure {measure!r}: choose one of {', '.join(MEASURES)}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, (int, np.integer)) or max_retries < 0:
-            raise ValueError(f"`max_retries` must be an int >= 0, got {max_retries!r}")
+        self.max_retries = _count(max_retries, 'max_retries', 0)
         self.parts = _parts(gallery, 'gallery', n_bits, n_shards)
-        self.measure, self.max_retries, self.n_bits = measure, int(max_retries), n_bits
+        self.measure, self.n_bits = measure, n_bits
         self.offsets = [int(o) for o in np.cumsum([0] + [p.n for p in self.parts])[:-1]]
         self.n, self.dim = sum(p.n for p in self.parts), self.parts[0].dim
         if self.n >= 2 ** 32: raise ValueError(f'a gallery of {self.n} items exceeds the 32-bit index of the keys')
         ray = _connect(address)
-        if cpus_per_shard is None:
-            nodes = [n['Resources'].get('CPU', 0) for n in ray.nodes() if n['Alive'] and n['Resources'].get('CPU')]
-            cpus_per_shard = min(nodes) / math.ceil(len(self.parts) / len(nodes))
         if gpus_per_shard and not ray.cluster_resources().get('GPU'):
             raise ValueError(f"gpus_per_shard={gpus_per_shard} but the Ray cluster has no GPU: use gpus_per_shard=0")
-        self.run = uuid.uuid4().hex[:8]
-        actor, t0 = ray.remote(ShardSearcher), time.perf_counter()
-        # an array in memory goes into the object store once; the actor fetches it (again after a restart) by reference
-        self._held = [replace(p, array=ray.put(p.array)) if p.path is None else p for p in self.parts]
-        self.actors = [actor.options(name=f'fico-itr-shard-{self.run}-{i}', num_cpus=cpus_per_shard, num_gpus=gpus_per_shard,
-                                     max_restarts=self.max_retries, max_task_retries=self.max_retries)
-                       .remote(p, measure, 'cuda' if gpus_per_shard else 'cpu') for i, p in enumerate(self._held)]
-        # the merging actor asks for no CPU: shard actors that hold every CPU would otherwise leave it waiting forever
-        self.merger = ray.remote(BlockMerger).options(name=f'fico-itr-merge-{self.run}', num_cpus=0, max_concurrency=2,
-                                                      max_restarts=self.max_retries, max_task_retries=self.max_retries).remote()
-        try:
-            ray.get(self.merger.merge.remote(1, [0], None, 0, (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64))))
-            for i, a in enumerate(self.actors):
-                try: ray.get(a.ready.remote())
-                except Exception as e: raise RuntimeError(f"shard {i} of {len(self.parts)} could not be loaded: {e}") from e
-        except BaseException:
-            self.close(); raise
+        t0 = time.perf_counter()
+        self._start(ray, _cpus_each(ray, len(self.parts)) if cpus_per_shard is None else cpus_per_shard, gpus_per_shard)
         self.startup_seconds = time.perf_counter() - t0
 
     def close(self):
@@ -226,77 +231,112 @@ class ShardedGallery:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def __repr__(self):
-        return f"ShardedGallery({self.n:,} x {self.dim} {self.measure} in {len(self.parts)} shards, started in {self.startup_seconds:.2f} s)"
+        return f"ShardedGallery({self.n:,} x {self.dim} {self.measure} in {len(self.parts)} shards)"
 
-    def _blocks(self, queries, k, query_block, max_in_flight, plan, progress, desc):
-        "Yield (start, stop, merged result) of every query block; at most `max_in_flight` blocks are out at once."
-        ray = _ray()
-        for name, v in (('query_block', query_block), ('max_in_flight', max_in_flight)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f"`{name}` must be a positive int, got {v!r}")
-        if not self.actors: raise RuntimeError('this ShardedGallery is closed: make a new one')
-        parts = _parts(queries, 'queries', self.n_bits)
-        nq = sum(p.n for p in parts)
-        if parts[0].dim != self.dim: raise ValueError(f"queries have dimension {parts[0].dim} but the gallery has {self.dim}")
-        check_ks([k], self.n, 'k')
-        plan_ref = None if plan is None else ray.put(plan)
-        starts, pending = list(range(0, nq, query_block)), {}
-        show = progress if progress is not None else nq * self.n >= 1 << 31
-        bar = tqdm(total=len(starts), disable=not show, desc=desc, unit='block')
-        def submit(s):
-            e = min(s + query_block, nq)
-            q = ray.put(_read(parts, s, e))
-            lists = [a.search.remote(q, k) for a in self.actors]
-            pending[self.merger.merge.remote(k, self.offsets, plan_ref, s, *lists)] = (s, e)
-        try:
-            for s in starts[:max_in_flight]: submit(s)
-            nxt = max_in_flight
-            while pending:
-                [done], _ = ray.wait(list(pending), num_returns=1)
-                s, e = pending.pop(done)
-                try: out = ray.get(done)
-                except Exception as err:
-                    raise RuntimeError(f"query block {s}:{e} failed after {self.max_retries} retries ({type(err).__name__}); "
-                                       f"no results are returned: {err}") from err
-                if nxt < len(starts): submit(starts[nxt]); nxt += 1
-                bar.update(1)
-                yield s, e, out
-        finally:
-            bar.close()
-            for ref in pending: ray.cancel(ref, force=False)
+# %% ../nbs/17_distributed.ipynb #d17start
+@patch
+def _start(self: ShardedGallery, ray, cpus: float, gpus: float):
+    "Start a searcher actor per shard and the merger, and wait until each has answered once (any failure stops them all)."
+    run, retries = uuid.uuid4().hex[:8], dict(max_restarts=self.max_retries, max_task_retries=self.max_retries)
+    # an array in memory goes into the object store once; the actor fetches it (again after a restart) by reference
+    self._held = held = [replace(p, array=ray.put(p.array)) if p.path is None else p for p in self.parts]   # kept: a restart needs them
+    self.actors = [ray.remote(_ShardSearcher).options(name=f'fico-itr-shard-{run}-{i}', num_cpus=cpus, num_gpus=gpus, **retries)
+                   .remote(p, self.measure, 'cuda' if gpus else 'cpu') for i, p in enumerate(held)]
+    # the merging actor asks for no CPU: shard actors that hold every CPU would otherwise leave it waiting forever
+    self.merger = ray.remote(_BlockMerger).options(name=f'fico-itr-merge-{run}', num_cpus=0, max_concurrency=2, **retries).remote()
+    try:
+        ray.get(self.merger.merge.remote(1, [0], None, 0, (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int64))))
+        for i, a in enumerate(self.actors):
+            try: ray.get(a.ready.remote())
+            except Exception as e: raise RuntimeError(f"shard {i} of {len(self.parts)} could not be loaded: {e}") from e
+    except BaseException:
+        self.close(); raise
 
-    def search(self, queries, k: int = 100, *, query_block: int = 4096, max_in_flight: int = 2, out=None,
-               progress: bool | None = None) -> TopK:
-        "The exact top k of every query over the whole gallery, as `topk_search` gives it; `seconds` excludes the start-up."
-        # queries: an array, memmap, HashCodes or .npy path (read block by block by this process), or a list of those
-        # query_block: queries sent to the shards at once (each shard returns query_block x k lists)
-        # max_in_flight: query blocks out at once (bounds the memory of the object store)
-        # out: a directory to write scores.npy and indices.npy into (memmaps; the TopK maps them), instead of memory
-        t0 = time.perf_counter()
-        nq = sum(p.n for p in _parts(queries, 'queries', self.n_bits))
-        final = _check_out(out)
-        if final is not None:
-            final.mkdir(parents=True, exist_ok=True)
-            tmp = final / f'.partial-{uuid.uuid4().hex[:8]}'; tmp.mkdir()
-            scores = np.lib.format.open_memmap(tmp / 'scores.npy', 'w+', np.float32, (nq, k))
-            indices = np.lib.format.open_memmap(tmp / 'indices.npy', 'w+', np.int64, (nq, k))
-        else: scores, indices = np.empty((nq, k), np.float32), np.empty((nq, k), np.int64)
-        try:
-            for s, e, (sc, ix) in self._blocks(queries, k, query_block, max_in_flight, None, progress, 'sharded top-k'):
-                scores[s:e], indices[s:e] = sc, ix
-        except BaseException:
-            if final is not None: del scores, indices; shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if final is not None:                      # complete: the files take their final names only now
-            scores.flush(); indices.flush(); del scores, indices
-            for f in ('scores.npy', 'indices.npy'): os.replace(tmp / f, final / f)
-            tmp.rmdir()
-            scores, indices = np.load(final / 'scores.npy', mmap_mode='r'), np.load(final / 'indices.npy', mmap_mode='r')
-        return TopK(scores, indices, time.perf_counter() - t0)
+# %% ../nbs/17_distributed.ipynb #d17blocks
+@patch
+def _submit(self: ShardedGallery, ray, parts, start, stop, k, plan_ref):
+    "Send rows start..stop of the queries to every shard and their lists to the merger: the ref of the merged block."
+    q = ray.put(_read(parts, start, stop))
+    return self.merger.merge.remote(k, self.offsets, plan_ref, start, *[a.search.remote(q, k) for a in self.actors])
+
+@patch
+def _blocks(self: ShardedGallery, queries, k, query_block, max_in_flight, plan, progress, desc):
+    "Yield (start, stop, merged result) of every query block, in the order they finish; at most `max_in_flight` are out at once."
+    ray = _ray()
+    query_block, max_in_flight = _count(query_block, 'query_block'), _count(max_in_flight, 'max_in_flight')
+    if not self.actors: raise RuntimeError('this ShardedGallery is closed: make a new one')
+    parts = _parts(queries, 'queries', self.n_bits)
+    nq = sum(p.n for p in parts)
+    if parts[0].dim != self.dim: raise ValueError(f"queries have dimension {parts[0].dim} but the gallery has {self.dim}")
+    check_ks([k], self.n, 'k')
+    plan_ref = None if plan is None else ray.put(plan)
+    todo, pending = [(s, min(s + query_block, nq)) for s in range(0, nq, query_block)][::-1], {}
+    bar = tqdm(total=len(todo), disable=not (progress if progress is not None else nq * self.n >= 1 << 31), desc=desc, unit='block')
+    def fill():                                          # the next blocks go out before this one is handed over
+        while todo and len(pending) < max_in_flight:
+            s, e = todo.pop(); pending[self._submit(ray, parts, s, e, k, plan_ref)] = (s, e)
+    try:
+        fill()
+        while pending:
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            s, e = pending.pop(done)
+            try: out = ray.get(done)
+            except Exception as err:
+                raise RuntimeError(f"query block {s}:{e} failed after {self.max_retries} retries ({type(err).__name__}); "
+                                   f"no results are returned: {err}") from err
+            fill(); bar.update(1)
+            yield s, e, out
+    finally:
+        bar.close()
+        for ref in pending: ray.cancel(ref, force=False)
+
+# %% ../nbs/17_distributed.ipynb #d17search
+def _lists(out, nq: int, k: int):
+    "Arrays for the lists: in memory, or memmaps in a hidden folder inside `out` (None when in memory)."
+    if out is None: return None, np.empty((nq, k), np.float32), np.empty((nq, k), np.int64)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f'.partial-{uuid.uuid4().hex[:8]}'; tmp.mkdir()
+    return (tmp, np.lib.format.open_memmap(tmp / 'scores.npy', 'w+', np.float32, (nq, k)),
+            np.lib.format.open_memmap(tmp / 'indices.npy', 'w+', np.int64, (nq, k)))
+
+@patch
+def search(self: ShardedGallery,
+           queries,                      # an array, memmap, HashCodes or .npy path (read block by block by this process), or a list of those
+           k: int = 100,                 # items per list
+           *, query_block: int = 4096,   # queries sent to the shards at once (each shard returns query_block x k lists)
+           max_in_flight: int = 2,       # query blocks out at once (bounds the memory of the object store)
+           out=None,                     # a directory to write scores.npy and indices.npy into (memmaps; the TopK maps them)
+           progress: bool | None = None  # a bar over the query blocks (default: for 2**31 pairs or more)
+          ) -> TopK:
+    "The exact top k of every query over the whole gallery, as `topk_search` gives it; `seconds` excludes the start-up."
+    t0 = time.perf_counter()
+    nq, final = sum(p.n for p in _parts(queries, 'queries', self.n_bits)), _check_out(out)
+    tmp, scores, indices = _lists(final, nq, k)
+    try:
+        for s, e, (sc, ix) in self._blocks(queries, k, query_block, max_in_flight, None, progress, 'sharded top-k'):
+            scores[s:e], indices[s:e] = sc, ix
+    except BaseException:
+        if tmp is not None: del scores, indices; shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if tmp is not None:                        # complete: the files take their final names only now
+        scores.flush(); indices.flush(); del scores, indices
+        for f in ('scores.npy', 'indices.npy'): os.replace(tmp / f, final / f)
+        tmp.rmdir()
+        scores, indices = np.load(final / 'scores.npy', mmap_mode='r'), np.load(final / 'indices.npy', mmap_mode='r')
+    return TopK(scores, indices, time.perf_counter() - t0)
 
 # %% ../nbs/17_distributed.ipynb #d17topk
-def sharded_topk(queries, gallery, k: int = 100, measure: str = 'cosine', *, n_shards: int | None = None,
-                 query_block: int = 4096, max_in_flight: int = 2, out=None, n_bits: int | None = None,
-                 cpus_per_shard: float | None = None, gpus_per_shard: float = 0, max_retries: int = 3, address=None,
+def sharded_topk(queries,                          # an array, memmap, HashCodes or .npy path, or a list of those
+                 gallery,                          # an array, memmap, HashCodes or .npy path (cut into n_shards), or a list of those (the shards)
+                 k: int = 100,                     # items per list
+                 measure: str = 'cosine',          # as in topk_search
+                 *, n_shards: int | None = None,   # row ranges to cut one gallery into; None for a list of shards
+                 query_block: int = 4096,          # queries sent to the shards at once
+                 max_in_flight: int = 2,           # query blocks out at once
+                 out=None,                         # a directory for scores.npy and indices.npy (memmaps), instead of memory
+                 n_bits: int | None = None,        # the files hold np.packbits codes of n_bits bits
+                 cpus_per_shard: float | None = None, gpus_per_shard: float = 0, max_retries: int = 3,
+                 address=None,                     # the Ray cluster to join ('auto'); None starts a local one
                  progress: bool | None = None) -> TopK:
     "`topk_search` over a gallery held in shards by Ray actors: the same lists, ties by lower global index; see `ShardedGallery`."
     _check_queries(queries, gallery, k, n_bits, n_shards); _check_out(out)
@@ -305,32 +345,110 @@ def sharded_topk(queries, gallery, k: int = 100, measure: str = 'cosine', *, n_s
         return g.search(queries, k, query_block=query_block, max_in_flight=max_in_flight, out=out, progress=progress)
 
 # %% ../nbs/17_distributed.ipynb #d17ev
-def sharded_evaluate(split: EvaluationSplit, images, captions, k: int = 100, measure: str = 'cosine', *,
-                     directions=('i2t', 't2i'), n_shards: int | None = None, query_block: int = 65536,
-                     max_in_flight: int = 2, n_bits: int | None = None, conventions='default', metrics=None,
-                     granularities=None, positives=None, model: str = 'model', dataset: str | None = None,
+def sharded_evaluate(split: EvaluationSplit,         # the split: its image and caption counts must match the inputs
+                     images, captions,               # arrays, memmaps, HashCodes or .npy paths (cut into n_shards), or lists of those (the shards);
+                                                     #   each side is the gallery of one direction and the queries of the other
+                     k: int = 100,                   # the depth of the lists: numbers past k are n/a, as in evaluate_topk
+                     measure: str = 'cosine',        # as in topk_search
+                     *, directions=('i2t', 't2i'),   # the directions to evaluate
+                     n_shards: int | None = None,    # row ranges to cut each gallery into
+                     query_block: int = 65536,       # the evaluation blocks too (evaluate_topk's block_size): equal blocks give equal bits
+                     max_in_flight: int = 2, n_bits: int | None = None,
+                     conventions='default', metrics=None, granularities=None, positives=None,   # as in evaluate_topk
+                     model: str = 'model', dataset: str | None = None,
                      cpus_per_shard: float | None = None, gpus_per_shard: float = 0, max_retries: int = 3,
                      address=None, progress: bool | None = None):
     "The `Results` of `evaluate_topk(split, topk_search(images, captions, k), topk_search(captions, images, k), block_size=query_block)`, bit for bit, on Ray."
-    # images, captions: arrays, memmaps, HashCodes or .npy paths (cut into n_shards), or lists of those (the shards);
-    #   each side is the gallery of one direction (held by actors) and the queries of the other (read block by block)
-    # query_block: the evaluation blocks too (evaluate_topk's block_size): equal blocks give equal bits
-    # conventions, metrics, granularities, positives, model, dataset: as in evaluate_topk
-    plans, joined = {}, {}
-    sides = {'i2t': (images, captions), 't2i': (captions, images)}
+    sides, plans, joined = {'i2t': (images, captions, 'images'), 't2i': (captions, images, 'captions')}, {}, {}
     for d in directions:
         if d not in sides: raise ValueError(f"unknown direction {d!r}: use 'i2t' and/or 't2i'")
         _check_queries(sides[d][0], sides[d][1], k, n_bits, n_shards)
-        nq = sum(p.n for p in _parts(sides[d][0], 'images' if d == 'i2t' else 'captions', n_bits))
+        nq = sum(p.n for p in _parts(sides[d][0], sides[d][2], n_bits))
         plans[d] = _topk_plan(split, d, k, nq, conventions, metrics, granularities, positives)
     for d in directions:
-        q, g = sides[d]
+        q, g, name = sides[d]
+        qparts = _parts(q, name, n_bits)
         with ShardedGallery(g, measure, n_shards=n_shards, n_bits=n_bits, cpus_per_shard=cpus_per_shard,
                             gpus_per_shard=gpus_per_shard, max_retries=max_retries, address=address) as sg:
-            qparts = _parts(q, 'images' if d == 'i2t' else 'captions', n_bits)
             blocks = {g_: [] for g_ in plans[d][1]}
             for s, e, vals in sg._blocks(qparts, k, query_block, max_in_flight, plans[d], progress, f'sharded {d}'):
                 for g_, v in vals.items(): blocks[g_].append((s, v))
-        nq = sum(p.n for p in qparts)
-        joined[d] = {g_: join_block_values(b, nq) for g_, b in blocks.items()}
+        joined[d] = {g_: join_block_values(b, sum(p.n for p in qparts)) for g_, b in blocks.items()}
     return _topk_results(split, plans, joined, model, dataset)
+
+# %% ../nbs/17_distributed.ipynb #d17encact
+class _EncoderActor:
+    "A worker holding one model, built once by `factory()` on the worker; encodes one shard of rows per task."
+    def __init__(self, factory): self.encoder = factory()
+
+    def encode(self, items, start: int, modality: str, batch_size: int, folder: str) -> str:
+        "Embed `items` (rows start, start+1, ...) and write them with their row ids; the same files on a re-run."
+        fn = self.encoder.encode_images if modality == 'image' else self.encoder.encode_texts
+        e = fn(items, batch_size=batch_size, progress=False)
+        stem = Path(folder) / f'{modality}-{start:010d}-{start + len(items):010d}'
+        for suffix, a in (('.npy', np.asarray(e.values)), ('-ids.npy', np.arange(start, start + len(items)))):
+            part = stem.with_name(stem.name + suffix + '.part')
+            with open(part, 'wb') as f: np.save(f, a)
+            os.replace(part, stem.with_name(stem.name + suffix))           # a file under its final name is complete
+        return e.model
+
+# %% ../nbs/17_distributed.ipynb #d17enc
+def _check_encode_out(out) -> Path:
+    "`out` does not exist yet, or is an empty directory; its parent exists."
+    p = Path(out)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise FileExistsError(f"`out`: {str(p)!r} exists and is not an empty directory: choose a new one")
+    if not p.resolve().parent.is_dir(): raise FileNotFoundError(f"`out`: the folder {str(p.resolve().parent)!r} does not exist")
+    return p
+
+def encode(encoder_factory,                  # a function with no arguments returning a DualEncoder (run on each worker)
+           items,                            # image paths (or images) or caption strings, in row order
+           out,                              # a new directory for the shards: <modality>-<start>-<end>.npy and -ids.npy
+           modality: str = 'image',          # 'image' or 'text'
+           *, batch_size: int = 32,          # items per forward pass (as encode_images / encode_texts)
+           rows_per_shard: int = 4096,       # rows per task and file: a multiple of batch_size
+           n_actors: int = 2,                # model copies
+           cpus_per_actor: float | None = None,  # CPUs each reserves (default: each node's CPUs shared evenly)
+           gpus_per_actor: float = 0,        # GPUs each reserves (the actor sees its GPU as cuda:0)
+           max_retries: int = 3,             # times a dead actor is restarted and its shard encoded again
+           address=None,                     # the Ray cluster to join ('auto'); None starts a local one
+           progress: bool | None = None) -> list:
+    "Embed `items` on a pool of Ray actors into shards of `out`; the sorted list of the embedding files (rows in order)."
+    if modality not in ('image', 'text'): raise ValueError(f"`modality` must be 'image' or 'text', got {modality!r}")
+    items, batch_size, max_retries = list(items), _count(batch_size, 'batch_size'), _count(max_retries, 'max_retries', 0)
+    if not items: raise ValueError('`items` is empty')
+    if _count(rows_per_shard, 'rows_per_shard') % batch_size:
+        raise ValueError(f"`rows_per_shard` ({rows_per_shard}) must be a multiple of `batch_size` ({batch_size}): the batches are one process's then")
+    final, n_actors = _check_encode_out(out), _count(n_actors, 'n_actors')
+    ray = _connect(address)
+    cpus = _cpus_each(ray, n_actors) if cpus_per_actor is None else cpus_per_actor
+    actor = ray.remote(_EncoderActor).options(num_cpus=cpus, num_gpus=gpus_per_actor, max_restarts=max_retries, max_task_retries=max_retries)
+    tmp = final.resolve().parent / f'.{final.name}.partial-{uuid.uuid4().hex[:8]}'; tmp.mkdir()
+    try: _run_shards([actor.remote(encoder_factory) for _ in range(n_actors)], items, rows_per_shard, modality, batch_size, str(tmp), progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+    if final.exists(): final.rmdir()
+    os.replace(tmp, final)
+    return sorted(str(p) for p in final.glob(f'{modality}-*[0-9].npy'))
+
+# %% ../nbs/17_distributed.ipynb #d17encrun
+def _run_shards(actors, items, rows_per_shard, modality, batch_size, folder, progress):
+    "Shards of rows to the actors, two out per actor; a shard that fails after the retries stops the run, naming its rows."
+    ray, todo, pending = _ray(), list(range(0, len(items), rows_per_shard))[::-1], {}
+    bar = tqdm(total=len(todo), disable=not (progress if progress is not None else len(items) >= 5000), desc=f'{modality}s', unit='shard')
+    try:
+        while todo or pending:
+            while todo and len(pending) < 2 * len(actors):
+                s = todo.pop()
+                chunk = items[s:s + rows_per_shard]
+                pending[actors[s // rows_per_shard % len(actors)].encode.remote(chunk, s, modality, batch_size, folder)] = (s, s + len(chunk))
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            s, e = pending.pop(done)
+            try: ray.get(done)
+            except Exception as err:
+                raise RuntimeError(f"{modality} rows {s}:{e} failed after the retries ({type(err).__name__}); nothing is kept: {err}") from err
+            bar.update(1)
+    finally:
+        bar.close()
+        for ref in pending: ray.cancel(ref, force=False)
+        for a in actors: ray.kill(a, no_restart=True)

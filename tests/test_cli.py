@@ -142,3 +142,15 @@ def test_table_beside_the_papers_rows(tmp_path):
     assert r.returncode == 0, r.stderr
     assert '| BLIP-2 | coco-5k | paper (Table 2, as printed) | percent | 85.4 | 68.2 |' in r.stdout
     assert '| mine | coco-5k |' in r.stdout and 'f30k-1k' not in r.stdout
+
+
+def test_evaluate_backend_ray_checks_its_arguments_before_ray_starts(tmp_path):
+    "Ray options without --backend ray, matrices or non-.npy inputs with it: one line each, before Ray starts."
+    _tiny(tmp_path)
+    np.save(tmp_path / 'img.npy', np.ones((4, 3), np.float32)); np.savez(tmp_path / 'cap.npz', np.ones((8, 3), np.float32))
+    tiny = ['evaluate', '--split-file', tmp_path / 'tiny.npz']
+    one_line_error(run(*tiny, '--similarity', tmp_path / 'S.npy', '--address', 'auto', '--shards', '2'),
+                   '--address, --shards only apply with --backend ray')
+    one_line_error(run(*tiny, '--similarity', tmp_path / 'S.npy', '--backend', 'ray'), 'takes --images and --captions')
+    one_line_error(run(*tiny, '--images', tmp_path / 'img.npy', '--captions', tmp_path / 'cap.npz', '--backend', 'ray'),
+                   'cap.npz: --backend ray reads .npy files')

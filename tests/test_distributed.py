@@ -1,7 +1,7 @@
 """Sharded search and evaluation: merge_topk and the join of block values (no engine), then fico_itr.distributed on
 one local Ray cluster (2 CPUs, a small object store, no dashboard) shared by this module's tests and shut down at the
 end. Equality with one process is exact: lists, scores and every number."""
-import os, threading, time
+import os, sys, threading, time
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -115,18 +115,18 @@ def test_sharded_topk_reads_paths_memmaps_and_packed_codes(ray, data, tmp_path):
     for i, (s, e) in enumerate([(0, 1000), (1000, 3000)]): np.save(tmp_path / f'g{i}.npy', g[s:e])
     ref = topk_search(q, g, 25, 'cosine', device='cpu')
     mm = np.load(tmp_path / 'g.npy', mmap_mode='r')
-    _equal(sharded_topk(q, str(tmp_path / 'g.npy'), 25, n_shards=3, query_block=64), ref)                # one file, 3 ranges
-    _equal(sharded_topk(q, [tmp_path / 'g0.npy', tmp_path / 'g1.npy'], 25, query_block=64), ref)         # a file per shard
     np.save(tmp_path / 'q.npy', q)
-    _equal(sharded_topk(np.load(tmp_path / 'q.npy', mmap_mode='r'), [mm[:1500], mm[1500:]], 25, query_block=64), ref)  # memmaps
+    top = sharded_topk(np.load(tmp_path / 'q.npy', mmap_mode='r'), str(tmp_path / 'g.npy'), 25, n_shards=3, query_block=64,
+                       out=tmp_path / 'lists')                                  # one file, 3 ranges; memmap queries; lists to files
+    _equal(top, ref)
+    assert sorted(os.listdir(tmp_path / 'lists')) == ['indices.npy', 'scores.npy']
+    _equal(TopK(np.load(tmp_path / 'lists' / 'scores.npy'), np.load(tmp_path / 'lists' / 'indices.npy')), ref)
+    _equal(sharded_topk(q, [tmp_path / 'g0.npy', tmp_path / 'g1.npy'], 25, query_block=64), ref)         # a file per shard
+    _equal(sharded_topk(q, [mm[:1500], mm[1500:]], 25, query_block=64), ref)                             # memmap row ranges
     packed = np.packbits(data['bg'], axis=1)
     np.save(tmp_path / 'codes.npy', packed)
     bref = topk_search(data['bq'], data['bg'], 25, 'hamming', device='cpu')
     _equal(sharded_topk(HashCodes.from_bits(data['bq']), str(tmp_path / 'codes.npy'), 25, 'hamming', n_shards=2, n_bits=16), bref)
-    top = sharded_topk(q, mm, 25, n_shards=2, out=tmp_path / 'lists')
-    _equal(top, ref)
-    assert sorted(os.listdir(tmp_path / 'lists')) == ['indices.npy', 'scores.npy']
-    _equal(TopK(np.load(tmp_path / 'lists' / 'scores.npy'), np.load(tmp_path / 'lists' / 'indices.npy')), ref)
 
 
 def test_sharded_topk_checks_before_it_starts(ray, data, tmp_path):
@@ -193,3 +193,63 @@ def test_a_killed_actor_without_retries_fails_naming_the_block_and_writes_nothin
     assert isinstance(box['error'], RuntimeError) and 'failed after 0 retries' in str(box['error'])
     assert str(box['error']).startswith('query block ')
     assert os.listdir(tmp_path / 'lists') == []                             # no file that looks finished
+
+
+def test_cli_evaluate_backend_ray_writes_evaluate_topks_numbers(ray, tmp_path, capsys):
+    "fico-itr evaluate --backend ray (in this process, on the shared cluster): the record holds evaluate_topk's numbers."
+    import json
+    from fico_itr.cli import main
+    from fico_itr.data import save_split
+    rng = np.random.default_rng(8)
+    split = EvaluationSplit.uniform(100, 5, name='tiny')
+    img, cap = rng.standard_normal((100, 8)).astype(np.float32), rng.standard_normal((500, 8)).astype(np.float32)
+    cap[245:255] = cap[3]                                                    # ties across the 2-shard boundary
+    save_split(split, tmp_path / 'split.npz'); np.save(tmp_path / 'img.npy', img); np.save(tmp_path / 'cap.npy', cap)
+    assert main(['evaluate', '--split-file', str(tmp_path / 'split.npz'), '--images', str(tmp_path / 'img.npy'), '--captions',
+                 str(tmp_path / 'cap.npy'), '--backend', 'ray', '--top-k', '20', '--shards', '2', '--metrics', 'R@1,R@5,MedR',
+                 '--out', str(tmp_path / 'rec.json'), '--no-progress']) == 0, capsys.readouterr().err
+    rec = json.loads((tmp_path / 'rec.json').read_text())
+    one = evaluate_topk(split, topk_search(img, cap, 20, device='cpu'), topk_search(cap, img, 20, device='cpu'), metrics=['R@1', 'R@5', 'MedR'])
+    assert rec['backend'] == {'name': 'ray', 'top_k': 20, 'shards': 2} and rec['conventions']['name'] == 'default+top20'
+    np.testing.assert_array_equal([np.nan if r['value'] is None else r['value'] for r in rec['results']], one.table.value.to_numpy())
+    assert main(['evaluate', '--split-file', str(tmp_path / 'split.npz'), '--images', str(tmp_path / 'img.npy'), '--captions',
+                 str(tmp_path / 'cap.npy'), '--backend', 'ray', '--top-k', '501']) == 2
+    assert 'K=501 but the gallery has only 500' in capsys.readouterr().err
+
+
+def _stand_in(texts):
+    "A random-init tiny CLIP built from a config (a stand-in: no weights are downloaded), the same on every worker (seed 0)."
+    from transformers import CLIPImageProcessor
+    from fico_itr.encoders import ClipDualEncoder, tiny_config, wordlevel_tokenizer
+    tok = wordlevel_tokenizer(texts, 200)
+    proc = CLIPImageProcessor(size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32})
+    return ClipDualEncoder.from_config(tiny_config('CLIPModel', len(tok)), proc, tok)
+
+
+def _broken():
+    raise OSError('no weights here')
+
+
+def test_encode_on_two_actors_equals_one_process(ray, tmp_path):
+    "Image files read by the actors and captions, in shards with row ids: one process's rows, order and bits."
+    from functools import partial
+    from PIL import Image
+    from fico_itr.distributed import encode
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])        # workers cannot import this test module by name
+    rng = np.random.default_rng(2)
+    paths = []
+    for i in range(10):
+        paths.append(str(tmp_path / f'{i}.png')); Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(paths[-1])
+    texts = [f'a photo of {w} number {i}' for i, w in enumerate(['cat', 'dog', 'car', 'tree', 'boat'] * 3)]
+    factory = partial(_stand_in, texts)
+    one = factory()
+    files = encode(factory, paths, tmp_path / 'img', 'image', batch_size=2, rows_per_shard=4)
+    assert [os.path.basename(f) for f in files] == ['image-0000000000-0000000004.npy', 'image-0000000004-0000000008.npy',
+                                                    'image-0000000008-0000000010.npy']
+    np.testing.assert_array_equal(np.concatenate([np.load(f) for f in files]), one.encode_images(paths, batch_size=2).values)
+    files = encode(factory, texts, tmp_path / 'txt', 'text', batch_size=3, rows_per_shard=6, n_actors=3)
+    np.testing.assert_array_equal(np.concatenate([np.load(f) for f in files]), one.encode_texts(texts, batch_size=3).values)
+    np.testing.assert_array_equal(np.concatenate([np.load(f.replace('.npy', '-ids.npy')) for f in files]), np.arange(15))
+    with pytest.raises(RuntimeError, match=r'text rows \d+:\d+ failed after the retries'):
+        encode(_broken, texts, tmp_path / 'none', 'text', batch_size=3, rows_per_shard=6, max_retries=0)
+    assert not (tmp_path / 'none').exists() and not any(p.name.startswith('.none') for p in tmp_path.iterdir())
