@@ -2,6 +2,7 @@
 
   python tools/outputs.py write [NOTEBOOK ...]   execute each notebook in place and store its outputs, then clean it
                                                  as nbdev_clean does (execution counts and metadata go, outputs stay)
+  python tools/outputs.py write --into DIR [...]  the same, saved under DIR (as under nbs/) instead of in place
   python tools/outputs.py check [NOTEBOOK ...]   execute each notebook in memory and compare its outputs, cell by cell,
                                                  with the stored ones; exit status 1 on the first stale cell of any
                                                  notebook, naming the notebook, the cell and the first differing line
@@ -207,13 +208,15 @@ def compact_png(b64: str) -> str:
 
 
 def write_one(args):
-    path, flags, dpi = args
+    "Execute a notebook and store it with its outputs: in place when it raised nothing, or into `dest` (even if it did)."
+    path, flags, dpi, *dest = args
     from execnb.nbio import write_nb
     nb, errors, secs = execute(path, flags, dpi)
     for c in nb.cells:
         for o in c.get('outputs', []) if not skipped(c, flags) else []:
             if 'image/png' in o.get('data', {}): o['data']['image/png'] = compact_png(o['data']['image/png'])
-    if not errors: write_nb(nb, path)
+    if dest: Path(dest[0]).parent.mkdir(parents=True, exist_ok=True); write_nb(nb, dest[0])
+    elif not errors: write_nb(nb, path)
     return path, secs, errors, []
 
 
@@ -236,7 +239,9 @@ def main(argv=None):
     ap.add_argument('--flags', default='', help='space-separated tst_flags to run too (e.g. "slow")')
     ap.add_argument('--workers', type=int, default=2, help='notebooks executed at once (default 2)')
     ap.add_argument('--dpi', type=int, default=100, help='resolution of stored plots (default 100)')
-    a = ap.parse_args(argv)
+    ap.add_argument('--into', type=Path, help='write: save the executed notebooks under this folder (as under nbs/), '
+                                              'errors included, instead of in place (tools/docs.sh --execute)')
+    a = ap.parse_intermixed_args(argv)
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[var] = '1'
     os.environ.setdefault('MPLBACKEND', 'Agg'); os.environ.setdefault('PYTHONHASHSEED', '0')
     os.environ['PYTHONPATH'] = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
@@ -245,10 +250,12 @@ def main(argv=None):
     if missing: sys.exit(f'no such notebook: {", ".join(missing)}')
     paths.sort(key=lambda p: -p.stat().st_size)      # the biggest first: a rough longest-first order
     one = write_one if a.mode == 'write' else check_one
+    into = [a.into.resolve() / (p.relative_to(ROOT / 'nbs') if p.is_relative_to(ROOT / 'nbs') else p.name)
+            for p in paths] if a.into and a.mode == 'write' else []
     failed, t0 = 0, time.time()
     # a fresh process per notebook (spawned: nothing inherited), as nbdev_test gives each notebook its own shell
     with ProcessPoolExecutor(max(1, min(a.workers, len(paths))), mp_context=get_context('spawn'), max_tasks_per_child=1) as pool:
-        for path, secs, errors, problems in pool.map(one, [(p, flags, a.dpi) for p in paths]):
+        for path, secs, errors, problems in pool.map(one, [(p, flags, a.dpi, *into[i:i + 1]) for i, p in enumerate(paths)]):
             rel = os.path.relpath(path, ROOT)
             if errors or problems:
                 failed += 1
@@ -260,7 +267,7 @@ def main(argv=None):
         from fastcore.xtras import working_directory
         from nbdev.clean import nbdev_clean
         with working_directory(ROOT):
-            for p in paths: nbdev_clean.__wrapped__(fname=str(p))   # call_parse would read sys.argv
+            for p in into or paths: nbdev_clean.__wrapped__(fname=str(p))   # call_parse would read sys.argv
     what = 'written' if a.mode == 'write' else 'checked'
     print(f'{len(paths) - failed} of {len(paths)} notebook(s) {what} in {time.time() - t0:.0f} s'
           + ('' if not failed else f'; {failed} FAILED' + (' (not written)' if a.mode == 'write' else
