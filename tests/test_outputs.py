@@ -218,3 +218,17 @@ def test_a_fresh_copy_shows_stored_tables_and_plots_in_jupyterlab(tmp_path):
             os.killpg(proc.pid, signal.SIGTERM)
             try: proc.wait(timeout=20)
             except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+
+
+def test_only_progress_bars_and_addresses_are_normalised():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('outputs_tool', TOOL)
+    tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)
+    bars = lambda *states: [{'output_type': 'stream', 'name': 'stderr', 'text': '\r'.join(states) + '\nEncoded 4 images\n'}]
+    fast = bars('Loading:   0%|          | 0/46 [00:00<?, ?it/s]', 'Loading: 100%|##########| 46/46 [00:00<00:00, 16048.74it/s]')
+    slow = bars('Loading:   0%|          | 0/46 [00:00<?, ?it/s]', 'Loading:  50%|#####     | 23/46 [00:01<00:01, 20.1it/s]',
+                'Loading: 100%|##########| 46/46 [00:02<00:00, 19.87it/s]')
+    assert tool.lines(fast) == tool.lines(slow) == ['[stderr] Loading: <progress bar>', '[stderr] Encoded 4 images']
+    plain = lambda text: [{'output_type': 'execute_result', 'data': {'text/plain': text}}]
+    assert tool.lines(plain('<Styler at 0x7f87bca592d0>')) == tool.lines(plain('<Styler>'))
+    assert tool.lines(plain('built in 0.05 s')) != tool.lines(plain('built in 0.06 s'))   # a time is not noise

@@ -111,7 +111,7 @@ def execute(path: Path, flags: set, dpi: int):
 # ---- comparison -------------------------------------------------------------------------------------------------
 _ADDR = re.compile(r'0x[0-9a-fA-F]{4,}')
 _REPR_ID = re.compile(r'(<.*?)( at 0x[0-9a-fA-F]+)(>)')          # what nbdev_clean (clean_ids) strips
-_TQDM = re.compile(r'^(.*?)\d+%\|[^|]*\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?\s*\[[^\]]*\]\s*$')
+_TQDM = re.compile(r'^(.*?)\s*\d+%\|[^|]*\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?\s*\[[^\]]*\]\s*$')
 _NUM = re.compile(r'[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)\b')
 
 
@@ -121,7 +121,7 @@ def _text(v) -> str: return v if isinstance(v, str) else ''.join(v)
 def _normal(line: str) -> str:
     "Volatile-but-harmless text: progress bars and memory addresses."
     line = line.rsplit('\r', 1)[-1]                 # a progress bar redrawn in place: its last state
-    if _TQDM.match(line): return _TQDM.sub(r'\1<progress bar>', line)
+    if _TQDM.match(line): return _TQDM.sub(r'\1 <progress bar>', line)
     return _ADDR.sub('0x…', _REPR_ID.sub(r'\1\3', line))
 
 
@@ -137,7 +137,7 @@ def html_text(src: str) -> list[str]:
 
 def lines(outputs) -> list[str]:
     "A cell's outputs as tagged, normalised lines (what the check compares)."
-    out, images, streams = [], 0, []
+    out, images = [], 0
     merged = []
     for o in outputs:                               # adjacent writes to one stream are one text
         if o.get('output_type') == 'stream' and merged and merged[-1].get('output_type') == 'stream' \
@@ -147,7 +147,9 @@ def lines(outputs) -> list[str]:
     for o in merged:
         kind = o.get('output_type')
         if kind == 'stream':
-            out += [f"[{o.get('name')}] {_normal(l)}" for l in _text(o.get('text', '')).splitlines()]
+            for l in _text(o.get('text', '')).splitlines():
+                l = f"[{o.get('name')}] {_normal(l)}"
+                if not (out and l == out[-1] and l.endswith('<progress bar>')): out.append(l)   # redraws: one bar
         elif kind == 'error':
             out.append(f"[error] {o.get('ename')}: {_normal(str(o.get('evalue')).splitlines()[0] if o.get('evalue') else '')}")
         elif kind in ('execute_result', 'display_data'):
