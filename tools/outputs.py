@@ -39,7 +39,7 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from configparser import ConfigParser
 from multiprocessing import get_context
 from pathlib import Path
@@ -257,7 +257,11 @@ def main(argv=None):
     failed, t0 = 0, time.time()
     # a fresh process per notebook (spawned: nothing inherited), as nbdev_test gives each notebook its own shell
     with ProcessPoolExecutor(max(1, min(a.workers, len(paths))), mp_context=get_context('spawn'), max_tasks_per_child=1) as pool:
-        for path, secs, errors, problems in pool.map(one, [(p, flags, a.dpi, *into[i:i + 1]) for i, p in enumerate(paths)]):
+        jobs = {pool.submit(one, (p, flags, a.dpi, *into[i:i + 1])): p for i, p in enumerate(paths)}
+        for job in as_completed(jobs):                  # reported as they finish
+            try: path, secs, errors, problems = job.result()
+            except Exception as e:                      # the worker died (out of memory, a crash in native code)
+                path, secs, errors, problems = jobs[job], 0.0, [f'the worker: {type(e).__name__}: {e}'], []
             rel = os.path.relpath(path, ROOT)
             if errors or problems:
                 failed += 1
