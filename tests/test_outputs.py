@@ -31,10 +31,10 @@ TOOL = ROOT / 'tools' / 'outputs.py'
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 
 
-def outputs(mode: str, *paths: Path) -> subprocess.CompletedProcess:
+def outputs(mode: str, *paths: Path, workers: int = 1) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, str(TOOL), mode, *map(str, paths), '--workers', '1'], capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run([sys.executable, str(TOOL), mode, *map(str, paths), '--workers', str(workers)],
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def notebook(path: Path, *sources: str) -> Path:
@@ -85,62 +85,75 @@ def test_write_stores_outputs_cleaned(stored):
     assert stored.read_text() == before, 'nbdev_clean changes what tools/outputs.py write stored'
 
 
-def test_check_passes_on_current_outputs(stored):
-    r = outputs('check', stored)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert 'ok   ' in r.stdout
+def _change_number(cells): cells[1]['outputs'][0]['text'] = ['R@1 = 0.333333334\n']
+def _within(cells): cells[2]['outputs'][0]['text'] = ['mAP = 0.333333533 over 3 queries\n']      # 2e-7 off
+def _beyond(cells): cells[2]['outputs'][0]['text'] = ['mAP = 0.333343333 over 3 queries\n']      # 1e-5 off
+def _words(cells): cells[2]['outputs'][0]['text'] = ['mAP = 0.333333333 over 4 queries\n']       # text, not noise
+def _no_plot(cells):
+    for o in cells[3]['outputs']: o.get('data', {}).pop('image/png', None)       # the text `<Figure ...>` stays
+def _table(cells):
+    o = cells[6]['outputs'][0]['data']
+    o['text/html'] = [l.replace('0.666667', '0.666668') for l in o['text/html']]
+def _slow(cells): cells[5]['outputs'][0]['text'] = ['recorded on an H200\n']
+VARIANTS = dict(changed=_change_number, within=_within, beyond=_beyond, words=_words, noplot=_no_plot, table=_table,
+                slow=_slow)
 
 
-def test_a_changed_number_fails_with_cell_and_line(stored, tmp_path):
-    def change(cells): cells[1]['outputs'][0]['text'] = ['R@1 = 0.333333334\n']
-    r = outputs('check', edit(stored, tmp_path / 'changed.ipynb', change))
-    assert r.returncode == 1, r.stdout
-    assert 'FAIL' in r.stdout and 'changed.ipynb' in r.stdout
-    assert "cell 1 (`import numpy as np`), output line 1" in r.stdout, r.stdout
-    assert 'stored:   [stdout] R@1 = 0.333333334' in r.stdout and 'produced: [stdout] R@1 = 0.333333333' in r.stdout
+@pytest.fixture(scope='module')
+def checked(stored):
+    "One `check` run over the stored probe, edited copies of it and bad notebooks: name -> that notebook's report."
+    folder = stored.parent
+    paths = [stored] + [edit(stored, folder / f'{name}.ipynb', fn) for name, fn in VARIANTS.items()]
+    paths += [notebook(folder / 'colon.ipynb', "#| outputs: numeric 1e-6\nprint(1)"),
+              notebook(folder / 'what.ipynb', "#| outputs loose\nprint(1)"),
+              notebook(folder / 'bare.ipynb', "print('a finding')")]
+    r = outputs('check', *paths, workers=2)
+    assert r.returncode == 1, r.stdout + r.stderr
+    reports, name = {}, None
+    for line in r.stdout.splitlines():
+        m = re.match(r'(ok  |FAIL) \S*?([\w-]+)\.ipynb ', line)
+        if m: name = m.group(2); reports[name] = line + '\n'
+        elif name and line.startswith('    '): reports[name] += line + '\n'
+    assert len(reports) == len(paths), r.stdout
+    return reports
 
 
-def test_the_same_change_passes_within_a_declared_tolerance(stored, tmp_path):
-    def within(cells): cells[2]['outputs'][0]['text'] = ['mAP = 0.333333533 over 3 queries\n']     # 2e-7 off
-    assert outputs('check', edit(stored, tmp_path / 'within.ipynb', within)).returncode == 0
-    def beyond(cells): cells[2]['outputs'][0]['text'] = ['mAP = 0.333343333 over 3 queries\n']     # 1e-5 off
-    r = outputs('check', edit(stored, tmp_path / 'beyond.ipynb', beyond))
-    assert r.returncode == 1 and 'cell 2 (`print(' in r.stdout, r.stdout
-    def words(cells): cells[2]['outputs'][0]['text'] = ['mAP = 0.333333333 over 4 queries\n']      # text, not noise
-    assert outputs('check', edit(stored, tmp_path / 'words.ipynb', words)).returncode == 1
+def test_check_passes_on_current_outputs(checked):
+    assert checked['probe'].startswith('ok   '), checked['probe']
 
 
-def test_the_tolerance_directive_is_written_one_way(tmp_path):
-    r = outputs('check', notebook(tmp_path / 'colon.ipynb', "#| outputs: numeric 1e-6\nprint(1)"))
-    assert r.returncode == 1 and 'without the colon' in r.stdout, r.stdout
-    r = outputs('check', notebook(tmp_path / 'what.ipynb', "#| outputs loose\nprint(1)"))
-    assert r.returncode == 1 and 'numeric 1e-6' in r.stdout, r.stdout
+def test_a_changed_number_fails_with_cell_and_line(checked):
+    r = checked['changed']
+    assert r.startswith('FAIL') and "cell 1 (`import numpy as np`), output line 1" in r, r
+    assert 'stored:   [stdout] R@1 = 0.333333334' in r and 'produced: [stdout] R@1 = 0.333333333' in r, r
 
 
-def test_images_are_counted(stored, tmp_path):
-    def drop(cells):
-        for o in cells[3]['outputs']: o.get('data', {}).pop('image/png', None)      # the text `<Figure ...>` stays
-    r = outputs('check', edit(stored, tmp_path / 'noplot.ipynb', drop))
-    assert r.returncode == 1 and 'cell 3 (`import matplotlib.pyplot as plt`)' in r.stdout, r.stdout
-    assert 'produced: [images] 1' in r.stdout, r.stdout
+def test_the_same_change_passes_within_a_declared_tolerance(checked):
+    assert checked['within'].startswith('ok   '), checked['within']
+    assert checked['beyond'].startswith('FAIL') and 'cell 2 (`print(' in checked['beyond'], checked['beyond']
+    assert checked['words'].startswith('FAIL'), checked['words']
 
 
-def test_html_tables_are_compared_by_their_text(stored, tmp_path):
-    def change(cells):
-        o = cells[6]['outputs'][0]['data']
-        o['text/html'] = [l.replace('0.666667', '0.666668') for l in o['text/html']]
-    r = outputs('check', edit(stored, tmp_path / 'table.ipynb', change))
-    assert r.returncode == 1 and '[text/html] t2i | 0.666668' in r.stdout, r.stdout
+def test_the_tolerance_directive_is_written_one_way(checked):
+    assert checked['colon'].startswith('FAIL') and 'without the colon' in checked['colon'], checked['colon']
+    assert checked['what'].startswith('FAIL') and 'numeric 1e-6' in checked['what'], checked['what']
 
 
-def test_the_skipped_cell_is_not_compared(stored, tmp_path):
-    def change(cells): cells[5]['outputs'][0]['text'] = ['recorded on an H200\n']
-    assert outputs('check', edit(stored, tmp_path / 'slow.ipynb', change)).returncode == 0
+def test_images_are_counted(checked):
+    r = checked['noplot']
+    assert r.startswith('FAIL') and 'cell 3 (`import matplotlib.pyplot as plt`)' in r and 'produced: [images] 1' in r, r
 
 
-def test_no_stored_outputs_fails(tmp_path):
-    r = outputs('check', notebook(tmp_path / 'bare.ipynb', "print('a finding')"))
-    assert r.returncode == 1 and 'no stored outputs' in r.stdout, r.stdout
+def test_html_tables_are_compared_by_their_text(checked):
+    assert checked['table'].startswith('FAIL') and '[text/html] t2i | 0.666668' in checked['table'], checked['table']
+
+
+def test_the_skipped_cell_is_not_compared(checked):
+    assert checked['slow'].startswith('ok   '), checked['slow']
+
+
+def test_no_stored_outputs_fails(checked):
+    assert checked['bare'].startswith('FAIL') and 'no stored outputs' in checked['bare'], checked['bare']
 
 
 # ---- a fresh copy in JupyterLab --------------------------------------------------------------------------------------
