@@ -190,6 +190,11 @@ def test_a_fresh_copy_shows_stored_tables_and_plots_in_jupyterlab(tmp_path):
     from test_first_hour import _clean_env, _copy_checkout, _free_port
     repo = tmp_path / 'fico-itr'
     _copy_checkout(repo)
+    views = {rel: stored_view(json.loads((repo / rel).read_text())) for rel in SHOWN}
+    for rel, (tables, images, texts) in views.items():
+        assert texts or tables or images, f'{rel} is stored without outputs: run tools/outputs.py write and commit it'
+        if rel.endswith('51_instance_level.ipynb'):
+            assert tables >= 1 and images >= 1, f'{rel} stores {tables} tables and {images} plots'
     port, token = _free_port(), 'fico-itr-outputs-token'
     env = _clean_env(**{k: str(tmp_path / k.lower()) for k in ('JUPYTER_CONFIG_DIR', 'JUPYTER_DATA_DIR',
                         'JUPYTER_RUNTIME_DIR', 'JUPYTERLAB_SETTINGS_DIR', 'JUPYTERLAB_WORKSPACES_DIR')}, HOME=str(tmp_path))
@@ -205,11 +210,7 @@ def test_a_fresh_copy_shows_stored_tables_and_plots_in_jupyterlab(tmp_path):
             try: urllib.request.urlopen(f'{base}/api/status?token={token}', timeout=5); break
             except OSError: time.sleep(0.5)
         else: pytest.fail(f'JupyterLab did not answer on {base} (exit code {proc.poll()})')
-        for rel in SHOWN:
-            tables, images, texts = stored_view(json.loads((repo / rel).read_text()))
-            assert texts or tables or images, f'{rel} is stored without outputs: run tools/outputs.py write and commit it'
-            if rel.endswith('51_instance_level.ipynb'):
-                assert tables >= 1 and images >= 1, f'{rel} stores {tables} tables and {images} plots'
+        for rel, (tables, images, texts) in views.items():
             url = f'{base}/lab/tree/{rel.removeprefix("nbs/")}?token={token}'
             dom = chromium(url, tmp_path / 'chrome-dom', '--dump-dom').stdout
             shown_tables = dom.count('<table')
