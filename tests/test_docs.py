@@ -1,12 +1,13 @@
-"""The notebooks render as documentation: `tools/docs.sh` executes every notebook (outputs kept, in a scratch copy),
-runs nbdev's docs processors and renders each page to _docs/ with nbconvert, once per test session (and re-executes
-only notebooks that changed since the last build, see _docs/.cache). Each page is then opened in headless Chromium
-(Debian's `chromium` package) and saved as a screenshot in _docs/screenshots/, and the test fails if a page
+"""The notebooks render as documentation: `tools/docs.sh` copies every notebook with the outputs it stores (nothing is
+executed: the pages show what a reader of the committed notebook sees; tools/outputs.py check proves those outputs
+current), runs nbdev's docs processors and renders each page to _docs/ with nbconvert, once per test session. Each page
+is then opened in headless Chromium (Debian's `chromium` package) and saved as a screenshot in _docs/screenshots/, and
+the test fails if a page
 
-- was not rendered, or its notebook raised while executing or while nbdev processed it for the docs;
+- was not rendered, or its notebook stores an error output or no outputs at all, or nbdev's docs processing failed;
 - shows a Python traceback;
 - is blank (the screenshot is one colour, or almost all background);
-- lacks its plots (fewer embedded PNG images than the executed notebook produced);
+- lacks its plots (fewer embedded PNG images than the notebook stores);
 - shows raw nbdev/Quarto directive text (`#| ...`) or Pandoc attribute syntax;
 - narrates its own making (placeholders, "in this session", "when no GPU was at hand", another job on the cores).
 
@@ -52,7 +53,7 @@ def docs():
     if CHROMIUM is None: pytest.skip('headless Chromium is not installed (Debian: apt-get install chromium)')
     if importlib.util.find_spec('nbconvert') is None: pytest.skip('nbconvert is not installed (pip install nbconvert)')
     build = subprocess.run(['bash', str(ROOT / 'tools' / 'docs.sh')], cwd=ROOT, capture_output=True, text=True,
-                           timeout=1500)
+                           timeout=900)
     manifest = DOCS / 'pages.json'
     if not manifest.exists():
         pytest.fail(f'tools/docs.sh wrote no {manifest}:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}')
@@ -170,7 +171,7 @@ def test_page(notebook, docs, shots):
     narration = NARRATION.search(text)
     assert not narration, f"{m['page']} narrates its own making: {text[max(0, narration.start() - 80):narration.end() + 40]!r}"
     n_img = len(re.findall(r'<img[^>]*\ssrc="data:image/png', html))
-    assert n_img >= m['plots'], f"{m['page']} shows {n_img} plots but its notebook made {m['plots']}"
+    assert n_img >= m['plots'], f"{m['page']} shows {n_img} plots but its notebook stores {m['plots']}"
     png, log = shots[m['page']]
     assert png.exists(), f'Chromium saved no screenshot of {m["page"]}: {log}'
     from matplotlib.image import imread

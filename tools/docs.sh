@@ -1,79 +1,51 @@
 #!/usr/bin/env bash
 # Offline rendering of the documentation, for checking it where Quarto (which `nbdev_docs` needs) cannot be installed.
-#  1. every notebook in nbs/ (recursively) is executed in place, as nbdev_test runs it, and saved WITH its outputs into
-#     a scratch copy (the notebooks in nbs/ are not touched); cells flagged with one of settings.ini's tst_flags
-#     (slow, gpu) are skipped, as nbdev_test skips them, unless the flag is named in --flags; `#| eval: false` cells
-#     always; an executed notebook is reused from _docs/.cache when neither it nor fico_itr/ changed;
+#  1. every notebook in nbs/ (recursively) is copied, with the outputs it stores, into a scratch copy: the pages show
+#     what a reader of the notebook sees, and nothing is executed. With --execute, each notebook is executed instead,
+#     as nbdev_test runs it (tools/outputs.py: cells flagged with one of settings.ini's tst_flags, slow and gpu, keep
+#     their stored outputs unless the flag is named in --flags; `#| eval: false` cells always), into the copy (the
+#     notebooks in nbs/ are not touched); an executed notebook is reused from _docs/.cache when neither it nor fico_itr/
+#     changed;
 #  2. nbdev's docs processors run on the copy, notebook by notebook (nbdev.serve_drv with FilterDefaults, what
 #     nbdev_docs runs before Quarto): exported cells become show_doc output, hidden cells go, the title cell becomes
 #     front matter; a notebook they fail on (nbdev_docs would fail too) is rendered unprocessed, with the error;
 #  3. nbconvert's HTMLExporter renders each processed notebook to _docs/<output-file>.html, honouring the Quarto cell
 #     options nbdev leaves (echo: false, output: false, include: false), with the title and description restored, links
 #     between notebooks pointing at the pages, a navigation bar in sidebar.yml's order, and no remote scripts.
-# _docs/pages.json lists every page with its notebook, its number of plots and any execution error; tests/test_docs.py
-# reads it, screenshots each page in headless Chromium and checks it. Exit status 1 if a notebook raised.
-# Needs: nbconvert in .venv (pip install nbconvert). Usage: bash tools/docs.sh [--flags "slow gpu"] [--no-cache] [--out DIR]
+# _docs/pages.json lists every page with its notebook, its number of plots and its errors (an error output stored or
+# raised, or no stored outputs at all); tests/test_docs.py reads it, screenshots each page in headless Chromium and
+# checks it. Exit status 1 if a notebook has an error.
+# Needs: nbconvert in .venv (pip install nbconvert).
+# Usage: bash tools/docs.sh [--execute [--flags "slow gpu"] [--no-cache]] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLAGS="" CACHE=1 OUT=_docs
+FLAGS="" CACHE=1 OUT=_docs EXECUTE=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --execute) EXECUTE=1; shift;;
     --flags) FLAGS="$2"; shift 2;;
     --no-cache) CACHE=0; shift;;
     --out) OUT="$2"; shift 2;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0;;
-    *) echo "unknown argument $1 (use --flags \"slow\", --no-cache, --out DIR)" >&2; exit 2;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0;;
+    *) echo "unknown argument $1 (use --execute, --flags \"slow\", --no-cache, --out DIR)" >&2; exit 2;;
   esac
 done
 PY=.venv/bin/python
 [ -x "$PY" ] || { echo "no .venv: run bash tools/test.sh once to create it" >&2; exit 2; }
 "$PY" -c "import nbconvert" 2>/dev/null || { echo "nbconvert is missing: .venv/bin/python -m pip install nbconvert" >&2; exit 2; }
 export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 MPLBACKEND=Agg
-# one BLAS/OpenMP thread per notebook: the notebooks run one per core, and spinning BLAS threads double the CPU time
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
 cp -r nbs fico_itr settings.ini setup.py README.md _quarto.yml "$scratch"/
 find "$scratch/nbs" -name '*.ipynb' -delete
-cat > "$scratch/docs_exec.py" <<'PYEOF'
-"Execute one notebook as nbdev_test does, keeping its outputs (used by build_docs.py in worker processes)."
-import os, time
-from pathlib import Path
-
-def execute(args):
-    "Run one notebook in its own folder (as nbdev_test does) and save it with outputs; returns (rel, seconds, errors, plots)."
-    src, dst, skip = args
-    from execnb.nbio import read_nb, write_nb
-    from execnb.shell import CaptureShell
-    from nbdev.process import extract_directives
-    from fastcore.xtras import working_directory
-    os.environ['IN_TEST'] = '1'
-    nb = read_nb(src)
-    def no_eval(cell):
-        if cell.cell_type != 'code': return True
-        d = extract_directives(cell, remove=False) or {}
-        return d.get('eval:', [''])[0].lower() == 'false' or bool(skip & d.keys())
-    t0 = time.time()
-    shell = CaptureShell(src)
-    with working_directory(src.parent): shell.run_all(nb, exc_stop=False, preproc=no_eval)
-    errors = [f"cell {i}: {o.get('ename')}: {o.get('evalue')}" for i, c in enumerate(nb.cells)
-              for o in c.get('outputs', []) if o.get('output_type') == 'error']
-    plots = sum('image/png' in o.get('data', {}) for c in nb.cells for o in c.get('outputs', []))
-    dst.parent.mkdir(parents=True, exist_ok=True); write_nb(nb, dst)
-    return str(src), time.time() - t0, errors, plots
-PYEOF
 cat > "$scratch/build_docs.py" <<'PYEOF'
-import hashlib, html, json, os, re, sys, time
-from concurrent.futures import ProcessPoolExecutor
+import hashlib, html, json, os, re, subprocess, sys, time
 from pathlib import Path
 
 ROOT, SCRATCH = Path.cwd(), Path(os.environ['DOCS_SCRATCH'])
 OUT, CACHE = ROOT / os.environ['DOCS_OUT'], ROOT / os.environ['DOCS_OUT'] / '.cache'
-FLAGS, USE_CACHE = set(os.environ['DOCS_FLAGS'].split()), os.environ['DOCS_CACHE'] == '1'
-
-def notebooks():
-    "Every notebook nbdev would test or render: nbs/**.ipynb, skipping names and folders that start with _ or ."
-    return sorted(p for p in (ROOT / 'nbs').rglob('*.ipynb')
-                  if not any(part.startswith(('_', '.')) for part in p.relative_to(ROOT / 'nbs').parts))
+FLAGS, USE_CACHE, EXECUTE = os.environ['DOCS_FLAGS'], os.environ['DOCS_CACHE'] == '1', os.environ['DOCS_EXECUTE'] == '1'
+sys.path.insert(0, str(ROOT / 'tools'))
+import outputs                    # tools/outputs.py: which notebooks, which cells run, how they are executed
 
 def lib_digest():
     h = hashlib.sha256()
@@ -81,38 +53,40 @@ def lib_digest():
         if p.is_file() and '__pycache__' not in p.parts: h.update(p.name.encode()); h.update(p.read_bytes())
     return h.hexdigest()
 
-sys.path.insert(0, str(SCRATCH))
-from docs_exec import execute    # a module, so that worker processes can unpickle it (IPython replaces __main__)
+def stored(nb_path):
+    "Plots and errors of a notebook as stored (errors: error outputs, or no outputs where there is code to run)."
+    from execnb.nbio import read_nb
+    nb = read_nb(nb_path)
+    errors = [f"cell {i}: {o.get('ename')}: {o.get('evalue')}" for i, c in enumerate(nb.cells)
+              for o in c.get('outputs', []) if o.get('output_type') == 'error']
+    if not outputs.has_outputs(nb, skip):
+        errors.append('stored without outputs: run `.venv/bin/python tools/outputs.py write` on it and commit it')
+    return dict(plots=sum('image/png' in o.get('data', {}) for c in nb.cells for o in c.get('outputs', [])), errors=errors)
 
-# 1. execute (or reuse) every notebook
-from configparser import ConfigParser
-cfg = ConfigParser(); cfg.read(ROOT / 'settings.ini')
-skip = set(cfg['DEFAULT'].get('tst_flags', '').replace('|', ' ').split()) - FLAGS - {''}
-lib, nbs, jobs, meta = lib_digest(), notebooks(), [], {}
-CACHE.mkdir(parents=True, exist_ok=True)
-timings = json.loads((CACHE / 'timings.json').read_text()) if (CACHE / 'timings.json').exists() else {}
+# 1. the notebooks with their stored outputs; with --execute, executed by tools/outputs.py (or reused from the cache)
+skip, nbs, todo = outputs.skip_flags(FLAGS), outputs.notebooks(), []
+lib = lib_digest() if EXECUTE else ''
 for nb in nbs:
     rel = nb.relative_to(ROOT / 'nbs')
     key = hashlib.sha256(nb.read_bytes() + lib.encode() + ' '.join(sorted(skip)).encode()).hexdigest()
-    cached, dst = CACHE / 'exec' / rel, SCRATCH / 'nbs' / rel
-    info = json.loads(cached.with_suffix('.json').read_text()) if cached.with_suffix('.json').exists() else {}
-    if USE_CACHE and info.get('key') == key and cached.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True); dst.write_bytes(cached.read_bytes()); meta[str(rel)] = info
-    else: jobs.append((nb, cached, skip, key))
-jobs.sort(key=lambda j: -timings.get(str(j[0].relative_to(ROOT)), j[0].stat().st_size / 1e4))   # longest first
-t0 = time.time()
-if jobs:
-    print(f'executing {len(jobs)} notebook(s) ({len(nbs) - len(jobs)} unchanged, from the cache)', flush=True)
-    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
-        for (nb, cached, _, key), (relnb, secs, errors, plots) in zip(jobs, pool.map(execute, [(j[0], j[1], j[2]) for j in jobs])):
-            rel = nb.relative_to(ROOT / 'nbs')
-            relnb = str(Path(relnb).relative_to(ROOT)); timings[relnb] = secs
-            info = dict(key=key, seconds=round(secs, 1), errors=errors, plots=plots)
-            cached.with_suffix('.json').write_text(json.dumps(info)); meta[str(rel)] = info
-            dst = SCRATCH / 'nbs' / rel; dst.parent.mkdir(parents=True, exist_ok=True); dst.write_bytes(cached.read_bytes())
-            print(f"  {relnb}: {secs:.1f} s" + (f", {len(errors)} ERROR(S): {errors[0]}" if errors else ''), flush=True)
-    (CACHE / 'timings.json').write_text(json.dumps(timings, indent=1))
-print(f'executed in {time.time() - t0:.1f} s', flush=True)
+    cached = CACHE / 'exec' / rel
+    if EXECUTE and not (USE_CACHE and cached.exists() and cached.with_suffix('.key').exists()
+                        and cached.with_suffix('.key').read_text() == key): todo.append((nb, cached, key))
+if todo:
+    print(f'executing {len(todo)} notebook(s) ({len(nbs) - len(todo)} unchanged, from the cache)', flush=True)
+    t0 = time.time()
+    for _, cached, _ in todo: cached.unlink(missing_ok=True)
+    subprocess.run([sys.executable, str(ROOT / 'tools' / 'outputs.py'), 'write', '--into', str(CACHE / 'exec'),
+                    *(['--flags', FLAGS] if FLAGS else []), *(str(nb) for nb, _, _ in todo)], check=False)
+    for _, cached, key in todo:
+        if cached.exists(): cached.with_suffix('.key').write_text(key)
+    print(f'executed in {time.time() - t0:.1f} s', flush=True)
+meta = {}
+for nb in nbs:
+    rel = nb.relative_to(ROOT / 'nbs'); src = CACHE / 'exec' / rel if EXECUTE else nb
+    dst = SCRATCH / 'nbs' / rel; dst.parent.mkdir(parents=True, exist_ok=True)
+    if not src.exists(): meta[str(rel)] = dict(plots=0, errors=['tools/outputs.py could not execute it']); continue
+    dst.write_bytes(src.read_bytes()); meta[str(rel)] = stored(src)
 
 # 2. nbdev's docs processing (what nbdev_docs runs before Quarto, notebook by notebook), in the scratch copy
 import warnings
@@ -240,12 +214,12 @@ for rel, (nb, fm) in procs.items():
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text(body, encoding='utf-8')
     info = meta.get(rel, {})
     manifest.append(dict(notebook=f'nbs/{rel}', page=pages[rel][0], title=pages[rel][1], plots=info.get('plots', 0),
-                         errors=info.get('errors', []), seconds=info.get('seconds')))
+                         errors=info.get('errors', [])))
 (OUT / 'pages.json').write_text(json.dumps(sorted(manifest, key=lambda r: r['page']), indent=1))
 index = OUT / 'index.html'
 failed = [m for m in manifest if m['errors']]
 print(f"rendered {len(manifest)} pages into {OUT}/ ({index if index.exists() else 'no index.html'})")
-for m in failed: print(f"EXECUTION ERROR in {m['notebook']}: {m['errors'][0]}", file=sys.stderr)
+for m in failed: print(f"ERROR in {m['notebook']}: {m['errors'][0]}", file=sys.stderr)
 sys.exit(1 if failed else 0)
 PYEOF
-DOCS_FLAGS="$FLAGS" DOCS_CACHE="$CACHE" DOCS_OUT="$OUT" DOCS_SCRATCH="$scratch" "$PY" "$scratch/build_docs.py"
+DOCS_EXECUTE="$EXECUTE" DOCS_FLAGS="$FLAGS" DOCS_CACHE="$CACHE" DOCS_OUT="$OUT" DOCS_SCRATCH="$scratch" "$PY" "$scratch/build_docs.py"

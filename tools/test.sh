@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up (first run only) and run the whole test suite:
 #  1. the notebooks and fico_itr/ agree (nbdev_clean + nbdev_export on a scratch copy change nothing);
-#  2. every notebook executes (nbdev_test; cells flagged slow or gpu are skipped);
-#  3. pytest tests/ (peer cross-checks, property tests, compat).
+#  2. a report of the public API's size (tools/api_report.py; it prints, it never fails);
+#  3. every notebook executes and its stored outputs are what it produces (tools/outputs.py check: run as nbdev_test
+#     runs it, cells flagged slow or gpu skipped, outputs compared cell by cell);
+#  4. pytest tests/ (peer cross-checks, property tests, compat).
 EXTRAS=dev,plots,peers source "$(dirname "$0")/env.sh"
 if [ ! -d .peers/fico-itr-1.0.0/fico_itr ]; then   # the peer imports as fico_itr too: keep it in its own folder
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target .peers/fico-itr-1.0.0 fico-itr==1.0.0 2>&1 \
@@ -23,8 +25,11 @@ if ! diff -rq --exclude=__pycache__ "$scratch/fico_itr" fico_itr || ! diff -rq -
   exit 1
 fi
 
-echo "== notebooks execute"
-timeout 1200 .venv/bin/nbdev_test --n_workers 2 ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
+echo "== public API (a report: it prints, it never fails)"
+.venv/bin/python tools/api_report.py || true
+
+echo "== notebooks execute and their stored outputs are current"
+timeout 1200 .venv/bin/python tools/outputs.py check --workers 2 ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
 
 echo "== pytest"
 timeout 1800 .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
