@@ -256,7 +256,7 @@ def _value_sort_bits(scores: np.ndarray,  # B x m float scores
                      rel: np.ndarray,     # B x m relevance
                      ties: str            # 'stable', 'reverse', 'optimistic' or 'pessimistic'
                     ) -> np.ndarray | None:
-    "Relevance in rank order from one sort of 32-bit keys [score][relevance]; None where the scores need more bits."
+    "Relevance in rank order from one sort of 32-bit keys [score][relevance]; None where the scores need more bits or tie everywhere."
     u, _ = _descending_order_keys(scores)
     lo, hi = (int(u.min()), int(u.max())) if u.size else (0, 0)
     if hi - lo >= 2 ** 31: return None
@@ -269,6 +269,7 @@ def _value_sort_bits(scores: np.ndarray,  # B x m float scores
     if ties == 'optimistic': return ~bits
     if ties == 'pessimistic': return bits
     mixed = np.flatnonzero((keys[:, 1:] ^ keys[:, :-1]) == 1)   # neighbours differing only in relevance
+    if len(mixed) > 4 * len(keys): return None          # ties everywhere (integer-valued floats): the packed keys
     if len(mixed): _order_mixed_groups(bits, u, rel, keys, mixed, ties == 'reverse')
     return bits
 
