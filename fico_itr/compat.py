@@ -163,6 +163,8 @@ def _integer_levels(S: np.ndarray) -> int | None:
     bits = int(np.rint(1 / gaps.min()))
     return bits if 0 < bits < 2 ** 15 else None
 
+
+# %% ../nbs/10_compat.ipynb #a16c0cd3
 _SEEN = {}   # direction -> (weak reference to the matrix, key, per-block ranks): the matrix last seen
 
 def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per direction
@@ -193,7 +195,6 @@ def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per
     _SEEN[direction] = (weakref.ref(source), key, ranks)
     return ranks
 
-# %% ../nbs/10_compat.ipynb #39d40109
 def _mean_ap(ranks: list, k) -> np.float64:
     "1.0.0's mAP@k (AP over the hits in the top k, 0 for a query without any) from per-block ranks."
     total, n = 0.0, 0
@@ -203,6 +204,8 @@ def _mean_ap(ranks: list, k) -> np.float64:
         n += len(r)
     return np.float64(total / n)
 
+
+# %% ../nbs/10_compat.ipynb #39d40109
 def _category_labels(labels, n_images: int) -> np.ndarray:
     L = check_array(labels, 'labels')
     if len(L) != n_images: raise ValueError(f"`labels` has {len(L)} rows but the matrix has {n_images} images")

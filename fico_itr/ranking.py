@@ -343,6 +343,8 @@ def _packed_key_bits(scores, rel, ties, seed):
     keys.sort(axis=1)
     return _low_bits(keys)
 
+
+# %% ../nbs/02_ranking.ipynb #a16v0cd4
 def _rank_relevant_lexsort(scores, rel, ties, seed=0):
     B, m = scores.shape
     if ties == 'random': pos = np.broadcast_to(random_positions(m, seed), (B, m))
