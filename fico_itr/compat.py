@@ -192,8 +192,12 @@ def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per
             if np.array_equal(level / bits, blk): blk = level.astype(np.int32)
         r = rank_relevant(blk, rel.block(s, s + len(blk)), ties)
         ranks.append(RankedRelevance(r.n_gallery, r.n_relevant, r.first, r.positions.astype(np.int32), r.offsets))
-    _SEEN[direction] = (weakref.ref(source), key, ranks)
+    _SEEN[direction] = (weakref.ref(source, lambda ref: _forget(direction, ref)), key, ranks)
     return ranks
+
+def _forget(direction, ref):
+    "Drop the ranks kept for `direction` when the matrix they belong to is freed."
+    if _SEEN.get(direction, (None,))[0] is ref: del _SEEN[direction]
 
 def _mean_ap(ranks: list, k) -> np.float64:
     "1.0.0's mAP@k (AP over the hits in the top k, 0 for a query without any) from per-block ranks."
