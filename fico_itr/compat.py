@@ -4,10 +4,11 @@
 
 # %% ../nbs/10_compat.ipynb #9469b2ca
 from __future__ import annotations
+import hashlib, weakref
 import numpy as np
 from .core import EvaluationSplit, get_conventions, check_array, check_labels
 from .similarity import compute_similarity
-from .ranking import SharedLabel, rank_relevant
+from .ranking import SharedLabel, RankedRelevance, rank_relevant
 from .evaluate import evaluate, unique_image_rows
 from . import metrics as M
 
@@ -146,20 +147,69 @@ def instance_retrieval(similarity_matrix: np.ndarray,  # images x captions (or s
     split = _split(S, captions_per_image)
     return _instance_dict(split, 'i2t', S), _instance_dict(split, 't2i', T)
 
-# %% ../nbs/10_compat.ipynb #39d40109
-def _mean_ap(S, query_items, gallery_items, labels, k, block_rows: int = 1 << 22):
-    rel = SharedLabel(labels, labels, query_items, gallery_items)
-    conv = get_conventions('fico-itr')
-    k = 'N' if k is None else min(k, S.shape[1])
-    bs = max(1, block_rows // S.shape[1])
-    total = 0.0
-    for s in range(0, S.shape[0], bs):
-        blk = np.ascontiguousarray(S[s:s + bs])
-        if not np.isfinite(blk).all(): raise ValueError("the similarity matrix contains NaN or Inf")
-        ranked = rank_relevant(blk, rel.block(s, s + len(blk)), conv.ties_for('category'))
-        total += np.nan_to_num(M.average_precision(ranked, k, 'hits'), nan=0.0).sum()
-    return np.float64(total / S.shape[0])
+# %% ../nbs/10_compat.ipynb #a16c0cd1
+def _checksum(S: np.ndarray) -> int:
+    "Entries as unsigned integers, times odd column and row weights, summed modulo 2^bits: any one changed entry changes it."
+    v = S.view(np.dtype(f'u{S.dtype.itemsize}')) if S.dtype.kind in 'fiub' else np.asarray(S, np.float64).view(np.uint64)
+    rng = np.random.default_rng(0x51CC)
+    rows, cols = (rng.integers(0, 2 ** 63, n, dtype=np.uint64).astype(v.dtype) | 1 for n in S.shape)
+    return int((v @ cols) @ rows)
 
+def _integer_levels(S: np.ndarray) -> int | None:
+    "`bits` where S holds -distance / bits (Hamming), read from the gaps between the scores of row 0; None otherwise."
+    if S.dtype.kind != 'f' or not len(S): return None
+    gaps = np.diff(np.unique(np.asarray(S[0], np.float64)))
+    if not len(gaps): return None
+    bits = int(np.rint(1 / gaps.min()))
+    return bits if 0 < bits < 2 ** 15 else None
+
+
+# %% ../nbs/10_compat.ipynb #a16c0cd3
+_SEEN = {}   # direction -> (weak reference to the matrix, key, per-block ranks): the matrix last seen
+
+def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per direction
+                    source: np.ndarray,  # the matrix as passed (kept by a weak reference)
+                    transposed: bool,    # rank the rows of `source.T`
+                    query_items, gallery_items, labels,  # label rows of queries and gallery items, and the labels
+                    checksum: int,       # `_checksum(source)`
+                    block_rows: int = 1 << 22) -> list:
+    "Per-block ranks of the relevant items of `source` (`.T` when `transposed`), reused while the same, unchanged matrix comes back."
+    S = source.T if transposed else source
+    labels_hash = hashlib.sha1(b''.join(np.ascontiguousarray(a).tobytes() for a in (query_items, gallery_items, labels)))
+    key = (S.shape, S.dtype.str, checksum, labels_hash.hexdigest())
+    ref, seen_key, ranks = _SEEN.pop(direction, (None, None, None))   # the old ranks go before new ones are made
+    if ref is not None and ref() is source and seen_key == key:
+        _SEEN[direction] = (ref, key, ranks)
+        return ranks
+    rel, bits = SharedLabel(labels, labels, query_items, gallery_items), _integer_levels(S)
+    ties = get_conventions('fico-itr').ties_for('category')
+    bs, ranks = max(1, block_rows // S.shape[1]), []
+    for s in range(0, S.shape[0], bs):
+        blk = S[s:s + bs]                                   # t2i: a view of sim1's columns, converted once below
+        if not np.isfinite(blk).all(): raise ValueError("the similarity matrix contains NaN or Inf")
+        if bits is not None:
+            level = np.rint(np.multiply(blk, bits, order='C'))
+            if np.array_equal(level / bits, blk): blk = level.astype(np.int32)
+        r = rank_relevant(blk, rel.block(s, s + len(blk)), ties)
+        ranks.append(RankedRelevance(r.n_gallery, r.n_relevant, r.first, r.positions.astype(np.int32), r.offsets))
+    _SEEN[direction] = (weakref.ref(source, lambda ref: _forget(direction, ref)), key, ranks)
+    return ranks
+
+def _forget(direction, ref):
+    "Drop the ranks kept for `direction` when the matrix they belong to is freed."
+    if _SEEN.get(direction, (None,))[0] is ref: del _SEEN[direction]
+
+def _mean_ap(ranks: list, k) -> np.float64:
+    "1.0.0's mAP@k (AP over the hits in the top k, 0 for a query without any) from per-block ranks."
+    total, n = 0.0, 0
+    for r in ranks:            # a fresh RankedRelevance per call: its cached precisions are not kept with the ranks
+        r = RankedRelevance(r.n_gallery, r.n_relevant, r.first, r.positions, r.offsets)
+        total += np.nan_to_num(M.average_precision(r, 'N' if k is None else min(k, r.n_gallery), 'hits'), nan=0.0).sum()
+        n += len(r)
+    return np.float64(total / n)
+
+
+# %% ../nbs/10_compat.ipynb #39d40109
 def _category_labels(labels, n_images: int) -> np.ndarray:
     L = check_array(labels, 'labels')
     if len(L) != n_images: raise ValueError(f"`labels` has {len(L)} rows but the matrix has {n_images} images")
@@ -188,11 +238,14 @@ def category_retrieval(sim1: np.ndarray,  # images x captions (or square with im
     cap2img = _cap2img(captions_per_image, n_images, n_cols)
     row_items = cap2img if repeats > 1 else np.arange(n_rows)   # every duplicated image row is a query, as in 1.0.0
     L = _category_labels(labels, n_images)
-    if sim2 is None: T = S.T
-    else:
+    if sim2 is not None:
         T = check_array(sim2, 'sim2', ndim=2, finite=False)
         if T.shape != S.shape[::-1]:
             hint = (" it has the same orientation as sim1: pass `sim2.T` (fico-itr 1.0.0 silently returned the i2t mAP "
                     "as the t2i value here)") if T.shape == S.shape else ''
             raise ValueError(f"`sim2` must be captions x images with shape {S.shape[::-1]}, got {T.shape}:{hint}")
-    return (_mean_ap(S, row_items, cap2img, L, k), _mean_ap(T, cap2img, row_items, L, k))
+    checksum = _checksum(S)
+    i2t = _category_ranks('i2t', S, False, row_items, cap2img, L, checksum)
+    t2i = (_category_ranks('t2i', S, True, cap2img, row_items, L, checksum) if sim2 is None else
+           _category_ranks('t2i', T, False, cap2img, row_items, L, _checksum(T)))
+    return _mean_ap(i2t, k), _mean_ap(t2i, k)

@@ -217,17 +217,17 @@ def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable
 
 # %% ../nbs/02_ranking.ipynb #068eb7c1
 def _descending_order_keys(scores: np.ndarray):
-    "Scores as a fresh integer array whose ascending order is the scores' descending order, and its bit width."
+    "Scores as a fresh row-major integer array whose ascending order is the scores' descending order, and its bit width."
     if np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool:
         lo, hi = (int(scores.min()), int(scores.max())) if scores.size else (0, 0)
         width = max(1, (hi - lo).bit_length())
         if width > 31:   # a huge range (int64, uint64): dense ranks order and tie exactly as the scores do, in few bits
             u, inv = np.unique(scores, return_inverse=True)
             return (len(u) - 1 - inv.reshape(scores.shape)).astype(np.int64), max(1, (len(u) - 1).bit_length())
-        s = scores.astype(np.int32 if width <= 31 and -2**31 <= lo and hi < 2**31 else np.int64)  # few values: 32-bit keys
+        s = scores.astype(np.int32 if width <= 31 and -2**31 <= lo and hi < 2**31 else np.int64, order='C')  # 32-bit keys
         np.subtract(hi, s, out=s)
         return s, width
-    u = np.add(scores, np.float32(0), dtype=np.float32).view(np.int32)  # a copy; -0.0 becomes +0.0
+    u = np.add(scores, np.float32(0), dtype=np.float32, order='C').view(np.int32)  # a row-major copy; -0.0 becomes +0.0
     sign = u >> 31; sign &= 0x7FFFFFFF
     u ^= sign; np.invert(u, out=u)     # IEEE bits -> order-preserving ints, inverted for a descending order
     return u, 32
@@ -245,30 +245,106 @@ def random_positions(n_gallery: int, seed: int = 0) -> np.ndarray:
     pos = np.empty(n_gallery, np.int64); pos[np.argsort(h)] = np.arange(n_gallery)
     return pos
 
-def rank_relevant(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0) -> RankedRelevance:
+
+# %% ../nbs/02_ranking.ipynb #a16v0cd1
+def _low_bits(keys: np.ndarray) -> np.ndarray:
+    "The lowest bit of each integer key as a fresh bool array (read from the lowest byte on little-endian machines)."
+    if np.little_endian: return (keys.view(np.uint8)[:, ::keys.itemsize] & 1).view(bool)
+    return (keys & 1).astype(bool)
+
+def _value_sort_bits(scores: np.ndarray,  # B x m float scores
+                     rel: np.ndarray,     # B x m relevance
+                     ties: str            # 'stable', 'reverse', 'optimistic' or 'pessimistic'
+                    ) -> np.ndarray | None:
+    "Relevance in rank order from one sort of 32-bit keys [score][relevance]; None where the scores need more bits or tie everywhere."
+    u, _ = _descending_order_keys(scores)
+    lo, hi = (int(u.min()), int(u.max())) if u.size else (0, 0)
+    if hi - lo >= 2 ** 31: return None
+    u -= np.int32(lo)                                    # 0 .. 2^31 - 1 (int32 arithmetic wraps, exactly here)
+    u = u.view(np.uint32)
+    keys = u << 1
+    keys |= ~rel if ties == 'optimistic' else rel       # [score][relevance]: ties put irrelevant (or relevant) first
+    keys.sort(axis=1)
+    bits = _low_bits(keys)
+    if ties == 'optimistic': return ~bits
+    if ties == 'pessimistic': return bits
+    mixed = np.flatnonzero((keys[:, 1:] ^ keys[:, :-1]) == 1)   # neighbours differing only in relevance
+    if len(mixed) > 4 * len(keys): return None          # ties everywhere (integer-valued floats): the packed keys
+    if len(mixed): _order_mixed_groups(bits, u, rel, keys, mixed, ties == 'reverse')
+    return bits
+
+# %% ../nbs/02_ranking.ipynb #a16v0cd3
+def _group_extent(ranked, row, lo, hi, value, step):
+    "Move `lo` (step -1) or `hi` (step 1) along each row of `ranked` while the score stays `value`."
+    end = 0 if step < 0 else ranked.shape[1] - 1
+    edge = lo if step < 0 else hi
+    while True:
+        more = (edge != end) & ((ranked[row, np.clip(edge + step, 0, ranked.shape[1] - 1)] >> 1) == value)
+        if not more.any(): return edge
+        edge = edge + step * more
+
+def _order_mixed_groups(bits: np.ndarray,    # B x m relevance in rank order, irrelevant first in tie groups (set in place)
+                        u: np.ndarray,       # B x m score keys in gallery order
+                        rel: np.ndarray,     # B x m relevance in gallery order
+                        ranked: np.ndarray,  # the keys [score][relevance], sorted along each row
+                        mixed: np.ndarray,   # flat indices into B x (m-1): sorted neighbours differing only in relevance
+                        reverse: bool        # gallery positions descending ('reverse') instead of ascending ('stable')
+                       ):
+    "Put the relevance inside tie groups that mix relevant and irrelevant items in gallery order (or its reverse)."
+    m = u.shape[1]
+    row, p = np.divmod(mixed, m - 1)                   # one mixed pair per group: irrelevant items come first in it
+    value = ranked[row, p] >> 1
+    lo, hi = _group_extent(ranked, row, p, None, value, -1), _group_extent(ranked, row, None, p + 1, value, 1)
+    nth = np.arange(len(row)) - np.searchsorted(row, row)   # the n-th mixed group of its row
+    for n in range(int(nth.max()) + 1):                # one pass per group of a row: rarely more than a few
+        g = np.flatnonzero(nth == n)
+        if 4 * len(g) > len(u):                        # most rows: compare every row with its value (none: 2^32 - 1)
+            find = np.full(len(u), np.iinfo(np.uint32).max, np.uint32); find[row[g]] = value[g]
+            r, item = np.divmod(np.flatnonzero(u == find[:, None]), m)   # the groups' items, in gallery order
+        else:
+            r, item = np.nonzero(u[row[g]] == value[g, None]); r = row[g][r]
+        if reverse: order = np.lexsort((-item, r)); r, item = r[order], item[order]
+        size = hi[g] - lo[g] + 1
+        at = np.repeat(row[g] * m + lo[g] - np.cumsum(size) + size, size) + np.arange(size.sum())
+        bits.ravel()[at] = rel[r, item]
+
+# %% ../nbs/02_ranking.ipynb #a16v0cd2
+def rank_relevant(scores: np.ndarray,  # B x m scores of a block of queries against the gallery
+                  rel: np.ndarray,     # B x m relevance of the same pairs
+                  ties: str = 'stable',  # tie rule: 'stable', 'reverse', 'optimistic', 'pessimistic' or 'random'
+                  seed: int = 0        # seed of the 'random' rule
+                 ) -> RankedRelevance:
     "1-based ranks of every relevant item of each query under the tie rule, from one sort per block."
     _check_block(scores, rel, ties)
     B, m = scores.shape
     if m >= 2 ** 30: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.index")
     if scores.dtype == np.float64 and not np.array_equal(scores.astype(np.float32), scores):
         return _rank_relevant_lexsort(scores, rel, ties, seed)
+    if np.issubdtype(scores.dtype, np.floating) and ties != 'random':
+        bits = _value_sort_bits(scores, rel, ties)
+        if bits is not None: return _from_rank_order(bits)
+    return _from_rank_order(_packed_key_bits(scores, rel, ties, seed))
+
+def _packed_key_bits(scores, rel, ties, seed):
+    "Relevance in rank order from one sort of keys [score][tie bit][gallery position][relevance]."
+    B, m = scores.shape
     order, width = _descending_order_keys(scores)
     idx_bits = max(1, (m - 1).bit_length())
     tie_bit = ties in ('optimistic', 'pessimistic')
     low_bits = idx_bits + 1 + tie_bit
     is_int = np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool
     dtype = np.int32 if is_int and width + low_bits <= 31 else np.int64
-    keys = order.astype(dtype, copy=False); keys <<= low_bits   # [score][tie bit][gallery position][relevance]
+    keys = order.astype(dtype, copy=False); keys <<= low_bits
     if ties == 'random': pos = random_positions(m, seed).astype(dtype)
     else: pos = np.arange(m, dtype=dtype) if ties != 'reverse' else np.arange(m - 1, -1, -1, dtype=dtype)
     keys |= pos << 1
     keys |= rel
     if tie_bit: keys |= (~rel if ties == 'optimistic' else rel).astype(dtype) << (idx_bits + 1)
     keys.sort(axis=1)
-    if np.little_endian: bits = (keys.view(np.uint8)[:, ::keys.itemsize] & 1).view(bool)
-    else: bits = (keys & 1).astype(bool)
-    return _from_rank_order(bits)
+    return _low_bits(keys)
 
+
+# %% ../nbs/02_ranking.ipynb #a16v0cd4
 def _rank_relevant_lexsort(scores, rel, ties, seed=0):
     B, m = scores.shape
     if ties == 'random': pos = np.broadcast_to(random_positions(m, seed), (B, m))
