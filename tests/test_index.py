@@ -11,8 +11,9 @@ from fico_itr.evaluate import evaluate
 from fico_itr.similarity import HashCodes, similarity
 from fico_itr.search import TopK, topk_search, evaluate_topk, merge_topk
 from fico_itr.index import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, build_index, packed_codes,
-                            one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, table7, rerank_candidates,
-                            table7_sampled, SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, compare_table7, PAPER_TABLE7, TwoStage)
+                            one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, rerank_candidates,
+                            SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, TwoStage)
+from fico_itr.paper import table7, table7_sampled, compare_table7, PAPER_TABLE7
 from _helpers import raises
 
 

@@ -18,10 +18,11 @@ from fico_itr.core import EvaluationSplit, get_conventions
 from fico_itr.data import hashing_split, load_mirflickr25k
 from fico_itr.evaluate import Results, evaluate
 from fico_itr.similarity import HashCodes
-from fico_itr.zoo import (DATASETS, MODELS, PAPER_FIGURES, ModelOutput, QueryDatabase, conventions_table, evaluate_outputs,
-                          evaluate_query_database, fico_file_name, fico_inventory, load_fico_results,
-                          mirflickr_standin_outputs, outputs_table, paper_table, plot_pr_grid, plot_recall_at_k,
-                          rerank_matrices, side_by_side, text_standin_outputs, zoo_model)
+from fico_itr.paper import (DATASETS, MODELS, PAPER_FIGURES, conventions_table, fico_file_name, fico_inventory,
+                            load_fico_results, paper_table, side_by_side, zoo_model)
+from fico_itr.zoo import (ModelOutput, QueryDatabase, evaluate_outputs, evaluate_query_database,
+                          mirflickr_standin_outputs, outputs_table, plot_pr_grid, plot_recall_at_k, rerank_matrices,
+                          text_standin_outputs)
 
 from _helpers import DATA, raises
 
