@@ -412,8 +412,6 @@ def _row_keys(t: pd.DataFrame):
 
 
 # %% ../nbs/04_evaluate.ipynb #res00004
-from fastcore.basics import patch
-
 _RAISE = object()   # `Results.get`'s default: no match is an error
 
 class Results:
@@ -452,8 +450,16 @@ class Results:
 
 
 # %% ../nbs/04_evaluate.ipynb #res00006
-@patch
-def wide(self: Results, granularity: str = 'instance') -> pd.DataFrame:
+def _method(name: str):
+    "Attach the decorated function to `Results` as `name` (a classmethod when its first argument is `cls`)."
+    def attach(f):
+        f.__name__, f.__qualname__ = name, f'Results.{name}'
+        setattr(Results, name, classmethod(f) if f.__code__.co_varnames[:1] == ('cls',) else f)
+        return f
+    return attach
+
+@_method('wide')
+def _wide(self, granularity: str = 'instance') -> pd.DataFrame:
     "One row per (model, dataset) and, where one pair was evaluated under several conventions, per conventions; columns (direction, metric) in the order they were computed; PR points left out. Never averages."
     t = self.table[(self.table.granularity == granularity) & (self.table.metric != 'PR')]
     if t.empty: return pd.DataFrame()
@@ -463,18 +469,18 @@ def wide(self: Results, granularity: str = 'instance') -> pd.DataFrame:
                       aggfunc='first')   # one value per cell: `_check_table` refused rows that cannot be told apart
     return w.reindex(columns=pd.MultiIndex.from_tuples(cols))
 
-@patch
-def pr_curves(self: Results) -> pd.DataFrame:
+@_method('pr_curves')
+def _pr_curves(self) -> pd.DataFrame:
     "The 11-point PR curves as rows (model, dataset, direction, granularity, recall, precision)."
     t = self.table[self.table.metric == 'PR']
     return t.assign(recall=t.k.astype(float))[['model', 'dataset', 'direction', 'granularity', 'recall', 'value']].rename(columns={'value': 'precision'})
 
 
 # %% ../nbs/04_evaluate.ipynb #res00008
-@patch
-def __repr__(self: Results): return format_table(self)
-@patch
-def _repr_html_(self: Results):
+@_method('__repr__')
+def _repr_text(self): return format_table(self)
+@_method('_repr_html_')
+def _repr_html_(self):
     parts = []
     for g in dict.fromkeys(self.table.granularity):   # each value with its units' digits, as the printout
         shown = _shown(self, g)
@@ -482,8 +488,8 @@ def _repr_html_(self: Results):
     conv = '<br>'.join(f'<code>{c}</code>' for c in dict.fromkeys(self.table.convention))
     return ''.join(parts) + f'<p>conventions: {conv}</p>'
 
-@patch
-def to_json(self: Results, path=None) -> str:
+@_method('to_json')
+def _to_json(self, path=None) -> str:
     "JSON records, one per number (written to `path` if given)."
     txt = json.dumps(self.table.replace({np.nan: None}).to_dict('records'), indent=1)
     if path is not None: Path(path).write_text(txt)
@@ -491,8 +497,8 @@ def to_json(self: Results, path=None) -> str:
 
 
 # %% ../nbs/04_evaluate.ipynb #res00009
-@patch(cls_method=True)
-def from_json(cls: Results, path_or_text) -> 'Results':
+@_method('from_json')
+def _from_json(cls, path_or_text) -> 'Results':
     "Read records written by `to_json`, or a `fico-itr evaluate` record (its 'results'); a path or the JSON text."
     s = str(path_or_text)
     txt = s if s.lstrip()[:1] in ('[', '{') else Path(path_or_text).read_text()
@@ -511,8 +517,8 @@ def from_json(cls: Results, path_or_text) -> 'Results':
     t['k'] = t['k'].astype(str)
     return cls(t)
 
-@patch(cls_method=True)
-def concat(cls: Results, results: Sequence['Results']) -> 'Results':
+@_method('concat')
+def _concat(cls, results: Sequence['Results']) -> 'Results':
     "Stack several results (models, datasets) into one table; numbers that cannot be told apart are an error."
     for r in results:
         if not isinstance(r, Results): raise TypeError(f"Results.concat takes Results, got {type(r).__name__}")

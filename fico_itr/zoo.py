@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_zoo.ipynb #a9bffab4
 from __future__ import annotations
-import dataclasses, math, textwrap
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 import numpy as np
@@ -23,7 +23,7 @@ from .hashing import ITQHasher
 # %% auto #0
 __all__ = ['OUTPUT_KINDS', 'FAMILIES', 'DEEP_RECALL', 'QueryDatabase', 'evaluate_query_database', 'ModelOutput',
            'evaluate_outputs', 'outputs_table', 'tfidf_rows', 'rerank_matrices', 'text_standin_outputs',
-           'mirflickr_standin_outputs', 'table_view', 'plot_pr_grid', 'plot_recall_at_k', 'families_of']
+           'mirflickr_standin_outputs']
 
 # %% ../nbs/12_zoo.ipynb #05076684
 OUTPUT_KINDS = ('embeddings', 'hash_codes', 'similarity', 'i2t_t2i')
@@ -241,103 +241,3 @@ def mirflickr_standin_outputs(mir: MirFlickr25K, split: HashingSplit | None = No
                                {'queries': itq.encode(F[hs.query]), 'database': itq.encode(F[hs.database])},
                                measure='hamming', source=f'{what}, ITQ {b}-bit codes'))
     return out
-
-# %% ../nbs/12_zoo.ipynb #428f7ad4
-def table_view(df: pd.DataFrame, caption: str, digits: int = 1, na: str = '–'):
-    "A pandas Styler: `digits` decimals, `na` for missing numbers, `caption` above, compact and left-aligned."
-    sty = df.style.format(precision=digits, na_rep=na).set_caption(caption)
-    return sty.set_table_styles([
-        {'selector': 'caption', 'props': 'caption-side: top; text-align: left; font-weight: bold; padding: 4px 0;'},
-        {'selector': 'th, td', 'props': 'font-size: 0.8em; padding: 2px 6px; text-align: right;'},
-        {'selector': 'th.col_heading', 'props': 'text-align: center;'},
-        {'selector': 'th.row_heading', 'props': 'text-align: left; white-space: nowrap;'}])
-
-# %% ../nbs/12_zoo.ipynb #c2c90609
-_MARKERS = ['o', 's', '^', 'D', 'v', 'P', 'X', '*', '<', '>', 'h', 'p', '8', 'd']
-
-def _styles(models, families):
-    import matplotlib
-    cmap = matplotlib.colormaps['tab20' if len(models) > 10 else 'tab10']
-    n = cmap.N
-    out = {}
-    for i, m in enumerate(models):
-        fam = (families or {}).get(m, 'CG' if 'hash' in m.lower() or 'bit' in m.lower() else 'FG')
-        out[m] = dict(color=cmap((2 * i) % 20 + (i % 20 >= 10) if n == 20 else i % n), marker=_MARKERS[i % len(_MARKERS)],
-                      linestyle='--' if fam == 'CG' else '-')
-    return out
-
-def _grid(panels, title, xlabel, ylabel, models, families, xscale='linear', ncols=2, legend_note=None):
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.9), squeeze=False, sharey=True)
-    styles = _styles(models, families)
-    drawn = set()
-    for ax, (ptitle, curves) in zip(axes.flat, panels):
-        for m, (x, y) in curves.items():
-            ok = np.isfinite(y)
-            if ok.any():
-                ax.plot(np.asarray(x)[ok], np.asarray(y)[ok], markersize=4, linewidth=1.4, **styles[m]); drawn.add(m)
-        ax.set_title(ptitle, fontsize=10); ax.set_xscale(xscale); ax.set_xlabel(xlabel); ax.grid(alpha=.3)
-    for ax in axes[:, 0]: ax.set_ylabel(ylabel)
-    for ax in list(axes.flat)[len(panels):]: ax.set_visible(False)
-    handles = [Line2D([], [], markersize=5, **styles[m]) if m in drawn else Line2D([], [], color='0.6', linestyle=':')
-               for m in models]
-    labels = [m if m in drawn else f'{m}: no curve{legend_note(m) if legend_note else ""}' for m in models]
-    ncol = 2 if max(map(len, labels)) > 40 else 3 if max(map(len, labels)) > 22 else 4
-    legend_rows = math.ceil(len(models) / ncol)
-    wrapped = '\n'.join(textwrap.fill(line, 110) for line in title.split('\n'))
-    fig.suptitle(wrapped, fontsize=10)
-    h = fig.get_figheight()
-    fig.tight_layout(rect=(0, (0.35 + 0.2 * legend_rows) / h, 1, 1 - (0.1 + 0.2 * (wrapped.count('\n') + 1)) / h))
-    fig.legend(handles, labels, loc='lower center', ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0))
-    plt.close(fig)
-    return fig
-
-def plot_pr_grid(results: Results, title: str, datasets: Sequence[str] | None = None, directions: Sequence[str] | None = None,
-                 families: Mapping[str, str] | None = None, granularity: str = 'category', path=None):
-    "11-point precision-recall curves, one panel per (data set, direction), one line per model (the paper's Figure 3)."
-    pr = results.pr_curves(); pr = pr[pr.granularity == granularity]
-    if pr.empty: raise ValueError(f"`results` hold no {granularity} PR points: evaluate with metrics that include 'PR'")
-    datasets = list(datasets or dict.fromkeys(pr.dataset))
-    models = list(dict.fromkeys(pr[pr.dataset.isin(datasets)].model))
-    arrow = {'i2t': 'i→t', 't2i': 't→i', 't2t': 't→t'}
-    panels = []
-    for d in datasets:
-        sub = pr[pr.dataset == d]
-        for dirn in (directions or list(dict.fromkeys(sub.direction))):
-            cur = sub[sub.direction == dirn]
-            panels.append((f'{d}, {arrow.get(dirn, dirn)}',
-                           {m: (g.recall.to_numpy(), g.precision.to_numpy()) for m, g in cur.groupby('model', sort=False)}))
-    depths = {}
-    for m, d, c in zip(results.table.model, results.table.dataset, results.table.convention):
-        if d in datasets and 'rerank_depth=' in c: depths.setdefault(m, {})[c.split('rerank_depth=')[1].split(';')[0]] = 1
-    note = lambda m: f" (rerank depth {'/'.join(depths[m])})" if m in depths else ''
-    fig = _grid(panels, title, 'recall', 'interpolated precision', models, families,
-                ncols=min(2, len(panels)), legend_note=note)
-    if path is not None: fig.savefig(path, dpi=120)
-    return fig
-
-def plot_recall_at_k(results: Results, title: str, datasets: Sequence[str] | None = None,
-                     families: Mapping[str, str] | None = None, path=None):
-    "Instance-level R@K against K (log scale), one panel per (data set, direction), one line per model."
-    t = results.table[(results.table.granularity == 'instance') & (results.table.metric == 'R@K')]
-    datasets = list(datasets or dict.fromkeys(t.dataset))
-    t = t[t.dataset.isin(datasets)]
-    if t.empty: raise ValueError(f"`results` hold no instance R@K for {datasets}")
-    models = list(dict.fromkeys(t.model))
-    arrow = {'i2t': 'i→t', 't2i': 't→i'}
-    panels = []
-    for d in datasets:
-        sub = t[t.dataset == d]
-        for dirn in dict.fromkeys(sub.direction):
-            cur = sub[sub.direction == dirn]
-            panels.append((f'{d}, {arrow.get(dirn, dirn)}',
-                           {m: (g.k.astype(int).to_numpy(), g.value.to_numpy()) for m, g in cur.groupby('model', sort=False)}))
-    fig = _grid(panels, title, 'K (log scale)', 'R@K (%)', models, families, xscale='log', ncols=2)
-    if path is not None: fig.savefig(path, dpi=120)
-    return fig
-
-def families_of(outputs: Sequence[ModelOutput]) -> dict:
-    "Model name -> family, for the plots' line styles."
-    return {o.model: o.family for o in outputs}

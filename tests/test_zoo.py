@@ -21,8 +21,8 @@ from fico_itr.similarity import HashCodes
 from fico_itr.paper import (DATASETS, MODELS, PAPER_FIGURES, conventions_table, fico_file_name, fico_inventory,
                             load_fico_results, paper_table, side_by_side, zoo_model)
 from fico_itr.zoo import (ModelOutput, QueryDatabase, evaluate_outputs, evaluate_query_database,
-                          mirflickr_standin_outputs, outputs_table, plot_pr_grid, plot_recall_at_k, rerank_matrices,
-                          text_standin_outputs)
+                          mirflickr_standin_outputs, outputs_table, rerank_matrices, text_standin_outputs)
+from fico_itr.report import plot_pr_curves, plot_recall_at_k
 
 from _helpers import DATA, raises
 
@@ -301,11 +301,11 @@ def test_plots_list_every_model():
     outs.append(ModelOutput('reranker', 'toy', 'FG', 'i2t_t2i', split, {'i2t_similarity': S, 't2i_similarity': S.T},
                             rerank_depth=10))
     res = evaluate_outputs(outs, metrics={'instance': ('R@1', 'R@5', 'R@10'), 'category': ('mAP@10', 'PR')})
-    fig = plot_pr_grid(res, 'twelve models')
+    fig = plot_pr_curves(res, 'twelve models')
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert len(labels) == 12 and labels[-1] == 'reranker: no curve (rerank depth 10)'
     assert len({tuple(np.round(line.get_color(), 3)) if not isinstance(line.get_color(), str) else line.get_color()
                 for line in fig.axes[0].get_lines()}) == 11          # eleven curves, eleven colours
     fig2 = plot_recall_at_k(res, 'R@K')
     assert len(fig2.axes) == 2
-    raises(lambda: plot_pr_grid(Results(res.table[res.table.metric != 'PR']), 't'), 'hold no category PR points')
+    raises(lambda: plot_pr_curves(Results(res.table[res.table.metric != 'PR']), 't'), 'no PR points')
