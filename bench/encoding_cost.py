@@ -40,7 +40,8 @@ from fico_itr.cost import (RANDOM_WEIGHTS_NOTE, Stored, clip_config, blip2_retri
                            sample_images, pixel_batch, hash_token_ids, encoding_cost, time_rerank, storage_from_config,
                            storage_table, scale_label, device_name, is_out_of_memory)
 from fico_itr.paper import PAPER_SCALES, check_paper_storage, table5, table6
-from fico_itr.demo import coco5k_test_captions, TfidfSvdTextEncoder
+from fico_itr.data import coco5k_test_captions
+from fico_itr.demo import TfidfSvdTextEncoder
 
 MODELS = ('clip-b16', 'clip-l14', 'blip2', 'vgg19-hash', 'hash-head')
 TOKENIZER_NOTE = 'token ids from a stand-in word-hash tokenizer (not the model\'s), padded to the model\'s fixed length'

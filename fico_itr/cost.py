@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+from .encoders import VGG19_LAYERS
 
 # %% auto #0
-__all__ = ['OUT_OF_MEMORY_ERRORS', 'OUT_OF_MEMORY_MESSAGES', 'ON_LIMIT', 'DTYPE_BYTES', 'GIB', 'RANDOM_WEIGHTS_NOTE', 'AFTER_DNF',
-           'VGG19_LAYERS', 'CLIP_MEAN', 'CLIP_STD', 'scale_label', 'DuplicatedView', 'scale_by_duplication',
-           'is_out_of_memory', 'device_name', 'time_encoding', 'time_rerank', 'Stored', 'vit_tokens',
-           'storage_from_config', 'storage_table', 'encoding_cost', 'clip_config', 'blip2_retrieval_config',
-           'random_weight_model', 'clip_encoders', 'blip2_vit_features', 'blip2_encoders', 'blip2_itm_scorer',
-           'VGGHashNet', 'sample_images', 'pixel_batch', 'hash_token_ids']
+__all__ = ['scale_label', 'DuplicatedView', 'scale_by_duplication', 'is_out_of_memory', 'device_name', 'time_encoding',
+           'time_rerank', 'Stored', 'vit_tokens', 'storage_from_config', 'storage_table', 'encoding_cost',
+           'clip_config', 'blip2_retrieval_config', 'random_weight_model', 'clip_encoders', 'blip2_vit_features',
+           'blip2_encoders', 'blip2_itm_scorer', 'VGGHashNet', 'sample_images', 'pixel_batch', 'hash_token_ids']
 
 # %% ../nbs/16_cost.ipynb #795d6d3b
 def _count_label(n: int) -> str:
@@ -76,10 +75,13 @@ def scale_by_duplication(items, n: int) -> DuplicatedView:
     "The paper's protocol: `items` (a test set) repeated to `n` items, without copying them."
     return DuplicatedView(items, n)
 
-# %% ../nbs/16_cost.ipynb #6038b40a
+# %% ../nbs/16_cost.ipynb #d1c29d2d
 OUT_OF_MEMORY_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
 OUT_OF_MEMORY_MESSAGES = ('out of memory', "can't allocate memory", 'cannot allocate memory', 'unable to allocate')
+ON_LIMIT = ('dnf', 'extrapolate')
 
+
+# %% ../nbs/16_cost.ipynb #6038b40a
 def is_out_of_memory(error: BaseException) -> bool:
     "True for CUDA out-of-memory, MemoryError (numpy's 'Unable to allocate' is one), and a RuntimeError whose message has one of OUT_OF_MEMORY_MESSAGES (CUDA's 'out of memory', torch's CPU allocator's \"can't allocate memory\")."
     if isinstance(error, OUT_OF_MEMORY_ERRORS): return True
@@ -122,7 +124,6 @@ class _Meter:
     def peak_bytes(self) -> int:
         return torch.cuda.max_memory_allocated(self.device) if self.cuda else self.peak
 
-ON_LIMIT = ('dnf', 'extrapolate')
 
 def _check_run_args(batch_size, warmup, time_limit, on_limit, name='batch_size'):
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
@@ -183,6 +184,7 @@ def time_encoding(encode_batch, items, batch_size: int = 64, device='cpu', warmu
     return _run(encode_batch, len(items), lambda a, b: items[a:b], int(batch_size), device, int(warmup), time_limit,
                 on_limit, keep_outputs, progress, desc, 'item')
 
+
 # %% ../nbs/16_cost.ipynb #923128bc
 def _check_candidates(candidates, n_queries: int, depth: int, n_gallery: int | None) -> torch.Tensor:
     "`candidates` as an int64 tensor, once checked: integer indices, n_queries x depth, each in [0, n_gallery)."
@@ -224,11 +226,13 @@ def time_rerank(score_pairs, n_queries: int, depth: int, batch: int = 256, candi
     r['pairs_per_s'] = r.pop('items_per_s'); del r['n_items']
     return r
 
-# %% ../nbs/16_cost.ipynb #e2250080
+# %% ../nbs/16_cost.ipynb #76d27001
 DTYPE_BYTES = {'float64': 8, 'float32': 4, 'float16': 2, 'bfloat16': 2, 'int64': 8, 'int32': 4, 'int16': 2,
                'uint8': 1, 'int8': 1, 'bool': 1, 'bit': 1 / 8}
 GIB = 2 ** 30
 
+
+# %% ../nbs/16_cost.ipynb #e2250080
 def _entries(entries, side):
     out = []
     for e in entries:
@@ -282,6 +286,7 @@ class Stored:
         f = lambda es: ' + '.join(f"{n} {'x'.join(map(str, s))} {d}" for n, s, d in es) or 'nothing'
         return f'per image: {f(self.image)}; per text: {f(self.text)}'
 
+
 # %% ../nbs/16_cost.ipynb #abca8c57
 def vit_tokens(image_size: int, patch_size: int, cls_token: bool = True) -> int:
     "Tokens a ViT outputs for a square image: (image_size // patch_size)^2 patches, plus the CLS token."
@@ -311,10 +316,12 @@ def storage_table(models: dict, scales=((1_000, 5_000), (10_000, 50_000), (100_0
                              kept_gib=float('nan') if kept is None else kept.gib(ni, nt)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/16_cost.ipynb #4be34850
+# %% ../nbs/16_cost.ipynb #530e3f62
 RANDOM_WEIGHTS_NOTE = "random weights: compute cost does not depend on the weights' values"
 AFTER_DNF = ('skip', 'attempt')
 
+
+# %% ../nbs/16_cost.ipynb #4be34850
 def _worst(a: str, b: str) -> str:
     order = ['ok', 'extrapolated (time limit)', 'DNF (time limit)', 'DNF (out of memory)']
     return max(a, b, key=order.index)
@@ -363,6 +370,7 @@ def encoding_cost(model: str, encode_images, encode_texts, images, texts, scales
                          status=status, device=im['device'], note='; '.join(x for x in notes if x)))
         if status.startswith('DNF'): failed = f'{status} at {label}'
     return pd.DataFrame(rows)
+
 
 # %% ../nbs/16_cost.ipynb #ccf74fa1
 def _transformers():
@@ -457,8 +465,6 @@ def blip2_itm_scorer(model, vit_features, text_ids, pad_id: int = 0):
     return score_pairs
 
 # %% ../nbs/16_cost.ipynb #37f64b9e
-VGG19_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512, 'M')
-
 class VGGHashNet(nn.Module):
     "VGG-19 (16 convolutions, fc6/fc7 of `fc_width`) + an `n_bits` hashing layer for images; an MLP hashing net for `text_dim`-D text vectors. Codes in {-1,+1}."
     def __init__(self, n_bits: int = 64, text_dim: int = 300, width: float = 1.0, fc_width: int = 4096, image_size: int = 224):
@@ -486,6 +492,10 @@ class VGGHashNet(nn.Module):
         "Text vectors (b x text_dim) -> codes."
         return torch.sign(self.text_hash(_on(self, vectors)))
 
+# %% ../nbs/16_cost.ipynb #b4e7bc62
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
 # %% ../nbs/16_cost.ipynb #e31c996e
 def sample_images() -> list:
     "The real photographs bundled with scikit-image (astronaut, coffee, chelsea) and scikit-learn (china, flower), H x W x 3 uint8."
@@ -496,7 +506,6 @@ def sample_images() -> list:
         raise ImportError('sample_images needs scikit-image and scikit-learn: pip install scikit-image scikit-learn') from e
     return [data.astronaut(), data.coffee(), data.chelsea()] + list(load_sample_images().images)
 
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 def pixel_batch(images, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
     "H x W x 3 uint8 images -> n x 3 x size x size float32, bilinearly resized (antialiased) and normalised."
@@ -519,3 +528,4 @@ def hash_token_ids(captions, max_length: int, vocab_size: int, bos: int, eos: in
         row = ([bos] + words)[:max_length - 1] + [eos]
         ids[i, :len(row)] = torch.tensor(row)
     return ids
+

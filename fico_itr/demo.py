@@ -17,7 +17,7 @@ from .evaluate import evaluate, tie_report, Results
 from .report import plot_pr_curves
 
 # %% auto #0
-__all__ = ['STANDIN_NOTE', 'text_standin_split', 'TfidfSvdTextEncoder', 'synthetic_demo', 'standin_problem', 'run_demo']
+__all__ = ['text_standin_split', 'TfidfSvdTextEncoder', 'synthetic_demo', 'standin_problem', 'run_demo']
 
 # %% ../nbs/09_demo.ipynb #83ebf128
 def text_standin_split(split: EvaluationSplit, name: str | None = None):
@@ -115,10 +115,12 @@ def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int =
           " (no PR plot: pip install matplotlib)") + f"  [{time.perf_counter() - t0:.1f} s]")
     return res
 
-# %% ../nbs/09_demo.ipynb #a749dee7
+# %% ../nbs/09_demo.ipynb #91cce5b0
 STANDIN_NOTE = ('TEXT-ONLY STAND-IN, not an image-text model: each COCO 5K test image is represented by its first caption '
                 'and must retrieve its other four captions (and vice versa)')
 
+
+# %% ../nbs/09_demo.ipynb #a749dee7
 def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
     "The demo's inputs: the stand-in split (with caption-derived labels), extended positives and both models' outputs."
     from fico_itr.labels import CaptionKeywordLabeler, coco5k_caption_ids, eccv_positives
@@ -168,3 +170,4 @@ def run_demo(out: str = 'fico-itr-demo', progress: bool = True,
     print(f"\nText-only stand-in (not an image-text model). Wrote {Path(shown_as or out).resolve()}/results.json, tie_report.csv"
           + (", pr_curves.png" if plotted else " (no PR plot: pip install matplotlib)") + f"  [{time.perf_counter() - t0:.1f} s]")
     return res
+

@@ -16,10 +16,9 @@ from .similarity import HashCodes, prepare, resolve_device
 from .search import TopK, topk_search, evaluate_topk, merge_topk, score_keys, decode_keys
 
 # %% auto #0
-__all__ = ['FLOAT_MEASURES', 'INDEX_KINDS', 'faiss_gpus', 'packed_codes', 'FaissIndex', 'FlatIndex', 'HNSWIndex',
-           'BinaryFlatIndex', 'BinaryIVFIndex', 'build_index', 'one_recall_at_k', 'overlap_recall_at_k',
-           'SyntheticRows', 'synthetic_dataset', 'lsh_codes', 'rerank_candidates', 'TwoStage', 'coarse_to_fine',
-           'coarse_to_fine_sweep', 'plot_frontier']
+__all__ = ['faiss_gpus', 'packed_codes', 'FaissIndex', 'FlatIndex', 'HNSWIndex', 'BinaryFlatIndex', 'BinaryIVFIndex',
+           'build_index', 'one_recall_at_k', 'overlap_recall_at_k', 'SyntheticRows', 'synthetic_dataset', 'lsh_codes',
+           'TwoStage', 'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
 
 # %% ../nbs/13_faiss.ipynb #bb4474ce
 def _faiss():
@@ -51,9 +50,11 @@ def _gpu_resources():
     if not _GPU_RES: _GPU_RES.append(_faiss().StandardGpuResources())
     return _GPU_RES[0]
 
-# %% ../nbs/13_faiss.ipynb #fb443210
+# %% ../nbs/13_faiss.ipynb #0bb9a24a
 FLOAT_MEASURES = ('inner_product', 'cosine')
 
+
+# %% ../nbs/13_faiss.ipynb #fb443210
 def _float_rows(x, measure: str, name: str) -> np.ndarray:
     if measure not in FLOAT_MEASURES:
         raise ValueError(f"unknown measure {measure!r} for a float index: choose one of {', '.join(FLOAT_MEASURES)} "
@@ -69,6 +70,7 @@ def packed_codes(codes, name: str = 'codes') -> tuple:
         raise ValueError(f"`{name}` has {hc.n_bits}-bit codes: FAISS binary indexes need a multiple of 8 bits; pad the "
                          "codes with constant bits (equal in queries and gallery) to the next multiple of 8")
     return np.ascontiguousarray(hc.words.view(np.uint8)[:, :hc.n_bits // 8]), hc.n_bits
+
 
 # %% ../nbs/13_faiss.ipynb #e85fdc55
 @dataclass
@@ -221,13 +223,16 @@ def BinaryIVFIndex(gallery, nlist: int | None = None, nprobe: int = 16, train=No
     out._search = _search
     return out
 
-# %% ../nbs/13_faiss.ipynb #dbaa845b
+# %% ../nbs/13_faiss.ipynb #e04f75a8
 INDEX_KINDS = {'flat': FlatIndex, 'hnsw': HNSWIndex, 'binary_flat': BinaryFlatIndex, 'binary_ivf': BinaryIVFIndex}
 
+
+# %% ../nbs/13_faiss.ipynb #dbaa845b
 def build_index(kind: str, gallery, **params) -> FaissIndex:
     "Build an index by name: 'flat', 'hnsw', 'binary_flat' or 'binary_ivf' (params go to its wrapper)."
     if kind not in INDEX_KINDS: raise ValueError(f"unknown index kind {kind!r}: choose one of {', '.join(INDEX_KINDS)}")
     return INDEX_KINDS[kind](gallery, **params)
+
 
 # %% ../nbs/13_faiss.ipynb #7e4e8941
 def _indices(x, name):
@@ -322,7 +327,7 @@ def lsh_codes(x, n_bits: int = 64, seed: int = 0, projection: np.ndarray | None 
     return HashCodes.from_bits(bits)
 
 # %% ../nbs/13_faiss.ipynb #4c050ee1
-def rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
+def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
            device='cpu', budget: int = 1 << 24) -> TopK:
     "Rerank candidate lists (TopK or n x k indices) by the FG measure on the candidates (or `scorer`); TopK.seconds times the rerank alone."
     cand = _indices(candidates, 'candidates').astype(np.int64)
@@ -403,7 +408,7 @@ def coarse_to_fine(coarse, fg_queries, fg_gallery, k: int, *, cg_queries=None, m
             raise ValueError(f"`cg_queries` has {len(cg_queries)} rows but `fg_queries` has {len(fg_queries)}: pass both sides of the same queries")
         c = coarse.search(cg_queries, k)
         cand, coarse_s = c.indices, c.seconds
-    top = rerank_candidates(cand, fg_queries, fg_gallery, measure, final_k, scorer, device)
+    top = _rerank_candidates(cand, fg_queries, fg_gallery, measure, final_k, scorer, device)
     return TwoStage(TopK(top.scores, top.indices, coarse_s + top.seconds), coarse_s, top.seconds, build)
 
 # %% ../nbs/13_faiss.ipynb #1e17e3c1

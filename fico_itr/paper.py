@@ -23,12 +23,11 @@ from .index import (_faiss_device, faiss_gpus, FlatIndex, HNSWIndex, BinaryFlatI
                             overlap_recall_at_k, SyntheticRows, synthetic_dataset, lsh_codes, coarse_to_fine)
 
 # %% auto #0
-__all__ = ['MODELS', 'DATASETS', 'PARTS', 'PAPER_FIGURES', 'SHIPPED_SPLITS', 'PAPER_SCALES', 'PAPER_TABLE5', 'PAPER_STORAGE_GIB',
-           'PAPER_TABLE6', 'PAPER_STORAGE', 'INDEX_LABELS', 'PAPER_TABLE7', 'ZooModel', 'zoo_model', 'models_table',
-           'DatasetInfo', 'fico_file_name', 'fico_inventory', 'fico_split', 'load_fico_results', 'paper_table',
-           'paper_figure', 'side_by_side', 'conventions_table', 'describe_conventions', 'user_output',
-           'check_paper_storage', 'table5', 'table6', 'table7', 'table7_sampled', 'compare_table7', 'plot_table7',
-           'save_table7', 'load_table7']
+__all__ = ['MODELS', 'DATASETS', 'PAPER_FIGURES', 'PAPER_SCALES', 'PAPER_TABLE5', 'PAPER_STORAGE_GIB', 'PAPER_TABLE6',
+           'PAPER_STORAGE', 'PAPER_TABLE7', 'ZooModel', 'zoo_model', 'models_table', 'fico_file_name', 'fico_inventory',
+           'load_fico_results', 'paper_table', 'paper_figure', 'side_by_side', 'conventions_table',
+           'describe_conventions', 'user_output', 'check_paper_storage', 'table5', 'table6', 'table7', 'table7_sampled',
+           'compare_table7', 'plot_table7', 'save_table7', 'load_table7']
 
 # %% ../nbs/19_paper.ipynb #pap00010
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def models_table() -> pd.DataFrame:
 
 # %% ../nbs/19_paper.ipynb #fb8c3ad6
 @dataclass(frozen=True)
-class DatasetInfo:
+class _DatasetInfo:
     "A test split of the paper: file-name key, the name written in results, label file and size."
     key: str
     name: str
@@ -90,17 +89,19 @@ class DatasetInfo:
     about: str = ''
 
 DATASETS = {d.key: d for d in (
-    DatasetInfo('coco', 'coco-5k', 'coco-karpathy-testall-lall.mat', 5000, 5, 'MS-COCO Karpathy 5K test'),
-    DatasetInfo('f30k', 'f30k-1k', 'flickr30k-karpathy-test-lall.mat', 1000, 5, 'Flickr30K Karpathy 1K test'),
+    _DatasetInfo('coco', 'coco-5k', 'coco-karpathy-testall-lall.mat', 5000, 5, 'MS-COCO Karpathy 5K test'),
+    _DatasetInfo('f30k', 'f30k-1k', 'flickr30k-karpathy-test-lall.mat', 1000, 5, 'Flickr30K Karpathy 1K test'),
 )}
 
-def _dataset(key) -> DatasetInfo:
+def _dataset(key) -> _DatasetInfo:
     if key not in DATASETS: raise ValueError(f"unknown data set {key!r}: use one of {', '.join(DATASETS)} (FiCo-ITR's file-name keys)")
     return DATASETS[key]
 
-# %% ../nbs/19_paper.ipynb #31c0bc8c
+# %% ../nbs/19_paper.ipynb #74e5b6c6
 PARTS = {'embeddings': ('img', 'txt'), 'hash_codes': ('img', 'txt'), 'similarity': ('sim',), 'i2t_t2i': ('sim_i2t', 'sim_t2i')}
 
+
+# %% ../nbs/19_paper.ipynb #31c0bc8c
 def fico_file_name(model: str, dataset: str, part: str) -> str:
     "A file name in FiCo-ITR's results folder: fico_file_name('BLIP-2', 'f30k', 'sim_i2t') -> 'blip2_f30k_sim_i2t.npy'."
     if part not in {p for ps in PARTS.values() for p in ps}:
@@ -149,8 +150,9 @@ def fico_inventory(folder, models=None, datasets=None) -> pd.DataFrame:
                              files=', '.join(f.name for f in files)))
     return pd.DataFrame(rows)
 
+
 # %% ../nbs/19_paper.ipynb #d1e580c5
-def fico_split(folder, dataset: str, split: EvaluationSplit | None = None) -> EvaluationSplit:
+def _fico_split(folder, dataset: str, split: EvaluationSplit | None = None) -> EvaluationSplit:
     "The evaluation split of `dataset` ('coco' or 'f30k'), with the labels of *its own* label file if the folder has it."
     folder, info = _folder(folder), _dataset(dataset)
     lab = folder / info.labels_file
@@ -241,7 +243,7 @@ def load_fico_results(folder, models=None, datasets=None, splits: Mapping[str, E
         pairs = [(m, *_find(folder, m, d)) for m in ms if d in m.datasets]
         if not any(kind for _, kind, _ in pairs):
             absent += [f.name for _, _, files in pairs for f in files]; continue
-        split = fico_split(folder, d, splits.get(d))
+        split = _fico_split(folder, d, splits.get(d))
         for m, kind, files in pairs:
             if kind is None: absent += [f.name for f in files]; continue
             out.append(_load_output(m, d, kind, files, split, mmap))
@@ -423,9 +425,11 @@ def describe_conventions(results: Results) -> str:
         lines.append(f'- `{conv}`: {models}')
     return '\n'.join(lines)
 
-# %% ../nbs/19_paper.ipynb #41f1fbd1
+# %% ../nbs/19_paper.ipynb #43c09dd4
 SHIPPED_SPLITS = {'coco-5k': coco5k_split, 'f30k-1k': f30k1k_split}
 
+
+# %% ../nbs/19_paper.ipynb #41f1fbd1
 def _array(x, name: str, mmap: bool = False):
     "A path is loaded (a score matrix memory-mapped where the format allows); an array or `HashCodes` is used as it is."
     if isinstance(x, (str, Path)): return load_array(x, mmap=mmap), Path(x)
@@ -483,6 +487,7 @@ def user_output(model: str, dataset: str, *,
         files = [pa, pb]
     return ModelOutput(model, dataset, 'CG' if kind == 'hash_codes' else 'FG', kind, split, scores, measure, rerank_depth,
                        ', '.join(str(f) for f in files), notes, paper_model)
+
 
 # %% ../nbs/19_paper.ipynb #196d2492
 PAPER_SCALES = ((1_000, 5_000), (10_000, 50_000), (100_000, 500_000), (1_000_000, 5_000_000))   # images/texts of Tables 5 and 6
@@ -585,9 +590,11 @@ def table6(measured: pd.DataFrame | None = None, paper: bool = True, scales=PAPE
     "Table 6's layout: query-time attention seconds per scale, measured rows (model, scale, seconds, status, device) and the paper's."
     return _wide(_with_table56_paper(measured, PAPER_TABLE6 if paper else None), scales)
 
-# %% ../nbs/19_paper.ipynb #37c69543
+# %% ../nbs/19_paper.ipynb #1df37f6f
 INDEX_LABELS = ('FG Flat', 'FG HNSW', 'CG Flat', 'CG IVF')
 
+
+# %% ../nbs/19_paper.ipynb #37c69543
 PAPER_TABLE7 = pd.DataFrame([
     # n_queries, n_gallery, index, R@1, R@100, R@1000, build_s, search_s
     (100_000, 500_000, 'FG Flat', 100.0, 100.0, 100.0, 1.93, 57.17),

@@ -14,9 +14,8 @@ from .core import EvaluationSplit, get_conventions, Conventions
 from .evaluate import evaluate, Results, metric_label, parse_metric, RESULT_COLUMNS, tie_report
 
 # %% auto #0
-__all__ = ['STYLE', 'PAPER_RERANK_DEPTH', 'CURVE_KS', 'make_record', 'read_records', 'results_table', 'comparison_table',
-           'figure_style', 'plot_pr_curves', 'plot_recall_at_k', 'families_of', 'plot_tie_spread', 'table_view',
-           'staged_output', 'write_report', 'run_metrics', 'run_model']
+__all__ = ['make_record', 'read_records', 'results_table', 'comparison_table', 'plot_pr_curves', 'plot_recall_at_k',
+           'families_of', 'plot_tie_spread', 'table_view', 'staged_output', 'write_report', 'run_metrics', 'run_model']
 
 # %% ../nbs/18_report.ipynb #6a05f4ce
 def make_record(results: Results, split: EvaluationSplit, conventions: Conventions, model: str, command=None,
@@ -115,11 +114,13 @@ def comparison_table(results: Results,            # the numbers to print
     return '\n'.join(lines + ['', f'{granularity} level; percent to 0.1, fractions to 0.0001; MedR and MeanR are 1-based ranks; '
                               'n/a: undefined under the conventions or not in that record. Conventions:'] + notes)
 
-# %% ../nbs/18_report.ipynb #267d805f
+# %% ../nbs/18_report.ipynb #f54b749d
 STYLE = {'style': 'whitegrid', 'context': 'paper', 'palette': 'colorblind', 'font_scale': 1.1}
 
+
+# %% ../nbs/18_report.ipynb #267d805f
 @contextlib.contextmanager
-def figure_style():
+def _figure_style():
     "The one look of every figure here (seaborn whitegrid, paper context, colour-blind palette), without changing global settings."
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
@@ -137,6 +138,7 @@ def _save(grid_or_fig, path, title):
 def _unit_label(t: pd.DataFrame, what: str) -> str:
     units = set(_units(c) for c in t.convention)
     return f"{what} ({'%' if units == {'percent'} else 'fraction' if units == {'fraction'} else 'mixed units'})"
+
 
 # %% ../nbs/18_report.ipynb #3ff38a5b
 _MARKERS = ['o', 's', '^', 'D', 'v', 'P', 'X', '*', '<', '>', 'h', 'p', '8', 'd']
@@ -260,7 +262,7 @@ def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each met
     t = ties[~ties.metric.isin(['MedR', 'MeanR', 'rsum'])]
     if t.empty: raise ValueError('no R@K, mAP@K or P@K rows in `ties`')
     t = t.assign(label=[f'{metric_label(m, k)} ({g})' for m, k, g in zip(t.metric, t.k, t.granularity)])
-    with figure_style() as (sns, plt):
+    with _figure_style() as (sns, plt):
         dirs = list(dict.fromkeys(t.direction))
         fig, axes = plt.subplots(1, len(dirs), figsize=(5 * len(dirs), .45 * t.label.nunique() + 1.6), sharey=True, squeeze=False)
         colours = dict(zip(dict.fromkeys(t.model), sns.color_palette()))
@@ -332,10 +334,12 @@ def write_report(results: Results,              # the numbers (R@K at several K 
     if ties is not None: written.append(plot_tie_spread(ties, folder / 'tie_spread.png', f'{title}tie spread'))
     return written
 
-# %% ../nbs/18_report.ipynb #6f7d798c
+# %% ../nbs/18_report.ipynb #f862c2d4
 PAPER_RERANK_DEPTH = {'coco-5k': 256, 'f30k-1k': 128}   # LAVIS k_test for BLIP and BLIP-2 retrieval: COCO 256, Flickr30K 128
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
+
+# %% ../nbs/18_report.ipynb #6f7d798c
 def run_metrics(conventions: Conventions, split: EvaluationSplit, metrics=None) -> tuple:
     "`metrics` or the preset's instance metrics (the record's table), and the extra R@K and PR points the figures need (the record's curves)."
     from fico_itr.evaluate import DEFAULT_METRICS
@@ -424,3 +428,4 @@ def run_model(model,                        # a local model folder (or an open_c
                       curves=json.loads(curves.to_json()))
     with staged_output(out_dir / 'record.json') as tmp: tmp.write_text(json.dumps(rec, indent=1), encoding='utf-8')
     return rec
+
