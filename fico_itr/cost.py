@@ -71,9 +71,12 @@ class DuplicatedView(Sequence):
     def __repr__(self):
         return f'DuplicatedView({len(self.items):,} items x {self.copies:g} = {self.n:,})'
 
+
+# %% ../nbs/16_cost.ipynb #0fb1cdb9
 def scale_by_duplication(items, n: int) -> DuplicatedView:
     "The paper's protocol: `items` (a test set) repeated to `n` items, without copying them."
     return DuplicatedView(items, n)
+
 
 # %% ../nbs/16_cost.ipynb #d1c29d2d
 OUT_OF_MEMORY_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
@@ -107,6 +110,8 @@ def _check_device(device) -> torch.device:
         raise ValueError("`device` is 'cuda' but torch sees no CUDA device: use device='cpu'")
     return device
 
+
+# %% ../nbs/16_cost.ipynb #4ebecd91
 class _Meter:
     "Synchronised wall clock and peak memory of a run on one device."
     def __init__(self, device):
@@ -132,6 +137,8 @@ def _check_run_args(batch_size, warmup, time_limit, on_limit, name='batch_size')
     if time_limit is not None and not time_limit > 0: raise ValueError(f'`time_limit` must be positive seconds or None, got {time_limit!r}')
     if on_limit not in ON_LIMIT: raise ValueError(f"`on_limit` must be one of {', '.join(ON_LIMIT)}, got {on_limit!r}")
 
+
+# %% ../nbs/16_cost.ipynb #1efe883e
 def _run(fn, n_total, get_batch, batch_size, device, warmup, time_limit, on_limit, keep_outputs, progress, desc, unit):
     "The timed loop shared by time_encoding and time_rerank: one record (dict)."
     device = _check_device(device)
@@ -174,6 +181,8 @@ def _run(fn, n_total, get_batch, batch_size, device, warmup, time_limit, on_limi
     return dict(n_items=n_total, n_done=done, batch_size=batch_size, seconds=seconds, wall_seconds=wall, items_per_s=rate,
                 peak_memory_gib=peak / 2**30, memory=meter.memory, status=status, device=device_name(device), note=note)
 
+
+# %% ../nbs/16_cost.ipynb #bb4dfdad
 def time_encoding(encode_batch, items, batch_size: int = 64, device='cpu', warmup: int = 1, time_limit: float | None = None,
                   on_limit: str = 'dnf', keep_outputs: bool = False, progress: bool = True, desc: str = 'encode') -> dict:
     "Encode `items` in batches: seconds, items/s, peak memory (GiB) and a status ('ok', 'DNF (out of memory)', 'DNF (time limit)', 'extrapolated (time limit)')."
@@ -255,6 +264,8 @@ def _entry_bytes(shape, dtype) -> int:
     n = math.prod(shape)
     return math.ceil(n / 8) if dtype == 'bit' else n * DTYPE_BYTES[dtype]
 
+
+# %% ../nbs/16_cost.ipynb #911c09fe
 @dataclass(frozen=True)
 class Stored:
     "What is kept per image and per text: tuples of (name, shape, dtype); bytes and GiB at any scale."
@@ -326,6 +337,8 @@ def _worst(a: str, b: str) -> str:
     order = ['ok', 'extrapolated (time limit)', 'DNF (time limit)', 'DNF (out of memory)']
     return max(a, b, key=order.index)
 
+
+# %% ../nbs/16_cost.ipynb #84075819
 def encoding_cost(model: str, encode_images, encode_texts, images, texts, scales=((1_000, 5_000), (10_000, 50_000)), batch_size: int = 64,
                   text_batch_size: int | None = None, device='cpu', storage: tuple | None = None, warmup: int = 1,
                   time_limit: float | None = None, on_limit: str = 'dnf', after_dnf: str = 'skip',
@@ -408,6 +421,8 @@ def blip2_retrieval_config(image_size: int = 364, tiny: bool = False):
     text = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=64, word_embed_proj_dim=16)
     return Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=8, image_text_hidden_size=32)
 
+
+# %% ../nbs/16_cost.ipynb #5ea030f9
 def random_weight_model(config, device='cpu', dtype=torch.float32):
     "The model of a CLIPConfig (CLIPModel) or Blip2Config (Blip2ForImageTextRetrieval), random weights (seed 0), built on `device`, in eval mode."
     t = _transformers()
@@ -417,6 +432,7 @@ def random_weight_model(config, device='cpu', dtype=torch.float32):
     torch.manual_seed(0)
     with torch.device(_check_device(device)): model = classes[kind](config)
     return model.to(dtype).eval()
+
 
 # %% ../nbs/16_cost.ipynb #e93c4c7c
 def _on(model, x):
@@ -452,6 +468,8 @@ def blip2_encoders(model, pad_id: int = 0) -> tuple:
         return F.normalize(model.text_projection(out[:, 0]), dim=-1)
     return encode_images, encode_texts
 
+
+# %% ../nbs/16_cost.ipynb #0c79077d
 def blip2_itm_scorer(model, vit_features, text_ids, pad_id: int = 0):
     "score_pairs(text_ids_idx, image_idx) -> ITM match logits, from kept ViT tokens (n_images x T x W) and token ids (n_texts x L); indices wrap around (duplicated sets)."
     def score_pairs(text_index, image_index):
@@ -463,6 +481,7 @@ def blip2_itm_scorer(model, vit_features, text_ids, pad_id: int = 0):
                             attention_mask=mask, encoder_hidden_states=feats).last_hidden_state
         return model.itm_head(out[:, :queries.shape[1]]).mean(1)[:, 1]
     return score_pairs
+
 
 # %% ../nbs/16_cost.ipynb #37f64b9e
 class VGGHashNet(nn.Module):

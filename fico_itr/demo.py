@@ -77,6 +77,7 @@ class TfidfSvdTextEncoder:
         "`dim`-D float32 vectors of `texts` (rows without known words become zero vectors)."
         return np.asarray(self.tfidf(texts) @ self.components.T, dtype=np.float32)
 
+
 # %% ../nbs/09_demo.ipynb #da72b5fb
 def _save_pr(results: Results, path, title: str) -> bool:
     "Save the PR figure (`fico_itr.report.plot_pr_curves`) to `path`; False where matplotlib is not installed."
@@ -136,6 +137,8 @@ def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
     return dict(split=split, positives=positives,
                 fg=(feats[first], feats[gallery]), cg=(itq.encode(feats[first]), itq.encode(feats[gallery])))
 
+
+# %% ../nbs/09_demo.ipynb #99b4468c
 def run_demo(out: str = 'fico-itr-demo', progress: bool = True,
              shown_as: str | None = None,  # the folder the closing line names (the CLI writes to a staging folder first)
             ) -> Results:

@@ -96,6 +96,8 @@ def _uint8(a: np.ndarray, name: str) -> np.ndarray:
         return np.round(a * 255).astype(np.uint8)
     raise TypeError(f"`{name}` has dtype {a.dtype}: pass uint8 (0-255) or floats in [0, 1]")
 
+
+# %% ../nbs/14_encoders.ipynb #b6e56c00
 def to_pil(image, name: str = 'image') -> Image.Image:
     "One image as an RGB PIL image: a path, a PIL image, a numpy array (H x W x C or H x W) or a torch tensor (C x H x W)."
     if isinstance(image, Image.Image): return image.convert('RGB')
@@ -125,6 +127,8 @@ def to_pil(image, name: str = 'image') -> Image.Image:
 
 _IMAGE_TYPES = ((str, Path), Image.Image, np.ndarray, torch.Tensor)
 
+
+# %% ../nbs/14_encoders.ipynb #2f652f51
 def check_images(images, name: str = 'images') -> list:
     "A list of images of one type (paths, PIL images, numpy arrays or torch tensors); a stacked 4-D array becomes its rows."
     if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4: images = list(images)
@@ -158,6 +162,7 @@ def image_loader(images, transform: Callable, batch_size: int = 32, num_workers:
     batch_size = _positive_int(batch_size, 'batch_size')
     if not isinstance(num_workers, (int, np.integer)) or num_workers < 0: raise ValueError(f"`num_workers` must be an int >= 0, got {num_workers!r}")
     return DataLoader(_ImageDataset(images, transform, name), batch_size=batch_size, shuffle=False, num_workers=int(num_workers))
+
 
 # %% ../nbs/14_encoders.ipynb #3e440312
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
@@ -199,6 +204,8 @@ def _no_weights(name_or_folder, e):
                    "download: on a machine with internet run `hf download <name>` (or `huggingface-cli download <name>`), copy the "
                    "folder it prints here and pass that folder, or point HF_HOME at a copied Hugging Face cache")
 
+
+# %% ../nbs/14_encoders.ipynb #5f31e036
 class DualEncoder:
     "Images and texts to embeddings with one model; subclasses say how a batch of pixels or tokens becomes features."
     model_class_name: str = ''          # the transformers class an adapter wraps
@@ -279,6 +286,7 @@ class DualEncoder:
 
     def __repr__(self): return f"{type(self).__name__}({self.name!r}, device={self.device.type}, dtype={str(self.dtype)[6:]}, normalise={self.normalise})"
 
+
 # %% ../nbs/14_encoders.ipynb #46ee1a3b
 class ClipDualEncoder(DualEncoder):
     "transformers CLIPModel: `get_image_features` / `get_text_features`, the projected pooled outputs."
@@ -302,6 +310,8 @@ class BlipDualEncoder(DualEncoder):
         "The ITM head as a PairScorer over `images` and `texts` (pairs are indices into them); see `_BlipItmScorer`."
         return _BlipItmScorer(self, images, texts, output, **kwargs)
 
+
+# %% ../nbs/14_encoders.ipynb #792fa23a
 class Blip2DualEncoder(DualEncoder):
     """Blip2ForImageTextRetrieval's ITC stage. An image is the projections of its Q-Former query tokens: `encode_images`
     returns n x num_query_tokens x D (each token normalised); a text is the projection of its [CLS] state (n x D). The
@@ -339,6 +349,7 @@ def max_over_tokens_similarity(image_tokens, texts, device='cpu', budget: int = 
             blk = torch.as_tensor(np.asarray(I[s:s + B]), dtype=torch.float32, device=dev)
             out[s:s + len(blk)] = (blk.reshape(-1, blk.shape[2]) @ t.T).view(len(blk), q, -1).amax(1).cpu().numpy()
     return out
+
 
 # %% ../nbs/14_encoders.ipynb #b5c4e415
 TINY_MODELS = ('CLIPModel', 'SiglipModel', 'BlipForImageTextRetrieval', 'Blip2ForImageTextRetrieval')
@@ -444,6 +455,7 @@ class CallableScorer(PairScorer):
     def score_pairs(self, image_indices, caption_indices): return self.fn(image_indices, caption_indices)
 
 
+# %% ../nbs/14_encoders.ipynb #9e09ef6f
 class _ItmScorer(PairScorer):
     "Shared by the BLIP and BLIP-2 ITM scorers: the stored image states, the captions' tokens and the output choice."
     def __init__(self, encoder: DualEncoder, images, texts, output: str = 'logit', batch_size: int = 64, image_batch_size: int = 32,
@@ -474,6 +486,8 @@ class _ItmScorer(PairScorer):
         ids, mask = (self.tokens[k][c].to(dev) for k in ('input_ids', 'attention_mask'))
         return states, ids, mask, torch.ones(states.shape[:2], dtype=torch.long, device=dev)
 
+
+# %% ../nbs/14_encoders.ipynb #ed3f866a
 class _BlipItmScorer(_ItmScorer):
     """BlipForImageTextRetrieval's ITM head (`use_itm_head=True`): the text encoder cross-attends to the image states and
     `itm_head` of its [CLS] state gives two logits (no match, match). output='logit' returns the match logit (what LAVIS adds
@@ -538,6 +552,8 @@ def _combined(first, rescored, combine):
     if out.shape != first.shape: raise ValueError(f"`combine` returned shape {out.shape} for scores of shape {first.shape}")
     return out
 
+
+# %% ../nbs/14_encoders.ipynb #0c5d9850
 def _work_dtype(F: np.ndarray, depth: int, block: int) -> type:
     """float32 where it holds every first-stage score exactly and |score| + depth + 1 <= 2**22 (float32 steps there are <= 1/2,
     so the placements max + 1, + 2, ... stay distinct and above the max), else float64 (steps <= 1/4 below 2**51); beyond
@@ -570,6 +586,8 @@ def _top_candidates(a: np.ndarray, k: int) -> np.ndarray:
     else: idx = np.broadcast_to(np.arange(m), (n, m))
     return np.take_along_axis(idx, np.argsort(-np.take_along_axis(a, idx, 1), axis=1, kind='stable'), 1)
 
+
+# %% ../nbs/14_encoders.ipynb #5dea1d92
 def _place(M, top, combined):
     """Move the reranked items of a row block `M` (first-stage scores, in the working dtype) above every other item of their
     row, with values that keep the order and the ties of `combined`: max of the rest + 1 + dense rank (`_work_dtype` makes
@@ -583,6 +601,8 @@ def _place(M, top, combined):
     M[rows, np.take_along_axis(top, order, 1)] = floor.astype(np.float64) + 1 + (level[:, -1:] - level)
     return M
 
+
+# %% ../nbs/14_encoders.ipynb #4d8d244e
 def rerank(first_stage_i2t, scorer: Callable, depth: int, combine: str | Callable = 'add', directions: Sequence[str] = ('i2t', 't2i'),
            query_block: int = 256, progress: bool | None = None) -> Reranked:
     """Rescore, for every query, the top `depth` candidates of a first stage (images x captions scores; t2i uses its transpose),
@@ -669,6 +689,8 @@ class ImageNetTransform:
         a = np.asarray(image.crop((left, top, left + self.crop, top + self.crop)), np.float32) / 255
         return (torch.from_numpy(a).permute(2, 0, 1) - self.mean) / self.std
 
+
+# %% ../nbs/14_encoders.ipynb #e38a6ac6
 def _vgg19_module():
     "torchvision's vgg19 when torchvision imports, else `VGG19` (same keys and shapes)."
     try:
@@ -729,6 +751,8 @@ def model_kind(folder) -> str:
                          "(retrieval needs the image-text model, e.g. Salesforce/blip-itm-base-coco for BLIP)")
     return kind
 
+
+# %% ../nbs/14_encoders.ipynb #607a9c9b
 def load_encoder(model,                     # a transformers model folder, or an open_clip checkpoint file
                  kind: str | None = None,   # one of ENCODE_KINDS; None: read from the folder's config.json
                  device='cpu',              # 'cpu', 'cuda', 'cuda:1', ...
@@ -761,6 +785,8 @@ def weights_sha256(model) -> str:
             for block in iter(lambda: fh.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
 
+
+# %% ../nbs/14_encoders.ipynb #9310a0ef
 def describe_model(encoder: DualEncoder, model, kind: str, precision: str = 'fp32', name: str | None = None) -> dict:
     "What identifies a model's embeddings: its name, folder, kind and class, the SHA-256 of its weights, pre-processing and precision."
     t = encoder.image_transform
@@ -798,6 +824,8 @@ def _ids(v, n):
     a = np.asarray(v if v is not None else np.arange(n))
     return a if a.dtype.kind in 'iuU' else a.astype(str)
 
+
+# %% ../nbs/14_encoders.ipynb #3e4cc311
 @dataclass(repr=False)
 class EncodedSplit:
     "A split's image and caption embeddings, their row ids and what made them (written by `save`, read by `load`)."
@@ -849,6 +877,8 @@ class EncodedSplit:
                 f"{s['n_captions']:,} captions {' x '.join(map(str, self.captions.shape[1:]))}; {self.images.seconds + self.captions.seconds:.2f} s; "
                 f"{self.bytes_per_item['images']:,} / {self.bytes_per_item['captions']:,} B per image / caption; model {self.model['name']!r})")
 
+
+# %% ../nbs/14_encoders.ipynb #60c7ae2e
 def split_summary(split: EvaluationSplit) -> dict:
     "What identifies a split's rows: its name, sizes and a SHA-256 of the caption texts (compared before embeddings are reused)."
     if split.captions is None: raise ValueError(f"split {split.name!r} holds no caption texts: encoding needs them")

@@ -152,6 +152,7 @@ class FaissIndex:
         return (f"{self.kind}({self.n:,} x {self.dim}{'-bit' if self.binary else '-D'} {self.measure}, {self.device}"
                 f"{', ' + p if p else ''}; built in {self.build_seconds:.2f} s)")
 
+
 # %% ../nbs/13_faiss.ipynb #9527b12b
 def FlatIndex(gallery, measure: str = 'inner_product', device=None) -> FaissIndex:
     "Exact inner-product (or cosine) search: FAISS `IndexFlatIP`, or `GpuIndexFlatIP` where FAISS has a GPU."
@@ -310,6 +311,8 @@ class SyntheticRows:
             raise ValueError(f"query numbers must lie in 0..{self.n_queries - 1}")
         return self._rows(self.n_train + self.n_gallery + idx)
 
+
+# %% ../nbs/13_faiss.ipynb #a9ac540f
 def synthetic_dataset(n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338,
                       chunk: int = 8192, n_threads: int | None = None) -> tuple:
     "(queries, gallery) as faiss.contrib.datasets.SyntheticDataset(d, n_train, n_gallery, n_queries, seed=seed) makes them, in float32 chunks."
@@ -325,6 +328,7 @@ def lsh_codes(x, n_bits: int = 64, seed: int = 0, projection: np.ndarray | None 
     if R.shape[0] != d: raise ValueError(f"`projection` has {R.shape[0]} rows but the vectors have {d} dimensions")
     bits = np.concatenate([np.asarray(x[s:s + block], np.float32) @ R >= 0 for s in range(0, len(x), block)]) if len(x) else np.zeros((0, R.shape[1]), bool)
     return HashCodes.from_bits(bits)
+
 
 # %% ../nbs/13_faiss.ipynb #4c050ee1
 def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
@@ -377,6 +381,7 @@ def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosin
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
     return TopK(out_s, out_i, time.perf_counter() - t0)
 
+
 # %% ../nbs/13_faiss.ipynb #161f6ac4
 @dataclass
 class TwoStage:
@@ -421,6 +426,8 @@ def _metrics_row(split, d, top, has_labels):
     row['mAP@10'] = res.get('mAP@10', d, 'category') if has_labels else float('nan')
     return row
 
+
+# %% ../nbs/13_faiss.ipynb #a73c2e7e
 def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 200, 500, 1000), *,
                          directions=('i2t', 't2i'), measure: str = 'cosine', depth: int = 100, repeats: int = 1,
                          device='cpu') -> pd.DataFrame:
@@ -455,6 +462,7 @@ def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 20
                              coarse_ms=1000 * ts.coarse_seconds / n, rerank_ms=1000 * ts.rerank_seconds / n,
                              ms_per_query=ts.per_query_ms, build_s=cidx.build_seconds))
     return pd.DataFrame(rows)
+
 
 # %% ../nbs/13_faiss.ipynb #8ab9c6df
 def plot_frontier(sweep: pd.DataFrame, metric: str = 'R@1', title: str | None = None):

@@ -64,6 +64,8 @@ MODELS = {m.name: m for m in (
     ZooModel('DADH', 'dadh', 'CG', 'hash_codes', 'deep adversarial discrete hashing', bits=64),
 )}
 
+
+# %% ../nbs/19_paper.ipynb #d4d03f55
 def zoo_model(name_or_key: str) -> ZooModel:
     "The registry entry for a printed name ('BLIP-2') or a file-name key ('blip2'), case-insensitive."
     for m in MODELS.values():
@@ -76,6 +78,7 @@ def models_table() -> pd.DataFrame:
     return pd.DataFrame([dict(model=m.name, key=m.key, family=m.family, kind=m.kind, bits=m.bits or '',
                               rerank_depth=', '.join(f'{d} {k}' for d, k in (m.rerank_depth or {}).items()),
                               datasets=', '.join(m.datasets), output=m.about) for m in MODELS.values()]).set_index('model')
+
 
 # %% ../nbs/19_paper.ipynb #fb8c3ad6
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ def _select(models, datasets):
     ds = list(DATASETS) if datasets is None else [_dataset(d).key for d in ([datasets] if isinstance(datasets, str) else datasets)]
     return ms, ds
 
+
+# %% ../nbs/19_paper.ipynb #b24bc191
 def fico_inventory(folder, models=None, datasets=None) -> pd.DataFrame:
     "Which FiCo-ITR output files `folder` holds: one row per (model, data set) the paper reports, plus the label files."
     folder = _folder(folder)
@@ -189,6 +194,8 @@ def _image_rows(arr, split, path, dataset, notes):
         return np.ascontiguousarray(arr[::k])
     return _checked(split, arr, 'images', path, dataset)
 
+
+# %% ../nbs/19_paper.ipynb #e916e2ea
 def _square(S, split, path, name, notes):
     ni, nc = split.n_images, split.n_captions
     if S.shape == (nc, nc) and nc != ni and nc % ni == 0:
@@ -202,6 +209,8 @@ def _as_codes(arr, path, notes):
     notes.append(f'{path.name}: values are not binary, evaluated by cosine (as FiCo-ITR\'s demo does)')
     return a, 'cosine'
 
+
+# %% ../nbs/19_paper.ipynb #4f814087
 def _load_output(m: ZooModel, ds: str, kind: str, files: list, split: EvaluationSplit, mmap: bool) -> ModelOutput:
     notes, measure = [], 'cosine'
     arrs = [load_array(f, mmap=mmap) for f in files]
@@ -230,6 +239,8 @@ def _load_output(m: ZooModel, ds: str, kind: str, files: list, split: Evaluation
     return ModelOutput(m.name, DATASETS[ds].name, m.family, kind, split, scores, measure, depth,
                        ', '.join(str(f) for f in files), notes, m.name)
 
+
+# %% ../nbs/19_paper.ipynb #0d8eef3d
 def load_fico_results(folder, models=None, datasets=None, splits: Mapping[str, EvaluationSplit] | None = None,
                       missing: str = 'skip', mmap: bool = True) -> list:
     "Every model output in FiCo-ITR's results `folder` (see `fico_inventory`) as `ModelOutput`s, with each data set's own labels."
@@ -254,6 +265,7 @@ def load_fico_results(folder, models=None, datasets=None, splits: Mapping[str, E
         raise FileNotFoundError(f"no FiCo-ITR outputs in {folder}: expected files like {fico_file_name('BLIP-2', 'f30k', 'sim_i2t')} "
                                 f"or {fico_file_name('VSRN', 'coco', 'img')} (see fico_inventory)")
     return out
+
 
 # %% ../nbs/19_paper.ipynb #c56b1ca3
 _TABLE2 = """
@@ -290,6 +302,8 @@ UCCH         | 86.2 81.5 60.7 | 86.6 82.1 60.2 | 95.1 92.1 89.3 | 90.7 88.2 88.8
 DADH         | 84.8 78.4 58.7 | 75.6 71.6 60.5 | 98.6 97.8 96.3 | 96.7 96.1 95.7
 """
 
+
+# %% ../nbs/19_paper.ipynb #a939131f
 def _parse_paper(text, table, granularity, metrics, blocks):
     rows = []
     for line in text.strip().splitlines():
@@ -317,6 +331,7 @@ def paper_table(granularity: str = 'instance', dataset: str | None = None) -> pd
     cols = list(dict.fromkeys(zip(t.direction, t.label)))
     w = t.pivot_table(index=['model', 'dataset'], columns=['direction', 'label'], values='value', sort=False, dropna=False)
     return w.reindex(columns=pd.MultiIndex.from_tuples(cols))
+
 
 # %% ../nbs/19_paper.ipynb #pap00041
 _RAISE = object()
@@ -394,6 +409,8 @@ def side_by_side(results: Results, dataset: str, granularity: str = 'instance', 
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=['direction', 'metric', ''])
     return out
 
+
+# %% ../nbs/19_paper.ipynb #6fdbcb31
 def conventions_table(results: Mapping[str, Results], dataset: str, metrics: Sequence[str],
                       granularity: str = 'category') -> pd.DataFrame:
     "The same outputs under several conventions (name -> Results): rows (model, direction); per metric, the first convention's value, then each other's and its difference (Δ) from the first."
@@ -425,6 +442,7 @@ def describe_conventions(results: Results) -> str:
         lines.append(f'- `{conv}`: {models}')
     return '\n'.join(lines)
 
+
 # %% ../nbs/19_paper.ipynb #43c09dd4
 SHIPPED_SPLITS = {'coco-5k': coco5k_split, 'f30k-1k': f30k1k_split}
 
@@ -435,6 +453,8 @@ def _array(x, name: str, mmap: bool = False):
     if isinstance(x, (str, Path)): return load_array(x, mmap=mmap), Path(x)
     return x, Path(f'<{name} in memory>')
 
+
+# %% ../nbs/19_paper.ipynb #7f9f0741
 def user_output(model: str, dataset: str, *,
                 images=None,          # image embeddings or codes: a file path or an array, one row per image
                 captions=None,        # caption embeddings or codes, one row per caption
@@ -586,9 +606,12 @@ def table5(measured: pd.DataFrame | None = None, storage: dict | None = None, pa
     out[f'kept features @{at}'] = [gib(m, s, 'kept_gib') for m, s in out.index]
     return out
 
+
+# %% ../nbs/19_paper.ipynb #825a849f
 def table6(measured: pd.DataFrame | None = None, paper: bool = True, scales=PAPER_SCALES[:3]) -> pd.DataFrame:
     "Table 6's layout: query-time attention seconds per scale, measured rows (model, scale, seconds, status, device) and the paper's."
     return _wide(_with_table56_paper(measured, PAPER_TABLE6 if paper else None), scales)
+
 
 # %% ../nbs/19_paper.ipynb #1df37f6f
 INDEX_LABELS = ('FG Flat', 'FG HNSW', 'CG Flat', 'CG IVF')
@@ -623,6 +646,8 @@ def _quiet_search(idx, q, k):
         warnings.simplefilter('ignore')
         return idx.search(q, k)
 
+
+# %% ../nbs/19_paper.ipynb #c926e757
 @dataclass
 class _Recorder:
     "Turns the top-k lists of one index at one scale into a Table 7 row (recall against `exact`), logs it and checkpoints the rows."
@@ -656,6 +681,8 @@ class _Recorder:
         if callable(self.checkpoint): self.checkpoint(_with_table7_paper(pd.DataFrame(self.rows)))
         elif self.checkpoint: save_table7(_with_table7_paper(pd.DataFrame(self.rows)), self.checkpoint, source='checkpoint (incomplete run)')
 
+
+# %% ../nbs/19_paper.ipynb #a6d458a7
 def _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe, rerank_ks=()):
     "Every argument checked before any vector is made (a 5M gallery takes hours to make and search)."
     if not indexes: raise ValueError(f"`indexes` is empty: name at least one of {', '.join(INDEX_LABELS)}")
@@ -680,6 +707,8 @@ def _table7_frame(rows) -> pd.DataFrame:                           # rows in the
     df = df.assign(_r=rank).sort_values(['n_gallery', '_r', 'index'], kind='stable').drop(columns='_r')
     return _with_table7_paper(df.reset_index(drop=True))
 
+
+# %% ../nbs/19_paper.ipynb #2750954c
 def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int = 64, seed: int = 1338,
            indexes=INDEX_LABELS, hnsw_M: int = 32, ef_construction: int = 40, ef_search: int = 128,
            nlist: int | None = None, nprobe: int = 16, recall_ks=(1, 100, 1000), flat: str = 'faiss', device=None,
@@ -718,6 +747,8 @@ def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int
         del xq, xb, record
     return _table7_frame(rows)
 
+
+# %% ../nbs/19_paper.ipynb #0e92917f
 def _lsh_projection(d, n_bits, seed):
     return np.random.default_rng(seed).standard_normal((d, n_bits)).astype(np.float32)
 
@@ -755,10 +786,13 @@ def _table7_hnsw(record, idx, xq, k, fixed_ef):
                f'the same graph searched with efSearch={ef} < k: {100 * idx.missing / top.indices.size:.1f}% of the '
                'top-k slots empty')
 
+
+# %% ../nbs/19_paper.ipynb #1680f5c4
 def _with_table7_paper(df: pd.DataFrame) -> pd.DataFrame:
     "Add the paper's figures at the same scale and index (columns paper_R@1 ... paper_search_s; NaN where it has none)."
     p = PAPER_TABLE7.rename(columns={c: f'paper_{c}' for c in ('R@1', 'R@100', 'R@1000', 'build_s', 'search_s')})
     return df.merge(p, on=['n_queries', 'n_gallery', 'index'], how='left')
+
 
 # %% ../nbs/19_paper.ipynb #t7samp01
 def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int = 1000, d: int = 2048, n_bits: int = 64,
@@ -805,6 +839,7 @@ def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int 
     if hnsw is not None: _table7_hnsw(record, hnsw, xq, k, hnsw_fixed_ef)
     return _table7_frame(record.rows)
 
+
 # %% ../nbs/19_paper.ipynb #73caa340
 def compare_table7(df: pd.DataFrame) -> pd.DataFrame:
     "Measured beside the paper (same scale and index), with measured/paper ratios of the times."
@@ -820,6 +855,8 @@ def compare_table7(df: pd.DataFrame) -> pd.DataFrame:
 _STYLE = {'FG Flat': ('C0', 'o'), 'FG HNSW': ('C1', 's'), 'CG Flat': ('C2', '^'), 'CG IVF': ('C3', 'v'),
           'CG Flat + FG rerank (k=1000)': ('C4', 'D')}
 
+
+# %% ../nbs/19_paper.ipynb #7325fd4e
 def plot_table7(df: pd.DataFrame, paper: bool = True, ks=(1, 100, 1000), title: str | None = None):
     "Figure-4-style panels: 1-recall@k and search time against gallery size; measured solid (rows from a GPU machine starred), paper dashed."
     import matplotlib.pyplot as plt
@@ -846,6 +883,7 @@ def plot_table7(df: pd.DataFrame, paper: bool = True, ks=(1, 100, 1000), title: 
                  'against scale', fontsize=10)
     fig.tight_layout()
     return fig
+
 
 # %% ../nbs/19_paper.ipynb #f4e697e3
 def save_table7(df: pd.DataFrame, path, command: str = '', source: str = 'measured', **meta):

@@ -55,6 +55,8 @@ def _differing(conventions) -> dict:
     shared = set.intersection(*(set(p) for p in parts.values())) if parts else set()
     return {c: ';'.join(x for x in p if x not in shared) or c for c, p in parts.items()}
 
+
+# %% ../nbs/18_report.ipynb #5a23226b
 def results_table(results: Results,            # e.g. `read_records(paths)` or `Results.concat([...])`
                   granularity: str = 'instance', # 'instance', 'category' or 'extended'
                   metrics=None,                  # printed names to keep, e.g. ['R@1', 'R@5'] (unknown ones are an error)
@@ -90,6 +92,8 @@ def results_table(results: Results,            # e.g. `read_records(paths)` or `
     w.attrs['conventions'] = labels   # full string -> the label shown
     return w
 
+
+# %% ../nbs/18_report.ipynb #8443cf1d
 def _cell(v, column: str, units: str) -> str:
     if isinstance(v, str): return v
     if v is None or np.isnan(v): return 'n/a'
@@ -113,6 +117,7 @@ def comparison_table(results: Results,            # the numbers to print
     notes = [f'- `{short}`: {full}' if short != full else f'- {full}' for full, short in labels.items()]
     return '\n'.join(lines + ['', f'{granularity} level; percent to 0.1, fractions to 0.0001; MedR and MeanR are 1-based ranks; '
                               'n/a: undefined under the conventions or not in that record. Conventions:'] + notes)
+
 
 # %% ../nbs/18_report.ipynb #f54b749d
 STYLE = {'style': 'whitegrid', 'context': 'paper', 'palette': 'colorblind', 'font_scale': 1.1}
@@ -353,6 +358,8 @@ def _same_encoding(e, model: dict, split: dict) -> bool:
     keys = ('weights_sha256', 'kind', 'class', 'preprocessing', 'precision', 'normalised', 'max_length')
     return e.split == split and all(e.model.get(k) == model.get(k) for k in keys)
 
+
+# %% ../nbs/18_report.ipynb #5d12032f
 def run_model(model,                        # a local model folder (or an open_clip checkpoint with kind='open_clip')
               split: EvaluationSplit,       # with image file names and captions, e.g. `fico_itr.cli.resolve_split('coco5k')`
               images_dir,                   # the folder holding the split's images

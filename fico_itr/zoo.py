@@ -52,6 +52,8 @@ class QueryDatabase:
         return (f"QueryDatabase({self.name!r}: {self.n_queries} queries x {self.n_database} database items, "
                 f"{self.query_labels.shape[1]} label classes, direction {self.direction!r})")
 
+
+# %% ../nbs/12_zoo.ipynb #e30a9f5b
 def evaluate_query_database(split: QueryDatabase, queries, database, measure: str = 'cosine', *,
                             conventions: str | Conventions | None = 'default', metrics: Sequence[str] | None = None,
                             model: str = 'model', dataset: str | None = None, block_size: int | None = None,
@@ -73,6 +75,7 @@ def evaluate_query_database(split: QueryDatabase, queries, database, measure: st
     rows = [(model, dataset or split.name, split.direction, 'category', fam, k, v, conv.describe('category'))
             for fam, k, v in reduce_values(merged, specs, conv)]
     return Results(pd.DataFrame(rows, columns=RESULT_COLUMNS))
+
 
 # %% ../nbs/12_zoo.ipynb #6686de1d
 DEEP_RECALL = ('R@50', 'R@100', 'R@200')
@@ -154,6 +157,8 @@ class ModelOutput:
         extra = f', rerank depth {self.rerank_depth}' if self.rerank_depth else ''
         return f"ModelOutput({self.model!r} on {self.dataset!r}: {self.family} {self.kind}, {self.measure}{extra}; {n})"
 
+
+# %% ../nbs/12_zoo.ipynb #657976f0
 def evaluate_outputs(outputs: Sequence[ModelOutput], conventions='default', **kwargs) -> Results:
     "Evaluate every output under the same conventions and stack the results in one table."
     if isinstance(outputs, ModelOutput): outputs = [outputs]
@@ -189,6 +194,8 @@ def _lavis_rerank(first_stage: np.ndarray, rescore: np.ndarray, depth: int, fill
         out.append(M)
     return out[0], out[1]
 
+
+# %% ../nbs/12_zoo.ipynb #e37944c8
 def text_standin_outputs(split: EvaluationSplit, dataset: str | None = None, dim: int = 256, bits: Sequence[int] = (64,),
                          rerank_depth: int = 128, seed: int = 0) -> list:
     "Text-only stand-in outputs of every kind on a captioned split (see the table above); each named as a stand-in."
@@ -216,6 +223,7 @@ def text_standin_outputs(split: EvaluationSplit, dataset: str | None = None, dim
                                {'images': itq.encode(E[first]), 'captions': itq.encode(E[gallery])}, measure='hamming',
                                source=f'{what}: ITQ {b}-bit codes of the {dim}-D SVD features'))
     return out
+
 
 # %% ../nbs/12_zoo.ipynb #64d5a6ab
 def mirflickr_standin_outputs(mir: MirFlickr25K, split: HashingSplit | None = None, dim: int = 128,
