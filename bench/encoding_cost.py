@@ -35,11 +35,13 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # on a shared CPU, spinnin
 import numpy as np
 import pandas as pd
 import torch
-from fico_itr.cost import (RANDOM_WEIGHTS_NOTE, PAPER_SCALES, Stored, clip_config, blip2_retrieval_config, random_weight_model,
-                           clip_encoders, blip2_encoders, blip2_vit_features, blip2_itm_scorer, VGGHashNet, sample_images,
-                           pixel_batch, hash_token_ids, encoding_cost, time_rerank, storage_from_config, storage_table,
-                           check_paper_storage, table5, table6, scale_label, device_name, is_out_of_memory)
-from fico_itr.demo import coco5k_test_captions, TfidfSvdTextEncoder
+from fico_itr.cost import (RANDOM_WEIGHTS_NOTE, Stored, clip_config, blip2_retrieval_config, random_weight_model,
+                           clip_encoders, blip2_encoders, blip2_vit_features, blip2_itm_scorer, VGGHashNet,
+                           sample_images, pixel_batch, hash_token_ids, encoding_cost, time_rerank, storage_from_config,
+                           storage_table, scale_label, device_name, is_out_of_memory)
+from fico_itr.paper import PAPER_SCALES, check_paper_storage, table5, table6
+from fico_itr.data import coco5k_test_captions
+from fico_itr.demo import TfidfSvdTextEncoder
 
 MODELS = ('clip-b16', 'clip-l14', 'blip2', 'vgg19-hash', 'hash-head')
 TOKENIZER_NOTE = 'token ids from a stand-in word-hash tokenizer (not the model\'s), padded to the model\'s fixed length'

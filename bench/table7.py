@@ -11,7 +11,7 @@ reading: share of queries whose exact nearest neighbour is in the top k) and ove
   python bench/table7.py --scales 1000000:5000000 --flat torch --device cuda --json bench/results/table7_gpu.json
   python bench/table7.py --scales 500000:2500000,1000000:5000000 --query-sample 2000 --indexes 'FG Flat,CG Flat,CG IVF'
 
---query-sample N runs fico_itr.index.table7_sampled: the gallery is made chunk by chunk (never held whole), every
+--query-sample N runs fico_itr.paper.table7_sampled: the gallery is made chunk by chunk (never held whole), every
 index is searched by N seeded random queries, recall comes with its standard error (R@k_se) and search time is scaled
 to the whole query set (the measured time is search_s_sample). The exact reference is then torch's topk_search.
 
@@ -29,7 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
 from fico_itr.similarity import resolve_device
-from fico_itr.index import table7, table7_sampled, compare_table7, save_table7, PAPER_TABLE7, scale_label, faiss_gpus, _faiss
+from fico_itr.paper import table7, table7_sampled, compare_table7, save_table7, PAPER_TABLE7
+from fico_itr.cost import scale_label
+from fico_itr.index import faiss_gpus, _faiss
 
 
 def parse_scales(text):

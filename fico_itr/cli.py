@@ -109,7 +109,7 @@ def _output_path(path, flag: str, folder: bool = False, suffix: str | None = Non
 
 def with_paper(results: Results) -> Results:
     "`results` and the paper's printed figures (Tables 2 to 4) for the datasets they hold, as rows labelled 'paper (Table N, as printed)'."
-    from fico_itr.zoo import PAPER_FIGURES
+    from fico_itr.paper import PAPER_FIGURES
     p = PAPER_FIGURES[PAPER_FIGURES.dataset.isin(set(results.table.dataset))]
     if p.empty: raise ValueError(f"the paper prints figures for coco-5k and f30k-1k only; these records hold {sorted(set(results.table.dataset))}")
     p = p.assign(convention='paper (' + p.table + ', as printed);units=percent', record='paper').drop(columns='table')

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from .core import EvaluationSplit
-from .data import coco5k_split, coco5k_test_captions
-from .similarity import HashCodes
+from .data import coco5k_split
 from .hashing import ITQHasher, caption_words
 from .synthetic import coco5k_like
 from .evaluate import evaluate, tie_report, Results
+from .report import plot_pr_curves
 
 # %% auto #0
-__all__ = ['STANDIN_NOTE', 'text_standin_split', 'TfidfSvdTextEncoder', 'plot_pr_curves', 'synthetic_demo', 'standin_problem',
-           'run_demo']
+__all__ = ['text_standin_split', 'TfidfSvdTextEncoder', 'synthetic_demo', 'standin_problem', 'run_demo']
 
 # %% ../nbs/09_demo.ipynb #83ebf128
 def text_standin_split(split: EvaluationSplit, name: str | None = None):
@@ -78,24 +77,14 @@ class TfidfSvdTextEncoder:
         "`dim`-D float32 vectors of `texts` (rows without known words become zero vectors)."
         return np.asarray(self.tfidf(texts) @ self.components.T, dtype=np.float32)
 
+
 # %% ../nbs/09_demo.ipynb #da72b5fb
-def plot_pr_curves(results: Results, path, title: str):
-    "Save the 11-point precision-recall curves (one panel per direction) to `path`; returns False without matplotlib."
-    try:
-        import matplotlib; matplotlib.use('Agg', force=False)
-        import matplotlib.pyplot as plt
+def _save_pr(results: Results, path, title: str) -> bool:
+    "Save the PR figure (`fico_itr.report.plot_pr_curves`) to `path`; False where matplotlib is not installed."
+    try: plot_pr_curves(results, title, path=path)
     except ImportError: return False
-    pr = results.pr_curves()
-    dirs = list(dict.fromkeys(pr.direction))
-    fig, axes = plt.subplots(1, len(dirs), figsize=(5 * len(dirs), 4), sharey=True, squeeze=False)
-    for ax, d in zip(axes[0], dirs):
-        for (model, dataset), grp in pr[pr.direction == d].groupby(['model', 'dataset'], sort=False):
-            ax.plot(grp.recall, grp.precision, marker='o', label=model)
-        ax.set(title=f'{d} (category level)', xlabel='recall', xlim=(0, 1))
-        ax.grid(alpha=.3)
-    axes[0][0].set_ylabel('interpolated precision'); axes[0][-1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10); fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
     return True
+
 
 # %% ../nbs/09_demo.ipynb #621382d0
 def _bars(progress: bool) -> bool:
@@ -122,15 +111,17 @@ def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int =
     print(key.drop(columns=['model', 'dataset']).to_string(index=False, float_format=lambda v: f'{v:.1f}'))
     outdir = Path(out); outdir.mkdir(parents=True, exist_ok=True)
     res.to_json(outdir / 'results.json'); ties.to_csv(outdir / 'tie_report.csv', index=False)
-    plotted = plot_pr_curves(res, outdir / 'pr_curves.png', 'SYNTHETIC stand-in data: 11-point PR curves, category level')
+    plotted = _save_pr(res, outdir / 'pr_curves.png', 'SYNTHETIC stand-in data: 11-point PR curves, category level')
     print(f"\nWrote {Path(shown_as or out).resolve()}/results.json, tie_report.csv" + (", pr_curves.png" if plotted else
           " (no PR plot: pip install matplotlib)") + f"  [{time.perf_counter() - t0:.1f} s]")
     return res
 
-# %% ../nbs/09_demo.ipynb #a749dee7
+# %% ../nbs/09_demo.ipynb #91cce5b0
 STANDIN_NOTE = ('TEXT-ONLY STAND-IN, not an image-text model: each COCO 5K test image is represented by its first caption '
                 'and must retrieve its other four captions (and vice versa)')
 
+
+# %% ../nbs/09_demo.ipynb #a749dee7
 def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
     "The demo's inputs: the stand-in split (with caption-derived labels), extended positives and both models' outputs."
     from fico_itr.labels import CaptionKeywordLabeler, coco5k_caption_ids, eccv_positives
@@ -146,6 +137,8 @@ def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
     return dict(split=split, positives=positives,
                 fg=(feats[first], feats[gallery]), cg=(itq.encode(feats[first]), itq.encode(feats[gallery])))
 
+
+# %% ../nbs/09_demo.ipynb #99b4468c
 def run_demo(out: str = 'fico-itr-demo', progress: bool = True,
              shown_as: str | None = None,  # the folder the closing line names (the CLI writes to a staging folder first)
             ) -> Results:
@@ -175,8 +168,9 @@ def run_demo(out: str = 'fico-itr-demo', progress: bool = True,
     print(key.drop(columns=['model', 'dataset']).to_string(index=False, float_format=lambda v: f'{v:.1f}'))
     outdir = Path(out); outdir.mkdir(parents=True, exist_ok=True)
     res.to_json(outdir / 'results.json'); ties.to_csv(outdir / 'tie_report.csv', index=False)
-    plotted = plot_pr_curves(res, outdir / 'pr_curves.png', 'TEXT-ONLY STAND-IN on COCO 5K captions (not an image-text model): '
-                             '11-point PR curves, category level')
+    plotted = _save_pr(res, outdir / 'pr_curves.png', 'TEXT-ONLY STAND-IN on COCO 5K captions (not an image-text model): '
+                       '11-point PR curves, category level')
     print(f"\nText-only stand-in (not an image-text model). Wrote {Path(shown_as or out).resolve()}/results.json, tie_report.csv"
           + (", pr_curves.png" if plotted else " (no PR plot: pip install matplotlib)") + f"  [{time.perf_counter() - t0:.1f} s]")
     return res
+

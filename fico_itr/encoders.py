@@ -18,18 +18,17 @@ from .core import check_array, EvaluationSplit
 from .similarity import HashCodes, resolve_device
 
 # %% auto #0
-__all__ = ['EMBEDDING_KINDS', 'DTYPES', 'TINY_MODELS', 'ITM_OUTPUTS', 'COMBINE', 'VGG19_LAYERS', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'ENCODE_KINDS', 'PRECISIONS', 'WEIGHT_SUFFIXES', 'FOLDER_LAYOUT', 'Embeddings', 'to_pil', 'check_images',
-           'ImageDataset', 'image_loader', 'resolve_dtype', 'check_texts', 'ProcessorTransform', 'DualEncoder',
-           'ClipDualEncoder', 'SiglipDualEncoder', 'BlipDualEncoder', 'Blip2DualEncoder', 'max_over_tokens_similarity',
-           'wordlevel_tokenizer', 'tiny_config', 'OpenClipDualEncoder', 'PairScorer', 'CallableScorer', 'BlipItmScorer',
-           'Blip2ItmScorer', 'Reranked', 'rerank', 'VGG19', 'fc7', 'ImageNetTransform', 'Vgg19Fc7Encoder', 'model_kind',
-           'load_encoder', 'weights_sha256', 'describe_model', 'split_image_paths', 'EncodedSplit', 'split_summary',
-           'encode_split']
+__all__ = ['Embeddings', 'to_pil', 'check_images', 'image_loader', 'DualEncoder', 'ClipDualEncoder', 'SiglipDualEncoder',
+           'BlipDualEncoder', 'Blip2DualEncoder', 'max_over_tokens_similarity', 'wordlevel_tokenizer', 'tiny_config',
+           'OpenClipDualEncoder', 'PairScorer', 'CallableScorer', 'Reranked', 'rerank', 'VGG19', 'fc7',
+           'ImageNetTransform', 'Vgg19Fc7Encoder', 'model_kind', 'load_encoder', 'weights_sha256', 'describe_model',
+           'split_image_paths', 'EncodedSplit', 'split_summary', 'encode_split']
 
-# %% ../nbs/14_encoders.ipynb #80032d74
+# %% ../nbs/14_encoders.ipynb #38f3cf08
 EMBEDDING_KINDS = ('continuous', 'binary')
 
+
+# %% ../nbs/14_encoders.ipynb #80032d74
 @dataclass(repr=False)
 class Embeddings:
     "What an encoder returns: the vectors (or hash codes), their kind, the model that made them and the encoding wall time."
@@ -80,6 +79,7 @@ class Embeddings:
         return (f"Embeddings({what}{self.kind}, {shape} {self.dtype}, {self.bytes_per_item:,} B/item, {self.nbytes:,} B; "
                 f"{self.seconds:.3f} s = {self.items_per_second:,.1f} items/s; model {self.model!r})")
 
+
 # %% ../nbs/14_encoders.ipynb #8a567a8e
 def _positive_int(value, name: str) -> int:
     "`value` as an int >= 1, else a ValueError naming `name` (bools and floats included)."
@@ -96,6 +96,8 @@ def _uint8(a: np.ndarray, name: str) -> np.ndarray:
         return np.round(a * 255).astype(np.uint8)
     raise TypeError(f"`{name}` has dtype {a.dtype}: pass uint8 (0-255) or floats in [0, 1]")
 
+
+# %% ../nbs/14_encoders.ipynb #b6e56c00
 def to_pil(image, name: str = 'image') -> Image.Image:
     "One image as an RGB PIL image: a path, a PIL image, a numpy array (H x W x C or H x W) or a torch tensor (C x H x W)."
     if isinstance(image, Image.Image): return image.convert('RGB')
@@ -125,6 +127,8 @@ def to_pil(image, name: str = 'image') -> Image.Image:
 
 _IMAGE_TYPES = ((str, Path), Image.Image, np.ndarray, torch.Tensor)
 
+
+# %% ../nbs/14_encoders.ipynb #2f652f51
 def check_images(images, name: str = 'images') -> list:
     "A list of images of one type (paths, PIL images, numpy arrays or torch tensors); a stacked 4-D array becomes its rows."
     if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4: images = list(images)
@@ -146,7 +150,7 @@ def check_images(images, name: str = 'images') -> list:
         if missing: raise FileNotFoundError(f"`{name}`: {len(missing)} image files do not exist (first: {missing[0]!r})")
     return images
 
-class ImageDataset(Dataset):
+class _ImageDataset(Dataset):
     "Images (checked by `check_images`) as a torch Dataset: item i is `transform(to_pil(images[i]))`."
     def __init__(self, images, transform: Callable, name: str = 'images'):
         self.images, self.transform, self.name = check_images(images, name), transform, name
@@ -157,18 +161,21 @@ def image_loader(images, transform: Callable, batch_size: int = 32, num_workers:
     "A DataLoader over `images` in their order: `num_workers` processes decode and pre-process while the model runs."
     batch_size = _positive_int(batch_size, 'batch_size')
     if not isinstance(num_workers, (int, np.integer)) or num_workers < 0: raise ValueError(f"`num_workers` must be an int >= 0, got {num_workers!r}")
-    return DataLoader(ImageDataset(images, transform, name), batch_size=batch_size, shuffle=False, num_workers=int(num_workers))
+    return DataLoader(_ImageDataset(images, transform, name), batch_size=batch_size, shuffle=False, num_workers=int(num_workers))
 
-# %% ../nbs/14_encoders.ipynb #ac19e617
+
+# %% ../nbs/14_encoders.ipynb #3e440312
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
-def resolve_dtype(dtype) -> torch.dtype:
+
+# %% ../nbs/14_encoders.ipynb #ac19e617
+def _resolve_dtype(dtype) -> torch.dtype:
     "'float32', 'float16', 'bfloat16' or the torch dtype."
     if isinstance(dtype, torch.dtype) and dtype in DTYPES.values(): return dtype
     if dtype in DTYPES: return DTYPES[dtype]
     raise ValueError(f"`dtype` {dtype!r} is not one of {', '.join(DTYPES)}")
 
-def check_texts(texts, name: str = 'texts') -> list:
+def _check_texts(texts, name: str = 'texts') -> list:
     "A list of strings; a single string is an error (it would be read as a list of characters)."
     if isinstance(texts, str): raise TypeError(f"`{name}` is one string: pass a list of strings, e.g. [{texts[:30]!r}]")
     texts = list(texts)
@@ -181,8 +188,9 @@ def _features(out) -> torch.Tensor:
     "transformers >= 5 returns a model output whose pooler_output holds the projected features; 4.x returned the tensor."
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
+
 # %% ../nbs/14_encoders.ipynb #c4b33dca
-class ProcessorTransform:
+class _ProcessorTransform:
     "A transformers image processor as a per-image transform (PIL image -> C x H x W float tensor); picklable for DataLoader workers."
     def __init__(self, image_processor): self.image_processor = image_processor
     def __call__(self, image): return self.image_processor(images=image, return_tensors='pt')['pixel_values'][0]
@@ -196,6 +204,8 @@ def _no_weights(name_or_folder, e):
                    "download: on a machine with internet run `hf download <name>` (or `huggingface-cli download <name>`), copy the "
                    "folder it prints here and pass that folder, or point HF_HOME at a copied Hugging Face cache")
 
+
+# %% ../nbs/14_encoders.ipynb #5f31e036
 class DualEncoder:
     "Images and texts to embeddings with one model; subclasses say how a batch of pixels or tokens becomes features."
     model_class_name: str = ''          # the transformers class an adapter wraps
@@ -203,7 +213,7 @@ class DualEncoder:
 
     def __init__(self, model: nn.Module, image_transform: Callable, tokenizer: Callable, name: str, device='cpu',
                  dtype='float32', normalise: bool = True, max_length: int | None = None):
-        self.device, self.dtype = resolve_device(device), resolve_dtype(dtype)
+        self.device, self.dtype = resolve_device(device), _resolve_dtype(dtype)
         self.model = model.eval().to(self.device, self.dtype)
         self.image_transform, self.tokenizer, self.name = image_transform, tokenizer, name
         self.normalise, self.max_length = bool(normalise), max_length
@@ -237,7 +247,7 @@ class DualEncoder:
 
     def encode_texts(self, texts, batch_size: int = 256, progress: bool | None = None) -> Embeddings:
         "Embed a list of strings in order, `batch_size` at a time, timed end to end (tokenising included)."
-        texts = check_texts(texts)
+        texts = _check_texts(texts)
         batch_size = _positive_int(batch_size, 'batch_size')
         chunks = (texts[s:s + batch_size] for s in range(0, len(texts), batch_size))
         return self._run(chunks, lambda c: self.text_features(self.tokenize(c)), 'text', len(texts), progress)
@@ -261,7 +271,7 @@ class DualEncoder:
             model = klass.from_pretrained(str(name_or_folder), local_files_only=True)
             processor = _transformers_class('AutoProcessor').from_pretrained(str(name_or_folder), local_files_only=True)
         except OSError as e: raise _no_weights(name_or_folder, e) from e
-        return cls(model, ProcessorTransform(processor.image_processor), processor.tokenizer, str(name_or_folder), device, dtype,
+        return cls(model, _ProcessorTransform(processor.image_processor), processor.tokenizer, str(name_or_folder), device, dtype,
                    normalise, max_length or cls._default_max_length(model.config))
 
     @classmethod
@@ -271,10 +281,11 @@ class DualEncoder:
         klass = cls._transformers_model()
         torch.manual_seed(seed)
         model = klass(config)
-        return cls(model, ProcessorTransform(image_processor), tokenizer, f'random-init {klass.__name__} from config', device, dtype,
+        return cls(model, _ProcessorTransform(image_processor), tokenizer, f'random-init {klass.__name__} from config', device, dtype,
                    normalise, max_length or cls._default_max_length(config))
 
     def __repr__(self): return f"{type(self).__name__}({self.name!r}, device={self.device.type}, dtype={str(self.dtype)[6:]}, normalise={self.normalise})"
+
 
 # %% ../nbs/14_encoders.ipynb #46ee1a3b
 class ClipDualEncoder(DualEncoder):
@@ -295,10 +306,12 @@ class BlipDualEncoder(DualEncoder):
         return self.model.vision_proj(self.model.vision_model(pixel_values=pixel_values).last_hidden_state[:, 0])
     def text_features(self, tokens):
         return self.model.text_proj(self.model.text_encoder(**tokens).last_hidden_state[:, 0])
-    def itm_scorer(self, images, texts, output: str = 'logit', **kwargs) -> 'BlipItmScorer':
-        "The ITM head as a PairScorer over `images` and `texts` (pairs are indices into them); see `BlipItmScorer`."
-        return BlipItmScorer(self, images, texts, output, **kwargs)
+    def itm_scorer(self, images, texts, output: str = 'logit', **kwargs) -> '_BlipItmScorer':
+        "The ITM head as a PairScorer over `images` and `texts` (pairs are indices into them); see `_BlipItmScorer`."
+        return _BlipItmScorer(self, images, texts, output, **kwargs)
 
+
+# %% ../nbs/14_encoders.ipynb #792fa23a
 class Blip2DualEncoder(DualEncoder):
     """Blip2ForImageTextRetrieval's ITC stage. An image is the projections of its Q-Former query tokens: `encode_images`
     returns n x num_query_tokens x D (each token normalised); a text is the projection of its [CLS] state (n x D). The
@@ -316,9 +329,9 @@ class Blip2DualEncoder(DualEncoder):
         out = m.qformer(query_embeds=m.embeddings(input_ids=tokens['input_ids']), query_length=0,
                         attention_mask=tokens['attention_mask']).last_hidden_state
         return m.text_projection(out[:, 0])
-    def itm_scorer(self, images, texts, output: str = 'logit', **kwargs) -> 'Blip2ItmScorer':
-        "The ITM head as a PairScorer over `images` and `texts` (pairs are indices into them); see `Blip2ItmScorer`."
-        return Blip2ItmScorer(self, images, texts, output, **kwargs)
+    def itm_scorer(self, images, texts, output: str = 'logit', **kwargs) -> '_Blip2ItmScorer':
+        "The ITM head as a PairScorer over `images` and `texts` (pairs are indices into them); see `_Blip2ItmScorer`."
+        return _Blip2ItmScorer(self, images, texts, output, **kwargs)
 
 def max_over_tokens_similarity(image_tokens, texts, device='cpu', budget: int = 1 << 25, progress: bool | None = None) -> np.ndarray:
     "images x captions: the max over each image's query tokens of token . text (BLIP-2's ITC score), in image blocks of bounded memory."
@@ -337,6 +350,11 @@ def max_over_tokens_similarity(image_tokens, texts, device='cpu', budget: int = 
             out[s:s + len(blk)] = (blk.reshape(-1, blk.shape[2]) @ t.T).view(len(blk), q, -1).amax(1).cpu().numpy()
     return out
 
+
+# %% ../nbs/14_encoders.ipynb #b5c4e415
+TINY_MODELS = ('CLIPModel', 'SiglipModel', 'BlipForImageTextRetrieval', 'Blip2ForImageTextRetrieval')
+
+
 # %% ../nbs/14_encoders.ipynb #7c735386
 def wordlevel_tokenizer(texts: Sequence[str], vocab_size: int = 2000, max_length: int = 32, input_names=('input_ids', 'attention_mask')):
     """A lower-casing word-level tokenizer trained on `texts` ([CLS] text [SEP], pad id 0), as a PreTrainedTokenizerFast:
@@ -346,12 +364,11 @@ def wordlevel_tokenizer(texts: Sequence[str], vocab_size: int = 2000, max_length
     specials = ['[PAD]', '[UNK]', '[CLS]', '[SEP]']
     tok = Tokenizer(models.WordLevel(unk_token='[UNK]'))
     tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
-    tok.train_from_iterator(check_texts(texts), trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials))
+    tok.train_from_iterator(_check_texts(texts), trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials))
     tok.post_processor = processors.TemplateProcessing(single='[CLS] $A [SEP]', special_tokens=[('[CLS]', 2), ('[SEP]', 3)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token='[PAD]', unk_token='[UNK]', cls_token='[CLS]', sep_token='[SEP]',
                                    bos_token='[CLS]', eos_token='[SEP]', model_max_length=max_length, model_input_names=list(input_names))
 
-TINY_MODELS = ('CLIPModel', 'SiglipModel', 'BlipForImageTextRetrieval', 'Blip2ForImageTextRetrieval')
 
 def tiny_config(model_class_name: str, vocab_size: int, image_size: int = 32, patch_size: int = 8, hidden: int = 32,
                 layers: int = 1, max_length: int = 32, projection: int = 16, query_tokens: int = 4):
@@ -368,6 +385,7 @@ def tiny_config(model_class_name: str, vocab_size: int, image_size: int = 32, pa
                              image_text_hidden_size=projection)
     qformer = dict(text, encoder_hidden_size=hidden, cross_attention_frequency=1, use_qformer_text_input=True)
     return tf.Blip2Config(vision_config=vision, qformer_config=qformer, num_query_tokens=query_tokens, image_text_hidden_size=projection)
+
 
 # %% ../nbs/14_encoders.ipynb #5ef63088
 def _open_clip():
@@ -392,6 +410,10 @@ class OpenClipDualEncoder(DualEncoder):
     def tokenize(self, texts): return {'text': self.tokenizer(texts).to(self.device)}
     def image_features(self, pixel_values): return self.model.encode_image(pixel_values)
     def text_features(self, tokens): return self.model.encode_text(tokens['text'])
+
+# %% ../nbs/14_encoders.ipynb #3cbae474
+ITM_OUTPUTS = ('logit', 'probability')
+
 
 # %% ../nbs/14_encoders.ipynb #78a6239a
 def _indices(a, name: str, n: int | None = None, ndim: int | None = None) -> np.ndarray:
@@ -432,8 +454,8 @@ class CallableScorer(PairScorer):
         self.fn, self.name, self.batch_size = fn, name, _positive_int(batch_size, 'batch_size')
     def score_pairs(self, image_indices, caption_indices): return self.fn(image_indices, caption_indices)
 
-ITM_OUTPUTS = ('logit', 'probability')
 
+# %% ../nbs/14_encoders.ipynb #9e09ef6f
 class _ItmScorer(PairScorer):
     "Shared by the BLIP and BLIP-2 ITM scorers: the stored image states, the captions' tokens and the output choice."
     def __init__(self, encoder: DualEncoder, images, texts, output: str = 'logit', batch_size: int = 64, image_batch_size: int = 32,
@@ -446,7 +468,7 @@ class _ItmScorer(PairScorer):
         with torch.inference_mode():   # the states a query-time attention model must keep for every gallery image
             self.image_states = torch.cat([encoder.model.vision_model(pixel_values=px.to(encoder.device, encoder.dtype)).last_hidden_state.cpu()
                                            for px in tqdm(loader, desc='image states', disable=not progress, leave=False)])
-        self.tokens = {k: v.cpu() for k, v in encoder.tokenize(check_texts(texts)).items()}
+        self.tokens = {k: v.cpu() for k, v in encoder.tokenize(_check_texts(texts)).items()}
         self.prepare_seconds = time.perf_counter() - t0
     @property
     def image_state_bytes(self) -> int:
@@ -464,7 +486,9 @@ class _ItmScorer(PairScorer):
         ids, mask = (self.tokens[k][c].to(dev) for k in ('input_ids', 'attention_mask'))
         return states, ids, mask, torch.ones(states.shape[:2], dtype=torch.long, device=dev)
 
-class BlipItmScorer(_ItmScorer):
+
+# %% ../nbs/14_encoders.ipynb #ed3f866a
+class _BlipItmScorer(_ItmScorer):
     """BlipForImageTextRetrieval's ITM head (`use_itm_head=True`): the text encoder cross-attends to the image states and
     `itm_head` of its [CLS] state gives two logits (no match, match). output='logit' returns the match logit (what LAVIS adds
     to the ITC score), 'probability' the softmax probability of a match. The caption's token ids go in as the tokenizer gives
@@ -476,7 +500,7 @@ class BlipItmScorer(_ItmScorer):
             h = m.text_encoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=states, encoder_attention_mask=image_mask).last_hidden_state
             return self._head(m.itm_head(h[:, 0]))
 
-class Blip2ItmScorer(_ItmScorer):
+class _Blip2ItmScorer(_ItmScorer):
     """Blip2ForImageTextRetrieval's ITM head (`use_image_text_matching_head=True`): the Q-Former runs the query tokens and the
     text together, cross-attending to the image states; `itm_head` of each query token's output, averaged over the query
     tokens, gives two logits. output='logit' returns the mean match logit (LAVIS: itm_logit[:, :, 1].mean(1)), 'probability'
@@ -492,9 +516,12 @@ class Blip2ItmScorer(_ItmScorer):
                           encoder_hidden_states=states, encoder_attention_mask=image_mask).last_hidden_state
             return self._head(m.itm_head(h[:, :q]).mean(1))
 
-# %% ../nbs/14_encoders.ipynb #8c2ac42a
+
+# %% ../nbs/14_encoders.ipynb #a16bf09e
 COMBINE = ('add', 'replace')
 
+
+# %% ../nbs/14_encoders.ipynb #8c2ac42a
 @dataclass(repr=False)
 class Reranked:
     "The i2t (images x captions) and t2i (captions x images) matrices of a rerank, with what the rerank did and cost."
@@ -510,6 +537,10 @@ class Reranked:
         "`base` (a preset name or Conventions) with rerank_depth set to this rerank's depth."
         from fico_itr.core import get_conventions
         return get_conventions(base, rerank_depth=self.depth, **overrides)
+    def evaluate(self, split, conventions='default', **kwargs):
+        "Evaluate the reranked matrices on `split` under `conventions` with this rerank's depth (metrics past it are n/a)."
+        from fico_itr.evaluate import evaluate
+        return evaluate(split, i2t_similarity=self.i2t, t2i_similarity=self.t2i, conventions=self.conventions(conventions), **kwargs)
     def __repr__(self):
         parts = ', '.join(f'{d}: {self.n_pairs[d]:,} pairs in {self.seconds[d]:.3f} s' for d in self.seconds)
         return f"Reranked(depth={self.depth}, combine={self.combine!r}; {parts})"
@@ -521,6 +552,8 @@ def _combined(first, rescored, combine):
     if out.shape != first.shape: raise ValueError(f"`combine` returned shape {out.shape} for scores of shape {first.shape}")
     return out
 
+
+# %% ../nbs/14_encoders.ipynb #0c5d9850
 def _work_dtype(F: np.ndarray, depth: int, block: int) -> type:
     """float32 where it holds every first-stage score exactly and |score| + depth + 1 <= 2**22 (float32 steps there are <= 1/2,
     so the placements max + 1, + 2, ... stay distinct and above the max), else float64 (steps <= 1/4 below 2**51); beyond
@@ -553,6 +586,8 @@ def _top_candidates(a: np.ndarray, k: int) -> np.ndarray:
     else: idx = np.broadcast_to(np.arange(m), (n, m))
     return np.take_along_axis(idx, np.argsort(-np.take_along_axis(a, idx, 1), axis=1, kind='stable'), 1)
 
+
+# %% ../nbs/14_encoders.ipynb #5dea1d92
 def _place(M, top, combined):
     """Move the reranked items of a row block `M` (first-stage scores, in the working dtype) above every other item of their
     row, with values that keep the order and the ties of `combined`: max of the rest + 1 + dense rank (`_work_dtype` makes
@@ -566,6 +601,8 @@ def _place(M, top, combined):
     M[rows, np.take_along_axis(top, order, 1)] = floor.astype(np.float64) + 1 + (level[:, -1:] - level)
     return M
 
+
+# %% ../nbs/14_encoders.ipynb #4d8d244e
 def rerank(first_stage_i2t, scorer: Callable, depth: int, combine: str | Callable = 'add', directions: Sequence[str] = ('i2t', 't2i'),
            query_block: int = 256, progress: bool | None = None) -> Reranked:
     """Rescore, for every query, the top `depth` candidates of a first stage (images x captions scores; t2i uses its transpose),
@@ -609,9 +646,12 @@ def rerank(first_stage_i2t, scorer: Callable, depth: int, combine: str | Callabl
     return Reranked(out['i2t'], out['t2i'], depth, how, cands, scores, seconds, pairs)
 
 
-# %% ../nbs/14_encoders.ipynb #6a22a0a3
+# %% ../nbs/14_encoders.ipynb #885aa820
 VGG19_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512, 'M')
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
+
+# %% ../nbs/14_encoders.ipynb #6a22a0a3
 class VGG19(nn.Module):
     """VGG-19 (configuration E of Simonyan & Zisserman) laid out as torchvision's `vgg19`, so that the state_dict keys and shapes
     are torchvision's and its weight files load; initialised as torchvision does (Kaiming-normal convolutions, N(0, 0.01) linears)."""
@@ -634,7 +674,6 @@ def fc7(vgg: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     x = torch.flatten(vgg.avgpool(vgg.features(pixel_values)), 1)
     return vgg.classifier[:5](x)
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 class ImageNetTransform:
     "ImageNet evaluation pre-processing: resize the shorter side to `resize` (bilinear), centre-crop `crop`, scale to [0, 1], normalise."
@@ -650,6 +689,8 @@ class ImageNetTransform:
         a = np.asarray(image.crop((left, top, left + self.crop, top + self.crop)), np.float32) / 255
         return (torch.from_numpy(a).permute(2, 0, 1) - self.mean) / self.std
 
+
+# %% ../nbs/14_encoders.ipynb #e38a6ac6
 def _vgg19_module():
     "torchvision's vgg19 when torchvision imports, else `VGG19` (same keys and shapes)."
     try:
@@ -676,15 +717,19 @@ class Vgg19Fc7Encoder(DualEncoder):
     def encode_texts(self, texts, batch_size: int = 256, progress=None):
         raise TypeError("VGG-19 fc7 encodes images only: encode texts with a text model (e.g. Doc2Vec, the paper's CG text features)")
 
-# %% ../nbs/14_encoders.ipynb #41c49d84
+
+# %% ../nbs/14_encoders.ipynb #a278273f
 ENCODE_KINDS = {'clip': ClipDualEncoder, 'siglip': SiglipDualEncoder, 'blip': BlipDualEncoder, 'blip2': Blip2DualEncoder,
                 'open_clip': OpenClipDualEncoder}
-_MODEL_TYPES = {'clip': 'clip', 'siglip': 'siglip', 'blip': 'blip', 'blip-2': 'blip2'}   # config.json model_type -> kind
 PRECISIONS = {'fp32': 'float32', 'fp16': 'float16', 'bf16': 'bfloat16'}
 WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.ckpt')
 FOLDER_LAYOUT = ("a local folder as written by `save_pretrained` or `hf download`: config.json, the weights (model.safetensors "
                  "or pytorch_model.bin, possibly sharded) and the processor files (preprocessor_config.json or "
                  "processor_config.json, tokenizer files)")
+
+
+# %% ../nbs/14_encoders.ipynb #41c49d84
+_MODEL_TYPES = {'clip': 'clip', 'siglip': 'siglip', 'blip': 'blip', 'blip-2': 'blip2'}   # config.json model_type -> kind
 
 def model_kind(folder) -> str:
     "The kind ('clip', 'siglip', 'blip', 'blip2') of a transformers model folder, from config.json's model_type and architectures."
@@ -706,6 +751,8 @@ def model_kind(folder) -> str:
                          "(retrieval needs the image-text model, e.g. Salesforce/blip-itm-base-coco for BLIP)")
     return kind
 
+
+# %% ../nbs/14_encoders.ipynb #607a9c9b
 def load_encoder(model,                     # a transformers model folder, or an open_clip checkpoint file
                  kind: str | None = None,   # one of ENCODE_KINDS; None: read from the folder's config.json
                  device='cpu',              # 'cpu', 'cuda', 'cuda:1', ...
@@ -738,10 +785,12 @@ def weights_sha256(model) -> str:
             for block in iter(lambda: fh.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
 
+
+# %% ../nbs/14_encoders.ipynb #9310a0ef
 def describe_model(encoder: DualEncoder, model, kind: str, precision: str = 'fp32', name: str | None = None) -> dict:
     "What identifies a model's embeddings: its name, folder, kind and class, the SHA-256 of its weights, pre-processing and precision."
     t = encoder.image_transform
-    prep = t.image_processor.to_dict() if isinstance(t, ProcessorTransform) else repr(t)
+    prep = t.image_processor.to_dict() if isinstance(t, _ProcessorTransform) else repr(t)
     return _jsonable({'name': name or Path(model).name, 'path': str(Path(model).resolve()), 'kind': kind, 'class': type(encoder.model).__name__,
             'weights_sha256': weights_sha256(model), 'preprocessing': prep, 'precision': precision,
             'normalised': encoder.normalise, 'max_length': encoder.max_length})
@@ -775,6 +824,8 @@ def _ids(v, n):
     a = np.asarray(v if v is not None else np.arange(n))
     return a if a.dtype.kind in 'iuU' else a.astype(str)
 
+
+# %% ../nbs/14_encoders.ipynb #3e4cc311
 @dataclass(repr=False)
 class EncodedSplit:
     "A split's image and caption embeddings, their row ids and what made them (written by `save`, read by `load`)."
@@ -826,6 +877,8 @@ class EncodedSplit:
                 f"{s['n_captions']:,} captions {' x '.join(map(str, self.captions.shape[1:]))}; {self.images.seconds + self.captions.seconds:.2f} s; "
                 f"{self.bytes_per_item['images']:,} / {self.bytes_per_item['captions']:,} B per image / caption; model {self.model['name']!r})")
 
+
+# %% ../nbs/14_encoders.ipynb #60c7ae2e
 def split_summary(split: EvaluationSplit) -> dict:
     "What identifies a split's rows: its name, sizes and a SHA-256 of the caption texts (compared before embeddings are reused)."
     if split.captions is None: raise ValueError(f"split {split.name!r} holds no caption texts: encoding needs them")
@@ -848,3 +901,4 @@ def encode_split(encoder: DualEncoder,                # e.g. from `load_encoder`
     model = model_description or {'name': encoder.name}
     return EncodedSplit(img, txt, _ids(split.image_ids if split.image_ids is not None else split.image_files, split.n_images),
                         _ids(split.caption_ids, split.n_captions), summary, model)
+

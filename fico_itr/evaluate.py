@@ -395,6 +395,8 @@ def _check_table(t: pd.DataFrame) -> pd.DataFrame:
                          "them; pass a distinct `model=` (or `dataset=`) to each evaluation")
     return t
 
+
+# %% ../nbs/04_evaluate.ipynb #res00002
 def _convention_labels(conventions: pd.Series) -> pd.Series:
     "Short labels that tell conventions apart: the preset plus every part that is not common to all of them."
     parts = {c: c.split(';') for c in dict.fromkeys(conventions)}
@@ -408,14 +410,25 @@ def _row_keys(t: pd.DataFrame):
         return t.assign(conventions=_convention_labels(t.convention)), ['model', 'dataset', 'conventions']
     return t, ['model', 'dataset']
 
+
+# %% ../nbs/04_evaluate.ipynb #res00004
+_RAISE = object()   # `Results.get`'s default: no match is an error
+
 class Results:
     "Evaluation results: a tidy table (model, dataset, direction, granularity, metric, k, value, convention)."
     def __init__(self, table: pd.DataFrame, per_query: dict | None = None):
         self.table, self.per_query = _check_table(table.reset_index(drop=True)), per_query or {}
 
-    def get(self, metric: str, direction: str = 'i2t', granularity: str | None = None, model=None, dataset=None,
-            conventions: str | None = None) -> float:
-        "One number by its printed name, e.g. `res.get('R@1', 't2i')` or `res.get('mAP@N', 'i2t', 'category')`; `conventions`: a preset name or a full convention string."
+    def get(self,
+            metric: str,                    # a printed name: 'R@1', 'MedR', 'mAP@N', 'rsum'
+            direction: str = 'i2t',         # 'i2t' or 't2i' (ignored for 'rsum')
+            granularity: str | None = None, # 'instance', 'category', 'extended'; None: any
+            model=None,                     # a model name; None: any
+            dataset=None,                   # a data set name; None: any
+            conventions: str | None = None, # a preset name or a full convention string; None: any
+            default=_RAISE,                 # returned when no row matches (e.g. nan); without it that is a KeyError
+           ) -> float:
+        "One number by its printed name, e.g. `res.get('R@1', 't2i')`; several matching rows are always an error."
         fam, k = parse_metric(metric) if metric != 'rsum' else ('rsum', None)
         t = self.table
         sel = (t.metric == fam) & (t.k == ('' if k is None else str(k)))
@@ -424,6 +437,7 @@ class Results:
             if v is not None: sel &= t[col] == v
         if conventions is not None: sel &= (t.convention == conventions) | t.convention.str.startswith(f'preset={conventions};')
         hit = t[sel]
+        if len(hit) == 0 and default is not _RAISE: return default
         if len(hit) != 1:
             how = [f"{arg}= (one of {', '.join(map(repr, dict.fromkeys(vals)))})"
                    for arg, vals in (('model', hit.model), ('dataset', hit.dataset), ('granularity', hit.granularity),
@@ -434,62 +448,82 @@ class Results:
                            + (f"narrow it down with {'; '.join(how)}" if how else 'narrow it down'))
         return float(hit.value.iloc[0])
 
-    def wide(self, granularity: str = 'instance') -> pd.DataFrame:
-        "One row per (model, dataset) and, where one pair was evaluated under several conventions, per conventions; columns (direction, metric) in the order they were computed; PR points left out. Never averages."
-        t = self.table[(self.table.granularity == granularity) & (self.table.metric != 'PR')]
-        if t.empty: return pd.DataFrame()
-        t, keys = _row_keys(t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)]))
-        cols = list(dict.fromkeys(zip(t.direction, t.label)))
-        w = t.pivot_table(index=keys, columns=['direction', 'label'], values='value', sort=False, dropna=False,
-                          aggfunc='first')   # one value per cell: `_check_table` refused rows that cannot be told apart
-        return w.reindex(columns=pd.MultiIndex.from_tuples(cols))
 
-    def pr_curves(self) -> pd.DataFrame:
-        "The 11-point PR curves as rows (model, dataset, direction, granularity, recall, precision)."
-        t = self.table[self.table.metric == 'PR']
-        return t.assign(recall=t.k.astype(float))[['model', 'dataset', 'direction', 'granularity', 'recall', 'value']].rename(columns={'value': 'precision'})
+# %% ../nbs/04_evaluate.ipynb #res00006
+def _method(name: str):
+    "Attach the decorated function to `Results` as `name` (a classmethod when its first argument is `cls`)."
+    def attach(f):
+        f.__name__, f.__qualname__ = name, f'Results.{name}'
+        setattr(Results, name, classmethod(f) if f.__code__.co_varnames[:1] == ('cls',) else f)
+        return f
+    return attach
 
-    def __repr__(self): return format_table(self)
-    def _repr_html_(self):
-        parts = []
-        for g in dict.fromkeys(self.table.granularity):   # each value with its units' digits, as the printout
-            shown = _shown(self, g)
-            if shown is not None: parts.append(f'<h4>{g} level</h4>' + shown.to_html())
-        conv = '<br>'.join(f'<code>{c}</code>' for c in dict.fromkeys(self.table.convention))
-        return ''.join(parts) + f'<p>conventions: {conv}</p>'
+@_method('wide')
+def _wide(self, granularity: str = 'instance') -> pd.DataFrame:
+    "One row per (model, dataset) and, where one pair was evaluated under several conventions, per conventions; columns (direction, metric) in the order they were computed; PR points left out. Never averages."
+    t = self.table[(self.table.granularity == granularity) & (self.table.metric != 'PR')]
+    if t.empty: return pd.DataFrame()
+    t, keys = _row_keys(t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)]))
+    cols = list(dict.fromkeys(zip(t.direction, t.label)))
+    w = t.pivot_table(index=keys, columns=['direction', 'label'], values='value', sort=False, dropna=False,
+                      aggfunc='first')   # one value per cell: `_check_table` refused rows that cannot be told apart
+    return w.reindex(columns=pd.MultiIndex.from_tuples(cols))
 
-    def to_json(self, path=None) -> str:
-        "JSON records, one per number (written to `path` if given)."
-        txt = json.dumps(self.table.replace({np.nan: None}).to_dict('records'), indent=1)
-        if path is not None: Path(path).write_text(txt)
-        return txt
+@_method('pr_curves')
+def _pr_curves(self) -> pd.DataFrame:
+    "The 11-point PR curves as rows (model, dataset, direction, granularity, recall, precision)."
+    t = self.table[self.table.metric == 'PR']
+    return t.assign(recall=t.k.astype(float))[['model', 'dataset', 'direction', 'granularity', 'recall', 'value']].rename(columns={'value': 'precision'})
 
-    @classmethod
-    def from_json(cls, path_or_text) -> 'Results':
-        "Read records written by `to_json`, or a `fico-itr evaluate` record (its 'results'); a path or the JSON text."
-        s = str(path_or_text)
-        txt = s if s.lstrip()[:1] in ('[', '{') else Path(path_or_text).read_text()
-        rec = json.loads(txt)
-        if isinstance(rec, dict):
-            if 'results' not in rec:
-                raise ValueError("Results.from_json reads a list of records (Results.to_json) or a `fico-itr evaluate` "
-                                 f"record with 'results'; this object has keys {', '.join(map(repr, list(rec)[:8]))}")
-            rec = rec['results']
-        if not isinstance(rec, list) or not all(isinstance(r, dict) for r in rec):
-            raise ValueError("Results.from_json reads a list of records, one object per number (as Results.to_json writes)")
-        t = _check_table(pd.DataFrame(rec, columns=RESULT_COLUMNS if not rec else None))[RESULT_COLUMNS].copy()
-        try: t['value'] = t['value'].astype(float)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"Results.from_json: a 'value' is not a number ({e})") from None
-        t['k'] = t['k'].astype(str)
-        return cls(t)
 
-    @classmethod
-    def concat(cls, results: Sequence['Results']) -> 'Results':
-        "Stack several results (models, datasets) into one table; numbers that cannot be told apart are an error."
-        for r in results:
-            if not isinstance(r, Results): raise TypeError(f"Results.concat takes Results, got {type(r).__name__}")
-        return cls(pd.concat([r.table for r in results], ignore_index=True))
+# %% ../nbs/04_evaluate.ipynb #res00008
+@_method('__repr__')
+def _repr_text(self): return format_table(self)
+@_method('_repr_html_')
+def _repr_html_(self):
+    parts = []
+    for g in dict.fromkeys(self.table.granularity):   # each value with its units' digits, as the printout
+        shown = _shown(self, g)
+        if shown is not None: parts.append(f'<h4>{g} level</h4>' + shown.to_html())
+    conv = '<br>'.join(f'<code>{c}</code>' for c in dict.fromkeys(self.table.convention))
+    return ''.join(parts) + f'<p>conventions: {conv}</p>'
+
+@_method('to_json')
+def _to_json(self, path=None) -> str:
+    "JSON records, one per number (written to `path` if given)."
+    txt = json.dumps(self.table.replace({np.nan: None}).to_dict('records'), indent=1)
+    if path is not None: Path(path).write_text(txt)
+    return txt
+
+
+# %% ../nbs/04_evaluate.ipynb #res00009
+@_method('from_json')
+def _from_json(cls, path_or_text) -> 'Results':
+    "Read records written by `to_json`, or a `fico-itr evaluate` record (its 'results'); a path or the JSON text."
+    s = str(path_or_text)
+    txt = s if s.lstrip()[:1] in ('[', '{') else Path(path_or_text).read_text()
+    rec = json.loads(txt)
+    if isinstance(rec, dict):
+        if 'results' not in rec:
+            raise ValueError("Results.from_json reads a list of records (Results.to_json) or a `fico-itr evaluate` "
+                             f"record with 'results'; this object has keys {', '.join(map(repr, list(rec)[:8]))}")
+        rec = rec['results']
+    if not isinstance(rec, list) or not all(isinstance(r, dict) for r in rec):
+        raise ValueError("Results.from_json reads a list of records, one object per number (as Results.to_json writes)")
+    t = _check_table(pd.DataFrame(rec, columns=RESULT_COLUMNS if not rec else None))[RESULT_COLUMNS].copy()
+    try: t['value'] = t['value'].astype(float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Results.from_json: a 'value' is not a number ({e})") from None
+    t['k'] = t['k'].astype(str)
+    return cls(t)
+
+@_method('concat')
+def _concat(cls, results: Sequence['Results']) -> 'Results':
+    "Stack several results (models, datasets) into one table; numbers that cannot be told apart are an error."
+    for r in results:
+        if not isinstance(r, Results): raise TypeError(f"Results.concat takes Results, got {type(r).__name__}")
+    return cls(pd.concat([r.table for r in results], ignore_index=True))
+
 
 # %% ../nbs/04_evaluate.ipynb #e05bc3f9
 def _shown(results: Results, granularity: str) -> pd.DataFrame | None:

@@ -4,10 +4,9 @@
 
 # %% ../nbs/13_faiss.ipynb #3a6d6edb
 from __future__ import annotations
-import json, math, os, platform, time, warnings
+import math, os, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
@@ -17,11 +16,9 @@ from .similarity import HashCodes, prepare, resolve_device
 from .search import TopK, topk_search, evaluate_topk, merge_topk, score_keys, decode_keys
 
 # %% auto #0
-__all__ = ['FLOAT_MEASURES', 'INDEX_KINDS', 'INDEX_LABELS', 'PAPER_TABLE7', 'faiss_gpus', 'packed_codes', 'FaissIndex',
-           'FlatIndex', 'HNSWIndex', 'BinaryFlatIndex', 'BinaryIVFIndex', 'build_index', 'one_recall_at_k',
-           'overlap_recall_at_k', 'SyntheticRows', 'synthetic_dataset', 'lsh_codes', 'scale_label', 'table7',
-           'with_paper', 'table7_sampled', 'compare_table7', 'plot_table7', 'save_table7', 'load_table7',
-           'rerank_candidates', 'TwoStage', 'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
+__all__ = ['faiss_gpus', 'packed_codes', 'FaissIndex', 'FlatIndex', 'HNSWIndex', 'BinaryFlatIndex', 'BinaryIVFIndex',
+           'build_index', 'one_recall_at_k', 'overlap_recall_at_k', 'SyntheticRows', 'synthetic_dataset', 'lsh_codes',
+           'TwoStage', 'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
 
 # %% ../nbs/13_faiss.ipynb #bb4474ce
 def _faiss():
@@ -53,9 +50,11 @@ def _gpu_resources():
     if not _GPU_RES: _GPU_RES.append(_faiss().StandardGpuResources())
     return _GPU_RES[0]
 
-# %% ../nbs/13_faiss.ipynb #fb443210
+# %% ../nbs/13_faiss.ipynb #0bb9a24a
 FLOAT_MEASURES = ('inner_product', 'cosine')
 
+
+# %% ../nbs/13_faiss.ipynb #fb443210
 def _float_rows(x, measure: str, name: str) -> np.ndarray:
     if measure not in FLOAT_MEASURES:
         raise ValueError(f"unknown measure {measure!r} for a float index: choose one of {', '.join(FLOAT_MEASURES)} "
@@ -71,6 +70,7 @@ def packed_codes(codes, name: str = 'codes') -> tuple:
         raise ValueError(f"`{name}` has {hc.n_bits}-bit codes: FAISS binary indexes need a multiple of 8 bits; pad the "
                          "codes with constant bits (equal in queries and gallery) to the next multiple of 8")
     return np.ascontiguousarray(hc.words.view(np.uint8)[:, :hc.n_bits // 8]), hc.n_bits
+
 
 # %% ../nbs/13_faiss.ipynb #e85fdc55
 @dataclass
@@ -152,6 +152,7 @@ class FaissIndex:
         return (f"{self.kind}({self.n:,} x {self.dim}{'-bit' if self.binary else '-D'} {self.measure}, {self.device}"
                 f"{', ' + p if p else ''}; built in {self.build_seconds:.2f} s)")
 
+
 # %% ../nbs/13_faiss.ipynb #9527b12b
 def FlatIndex(gallery, measure: str = 'inner_product', device=None) -> FaissIndex:
     "Exact inner-product (or cosine) search: FAISS `IndexFlatIP`, or `GpuIndexFlatIP` where FAISS has a GPU."
@@ -223,13 +224,16 @@ def BinaryIVFIndex(gallery, nlist: int | None = None, nprobe: int = 16, train=No
     out._search = _search
     return out
 
-# %% ../nbs/13_faiss.ipynb #dbaa845b
+# %% ../nbs/13_faiss.ipynb #e04f75a8
 INDEX_KINDS = {'flat': FlatIndex, 'hnsw': HNSWIndex, 'binary_flat': BinaryFlatIndex, 'binary_ivf': BinaryIVFIndex}
 
+
+# %% ../nbs/13_faiss.ipynb #dbaa845b
 def build_index(kind: str, gallery, **params) -> FaissIndex:
     "Build an index by name: 'flat', 'hnsw', 'binary_flat' or 'binary_ivf' (params go to its wrapper)."
     if kind not in INDEX_KINDS: raise ValueError(f"unknown index kind {kind!r}: choose one of {', '.join(INDEX_KINDS)}")
     return INDEX_KINDS[kind](gallery, **params)
+
 
 # %% ../nbs/13_faiss.ipynb #7e4e8941
 def _indices(x, name):
@@ -307,6 +311,8 @@ class SyntheticRows:
             raise ValueError(f"query numbers must lie in 0..{self.n_queries - 1}")
         return self._rows(self.n_train + self.n_gallery + idx)
 
+
+# %% ../nbs/13_faiss.ipynb #a9ac540f
 def synthetic_dataset(n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338,
                       chunk: int = 8192, n_threads: int | None = None) -> tuple:
     "(queries, gallery) as faiss.contrib.datasets.SyntheticDataset(d, n_train, n_gallery, n_queries, seed=seed) makes them, in float32 chunks."
@@ -323,282 +329,9 @@ def lsh_codes(x, n_bits: int = 64, seed: int = 0, projection: np.ndarray | None 
     bits = np.concatenate([np.asarray(x[s:s + block], np.float32) @ R >= 0 for s in range(0, len(x), block)]) if len(x) else np.zeros((0, R.shape[1]), bool)
     return HashCodes.from_bits(bits)
 
-# %% ../nbs/13_faiss.ipynb #37c69543
-INDEX_LABELS = ('FG Flat', 'FG HNSW', 'CG Flat', 'CG IVF')
-
-PAPER_TABLE7 = pd.DataFrame([
-    # n_queries, n_gallery, index, R@1, R@100, R@1000, build_s, search_s
-    (100_000, 500_000, 'FG Flat', 100.0, 100.0, 100.0, 1.93, 57.17),
-    (100_000, 500_000, 'FG HNSW', 99.2, 99.2, 99.2, 32.44, 3.09),
-    (100_000, 500_000, 'CG Flat', 10.7, 60.6, 93.6, 0.01, 8.84),
-    (100_000, 500_000, 'CG IVF', 10.5, 68.9, 89.7, 0.33, 0.70),
-    (500_000, 2_500_000, 'FG Flat', 100.0, 100.0, 100.0, 9.55, 1216.75),
-    (500_000, 2_500_000, 'FG HNSW', 98.3, 98.3, 98.3, 154.29, 18.17),
-    (500_000, 2_500_000, 'CG Flat', 8.2, 62.6, 89.3, 0.01, 181.83),
-    (500_000, 2_500_000, 'CG IVF', 8.3, 61.6, 86.7, 1.41, 11.13),
-    (1_000_000, 5_000_000, 'FG Flat', 100.0, 100.0, 100.0, 19.04, 4728.18),
-    (1_000_000, 5_000_000, 'FG HNSW', 98.0, 98.0, 98.0, 300.65, 39.80),
-    (1_000_000, 5_000_000, 'CG Flat', 6.9, 56.1, 84.3, 0.02, 692.80),
-    (1_000_000, 5_000_000, 'CG IVF', 6.9, 55.3, 82.3, 2.82, 40.20),
-], columns=['n_queries', 'n_gallery', 'index', 'R@1', 'R@100', 'R@1000', 'build_s', 'search_s'])
-
-def scale_label(n_queries: int, n_gallery: int) -> str:
-    "'100K / 500K' style label of a scale."
-    f = lambda n: f'{n // 1_000_000}M' if n % 1_000_000 == 0 else f'{n / 1e6:g}M' if n >= 1_000_000 else f'{n // 1000}K' if n % 1000 == 0 else f'{n:,}'
-    return f'{f(n_queries)} / {f(n_gallery)}'
-
-# %% ../nbs/13_faiss.ipynb #63d72359
-def _machine(device) -> str:
-    cpu = f'{os.cpu_count()} CPU cores'
-    if str(device).startswith('cuda') and torch.cuda.is_available(): return f'{torch.cuda.get_device_name(0)}, {cpu}'
-    return f'{platform.machine()} {cpu}'
-
-def _quiet_search(idx, q, k):
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return idx.search(q, k)
-
-@dataclass
-class _Recorder:
-    "Turns the top-k lists of one index at one scale into a Table 7 row (recall against `exact`), logs it and checkpoints the rows."
-    rows: list
-    n_queries: int
-    n_gallery: int
-    recall_ks: tuple
-    log: object
-    checkpoint: object = None
-    sampled: int | None = None           # queries searched, when they are a sample of n_queries
-    exact: TopK | None = None
-
-    def __call__(self, name, top, build_s, params, encode_s=float('nan'), dev='cpu'):
-        label = scale_label(self.n_queries, self.n_gallery)
-        scale = 1.0 if self.sampled is None else self.n_queries / self.sampled
-        r = dict(scale=label, n_queries=self.n_queries, n_gallery=self.n_gallery, index=name, k=top.k, build_s=build_s,
-                 search_s=top.seconds * scale, encode_s=encode_s, params=params, device=dev, machine=_machine(dev))
-        if self.sampled is not None: r.update(sampled_queries=self.sampled, search_s_sample=top.seconds)
-        for kk in self.recall_ks:                                 # n/a past the length of the lists
-            hit = one_recall_at_k(top, self.exact, kk, per_query=True) if kk <= top.k else None
-            r[f'R@{kk}'] = 100 * hit.mean() if hit is not None else float('nan')
-            r[f'overlap@{kk}'] = 100 * overlap_recall_at_k(top, self.exact, kk) if kk <= top.k else float('nan')
-            if self.sampled is not None:                          # standard error of a mean over n of N queries drawn
-                fpc = math.sqrt((self.n_queries - self.sampled) / max(1, self.n_queries - 1))   # without replacement
-                r[f'R@{kk}_se'] = 100 * hit.std() / math.sqrt(len(hit)) * fpc if hit is not None else float('nan')
-        self.rows.append(r)
-        self.log(f'[{label}] {name:<28} build {build_s:8.2f} s  search {r["search_s"]:8.2f} s  '
-                 + '  '.join(f'R@{kk} {r[f"R@{kk}"]:5.1f}' for kk in self.recall_ks)
-                 + '  (overlap ' + ' '.join(f'{r[f"overlap@{kk}"]:.1f}' for kk in self.recall_ks) + ')'
-                 + ('' if self.sampled is None else f'  [{self.sampled:,} sampled queries; search time scaled x{scale:g}]'))
-        if callable(self.checkpoint): self.checkpoint(with_paper(pd.DataFrame(self.rows)))
-        elif self.checkpoint: save_table7(with_paper(pd.DataFrame(self.rows)), self.checkpoint, source='checkpoint (incomplete run)')
-
-def _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe, rerank_ks=()):
-    "Every argument checked before any vector is made (a 5M gallery takes hours to make and search)."
-    if not indexes: raise ValueError(f"`indexes` is empty: name at least one of {', '.join(INDEX_LABELS)}")
-    bad = [i for i in indexes if i not in INDEX_LABELS]
-    if bad: raise ValueError(f"unknown index {bad[0]!r} in `indexes`: choose from {', '.join(INDEX_LABELS)}")
-    if not recall_ks or max(recall_ks) > k: raise ValueError(f"`recall_ks` must be non-empty and <= k={k}")
-    for rk in rerank_ks: check_ks([rk], k, 'rerank_ks')
-    if not isinstance(n_bits, (int, np.integer)) or n_bits < 8 or n_bits % 8:
-        raise ValueError(f"`n_bits` must be a positive multiple of 8 (FAISS's binary indexes work on bytes), got {n_bits!r}")
-    if nlist is not None and (not isinstance(nlist, (int, np.integer)) or nlist < 1):
-        raise ValueError(f"`nlist` must be a positive int or None (round(sqrt(gallery))), got {nlist!r}")
-    if not isinstance(nprobe, (int, np.integer)) or nprobe < 1: raise ValueError(f"`nprobe` must be a positive int, got {nprobe!r}")
-
-def _check_scale(k, n_gallery, nlist, indexes):
-    check_ks([k], n_gallery, 'k')
-    if 'CG IVF' in indexes and nlist is not None and nlist > n_gallery:
-        raise ValueError(f"`nlist`={nlist} is more lists than the {n_gallery} gallery codes: lower it or leave it None")
-
-def _table7_frame(rows) -> pd.DataFrame:                           # rows in the paper's order, variants after theirs
-    df = pd.DataFrame(rows)
-    rank = df['index'].map(lambda n: next(i for i, l in enumerate(INDEX_LABELS) if n.startswith(l)))
-    df = df.assign(_r=rank).sort_values(['n_gallery', '_r', 'index'], kind='stable').drop(columns='_r')
-    return with_paper(df.reset_index(drop=True))
-
-def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int = 64, seed: int = 1338,
-           indexes=INDEX_LABELS, hnsw_M: int = 32, ef_construction: int = 40, ef_search: int = 128,
-           nlist: int | None = None, nprobe: int = 16, recall_ks=(1, 100, 1000), flat: str = 'faiss', device=None,
-           rerank_ks=(), hnsw_fixed_ef=(), binary_use_heap: bool = True, checkpoint=None, log=print) -> pd.DataFrame:
-    "Table 7 on SyntheticDataset: one row per (scale, index) with 1-recall@k and overlap@k (percent), build and search seconds, the paper's figures beside."
-    if flat not in ('faiss', 'torch'): raise ValueError(f"`flat` must be 'faiss' or 'torch', got {flat!r}")
-    _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe, rerank_ks)
-    scales = [tuple(int(v) for v in s) for s in scales]
-    for nq, nb in scales: _check_scale(k, nb, nlist, indexes)
-    log = log or (lambda *a, **kw: None)
-    # where each stage runs: FAISS indexes on the GPU only where FAISS has one; torch parts on `device`
-    tdev = str(resolve_device(device)) if flat == 'torch' else 'cpu'
-    fdev = (_faiss_device(device, 'flat', True) if flat == 'faiss' else
-            'cuda' if tdev.startswith('cuda') and faiss_gpus() else 'cpu')
-    rows = []
-    for nq, nb in scales:
-        t0 = time.perf_counter(); xq, xb = synthetic_dataset(nq, nb, d, seed=seed)
-        log(f'[{scale_label(nq, nb)}] SyntheticDataset({d}-D) generated in {time.perf_counter() - t0:.1f} s')
-        record = _Recorder(rows, nq, nb, tuple(recall_ks), log, checkpoint)
-        # the exact FG reference (the FG Flat row)
-        if flat == 'faiss':
-            idx = FlatIndex(xb, device=fdev); record.exact = idx.search(xq, k); build = idx.build_seconds; del idx
-            params, dev = 'IndexFlatIP', fdev
-        else:
-            record.exact = topk_search(xq, xb, k, 'inner_product', device=tdev, progress=False)
-            build, params, dev = 0.0, f'exact torch topk_search on {tdev} (not FAISS)', tdev
-        if 'FG Flat' in indexes: record('FG Flat', record.exact, build, params, dev=dev)
-        if any(i.startswith('CG') for i in indexes) or rerank_ks:
-            t0 = time.perf_counter()
-            proj = _lsh_projection(d, n_bits, seed)
-            cq, cb = lsh_codes(xq, n_bits, projection=proj), lsh_codes(xb, n_bits, projection=proj)
-            _table7_cg(record, cq, cb, time.perf_counter() - t0, k, n_bits, indexes, nlist, nprobe, fdev, binary_use_heap,
-                       rerank=dict(ks=rerank_ks, xq=xq, xb=xb, device=tdev))
-        if 'FG HNSW' in indexes:                                   # last: the slowest row
-            _table7_hnsw(record, HNSWIndex(xb, hnsw_M, ef_construction, ef_search), xq, k, hnsw_fixed_ef)
-        del xq, xb, record
-    return _table7_frame(rows)
-
-def _lsh_projection(d, n_bits, seed):
-    return np.random.default_rng(seed).standard_normal((d, n_bits)).astype(np.float32)
-
-def _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, fdev, use_heap, rerank=None):
-    lsh = f'{n_bits}-bit LSH (sign of a seeded Gaussian projection)'
-    cflat = BinaryFlatIndex(cb, device=fdev, use_heap=use_heap)
-    if 'CG Flat' in indexes:
-        record('CG Flat', cflat.search(cq, k), cflat.build_seconds,
-               f"IndexBinaryFlat{'' if use_heap else ' (counting k-NN, use_heap=False)'}, {lsh}", enc, fdev)
-    for rk in (rerank or {}).get('ks', ()):
-        ts = coarse_to_fine(cflat, rerank['xq'], rerank['xb'], rk, cg_queries=cq, measure='inner_product', device=rerank['device'])
-        nq = len(cq)
-        record(f'CG Flat + FG rerank (k={rk})', TopK(ts.top.scores, ts.top.indices, ts.seconds), cflat.build_seconds,
-               f'IndexBinaryFlat top {rk} ({1000 * ts.coarse_seconds / nq:.3f} ms/query), then exact FG inner product '
-               f"on the candidates on {rerank['device']} ({1000 * ts.rerank_seconds / nq:.3f} ms/query); lists hold {rk} items", enc)
-    del cflat
-    if 'CG IVF' in indexes:
-        idx = BinaryIVFIndex(cb, nlist, nprobe)
-        top = _quiet_search(idx, cq, k)
-        p = idx.params
-        record('CG IVF', top, idx.build_seconds,
-               f"IndexBinaryIVF nlist={p['nlist']} nprobe={p['nprobe']}, {lsh}; {idx.missing} empty slots", enc)
-
-def _table7_hnsw(record, idx, xq, k, fixed_ef):
-    p = idx.params
-    top = _quiet_search(idx, xq, k)
-    record('FG HNSW', top, idx.build_seconds,
-           f"IndexHNSWFlat M={p['M']} efConstruction={p['ef_construction']} efSearch=max({p['ef_search']}, k)="
-           f"{max(p['ef_search'], k)}; {idx.missing} empty slots")
-    del top
-    for ef in fixed_ef:                                              # FAISS as called plainly: lists may hold < k items
-        idx.params.update(ef_search=int(ef), ef_at_least_k=False)
-        top = _quiet_search(idx, xq, k)
-        record(f'FG HNSW (efSearch={ef})', top, idx.build_seconds,
-               f'the same graph searched with efSearch={ef} < k: {100 * idx.missing / top.indices.size:.1f}% of the '
-               'top-k slots empty')
-
-def with_paper(df: pd.DataFrame) -> pd.DataFrame:
-    "Add the paper's figures at the same scale and index (columns paper_R@1 ... paper_search_s; NaN where it has none)."
-    p = PAPER_TABLE7.rename(columns={c: f'paper_{c}' for c in ('R@1', 'R@100', 'R@1000', 'build_s', 'search_s')})
-    return df.merge(p, on=['n_queries', 'n_gallery', 'index'], how='left')
-
-# %% ../nbs/13_faiss.ipynb #t7samp01
-def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int = 1000, d: int = 2048, n_bits: int = 64,
-                   seed: int = 1338, sample_seed: int = 0, indexes=('FG Flat', 'CG Flat', 'CG IVF'), hnsw_M: int = 32,
-                   ef_construction: int = 40, ef_search: int = 128, nlist: int | None = None, nprobe: int = 16,
-                   recall_ks=(1, 100, 1000), device=None, chunk: int = 1 << 16, hnsw_fixed_ef=(),
-                   binary_use_heap: bool = True, checkpoint=None, log=print, progress: bool | None = None) -> pd.DataFrame:
-    "Table 7 at a scale too large for memory or time: the gallery made and consumed in chunks, every index searched by a seeded random sample of the queries; recall with its standard error, search time scaled to the whole query set."
-    _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe)
-    _check_scale(k, n_gallery, nlist, indexes)
-    if not isinstance(n_sample, (int, np.integer)) or not 1 <= n_sample <= n_queries:
-        raise ValueError(f"`n_sample` must be an int in 1..{n_queries} (n_queries), got {n_sample!r}")
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1: raise ValueError(f"`chunk` must be a positive int, got {chunk!r}")
-    tdev = str(resolve_device(device))
-    fdev = 'cuda' if tdev.startswith('cuda') and faiss_gpus() else 'cpu'   # FAISS's flat indexes follow torch to a GPU
-    src = SyntheticRows(n_queries, n_gallery, d, seed=seed)
-    qi = np.sort(np.random.default_rng(sample_seed).choice(n_queries, n_sample, replace=False))
-    xq = src.queries(qi)
-    cg = any(i.startswith('CG') for i in indexes)
-    proj = _lsh_projection(d, n_bits, seed)
-    t0 = time.perf_counter(); cq = lsh_codes(xq, n_bits, projection=proj) if cg else None
-    enc = (time.perf_counter() - t0) * n_queries / n_sample        # the whole query set's encoding, scaled
-    exact, words, hnsw, gen = None, [], None, 0.0
-    show = progress if progress is not None else log is not None and n_gallery >= 4 * chunk
-    for s in tqdm(range(0, n_gallery, chunk), disable=not show, desc='gallery chunks', unit='chunk'):
-        t0 = time.perf_counter(); xb = src.gallery(s, s + chunk); gen += time.perf_counter() - t0
-        part = topk_search(xq, xb, min(k, len(xb)), 'inner_product', device=tdev, progress=False)
-        exact = merge_topk([part], [s], k) if exact is None else merge_topk([exact, part], [0, s], k)
-        if cg:
-            t0 = time.perf_counter(); words.append(lsh_codes(xb, n_bits, projection=proj).words); enc += time.perf_counter() - t0
-        if 'FG HNSW' in indexes:
-            hnsw = HNSWIndex(xb, hnsw_M, ef_construction, ef_search) if hnsw is None else hnsw.add(xb)
-        del xb
-    log = log or (lambda *a, **kw: None)
-    log(f'[{scale_label(n_queries, n_gallery)}] SyntheticDataset({d}-D) made in {gen:.1f} s, chunk by chunk; '
-        f'{n_sample:,} of {n_queries:,} queries sampled (seed {sample_seed})')
-    record = _Recorder([], n_queries, n_gallery, tuple(recall_ks), log, checkpoint, sampled=int(n_sample), exact=exact)
-    if 'FG Flat' in indexes:
-        record('FG Flat', exact, 0.0, f'exact torch topk_search on {tdev} (not FAISS), gallery streamed in chunks of {chunk:,}', dev=tdev)
-    if cg:
-        cb = HashCodes(np.concatenate(words), n_bits); del words
-        _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, fdev, binary_use_heap)
-        del cb
-    if hnsw is not None: _table7_hnsw(record, hnsw, xq, k, hnsw_fixed_ef)
-    return _table7_frame(record.rows)
-
-# %% ../nbs/13_faiss.ipynb #73caa340
-def compare_table7(df: pd.DataFrame) -> pd.DataFrame:
-    "Measured beside the paper (same scale and index), with measured/paper ratios of the times."
-    d = df if 'paper_R@1' in df else with_paper(df)
-    cols = ['scale', 'index']
-    out = d[cols].copy()
-    for c in ('R@1', 'R@100', 'R@1000', 'build_s', 'search_s'):
-        out[c] = d[c] if c in d else np.nan; out[f'paper {c}'] = d[f'paper_{c}']
-    out['search ratio'] = d['search_s'] / d['paper_search_s']
-    out['build ratio'] = d['build_s'] / d['paper_build_s']
-    return out
-
-_STYLE = {'FG Flat': ('C0', 'o'), 'FG HNSW': ('C1', 's'), 'CG Flat': ('C2', '^'), 'CG IVF': ('C3', 'v'),
-          'CG Flat + FG rerank (k=1000)': ('C4', 'D')}
-
-def plot_table7(df: pd.DataFrame, paper: bool = True, ks=(1, 100, 1000), title: str | None = None):
-    "Figure-4-style panels: 1-recall@k and search time against gallery size; measured solid (rows from a GPU machine starred), paper dashed."
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(ks) + 1, figsize=(4 * (len(ks) + 1), 3.8))
-    src = df['source'].astype(str) if 'source' in df else pd.Series('measured', index=df.index)
-    cols = [f'R@{k}' for k in ks] + ['search_s']
-    for name, (color, marker) in _STYLE.items():
-        m = df[df['index'] == name].assign(_gpu=src.str.contains('GPU|H100|H200')).sort_values('n_gallery')
-        p = PAPER_TABLE7[PAPER_TABLE7['index'] == name]
-        for ax, col in zip(axes, cols):
-            if len(m): ax.plot(m.n_gallery, m[col], color=color, marker=marker, ls='-', label=f'{name} (measured)')
-            g = m[m._gpu]
-            if len(g): ax.plot(g.n_gallery, g[col], '*', color=color, ms=15, mec='k', label=f'{name} (GPU machine)')
-            if paper and len(p): ax.plot(p.n_gallery, p[col], color=color, marker=marker, mfc='none', ls='--', alpha=.7,
-                                         label=f'{name} (paper)')
-    for ax, col in zip(axes, cols):
-        ax.set_xscale('log'); ax.set_xlabel('gallery size (log)'); ax.grid(alpha=.3)
-        ax.set_title('search time, whole query set (s, log)' if col == 'search_s' else f'1-recall@{col[2:]} (%)', fontsize=10)
-        if col == 'search_s': ax.set_yscale('log')
-        else: ax.set_ylim(0, 102)
-    handles, labels = axes[-1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc='upper center', ncol=5, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(title or 'Table 7 protocol on faiss SyntheticDataset (2048-D FG, 64-bit LSH CG): recall and search time '
-                 'against scale', fontsize=10)
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/13_faiss.ipynb #f4e697e3
-def save_table7(df: pd.DataFrame, path, command: str = '', source: str = 'measured', **meta):
-    "Write a table7 result (rows, command, source, date, extra metadata) as JSON."
-    rec = dict(command=command, source=source, date=time.strftime('%Y-%m-%d %H:%M:%S'), **meta,
-               rows=json.loads(df.to_json(orient='records')))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(rec, indent=1))
-
-def load_table7(path) -> tuple:
-    "(rows as a DataFrame with a `source` column, the record's metadata) from `save_table7`'s JSON."
-    rec = json.loads(Path(path).read_text())
-    df = pd.DataFrame(rec.pop('rows'))
-    if 'source' not in df: df['source'] = rec.get('source', 'measured')
-    return df, rec
 
 # %% ../nbs/13_faiss.ipynb #4c050ee1
-def rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
+def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
            device='cpu', budget: int = 1 << 24) -> TopK:
     "Rerank candidate lists (TopK or n x k indices) by the FG measure on the candidates (or `scorer`); TopK.seconds times the rerank alone."
     cand = _indices(candidates, 'candidates').astype(np.int64)
@@ -648,6 +381,7 @@ def rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
     return TopK(out_s, out_i, time.perf_counter() - t0)
 
+
 # %% ../nbs/13_faiss.ipynb #161f6ac4
 @dataclass
 class TwoStage:
@@ -679,7 +413,7 @@ def coarse_to_fine(coarse, fg_queries, fg_gallery, k: int, *, cg_queries=None, m
             raise ValueError(f"`cg_queries` has {len(cg_queries)} rows but `fg_queries` has {len(fg_queries)}: pass both sides of the same queries")
         c = coarse.search(cg_queries, k)
         cand, coarse_s = c.indices, c.seconds
-    top = rerank_candidates(cand, fg_queries, fg_gallery, measure, final_k, scorer, device)
+    top = _rerank_candidates(cand, fg_queries, fg_gallery, measure, final_k, scorer, device)
     return TwoStage(TopK(top.scores, top.indices, coarse_s + top.seconds), coarse_s, top.seconds, build)
 
 # %% ../nbs/13_faiss.ipynb #1e17e3c1
@@ -692,6 +426,8 @@ def _metrics_row(split, d, top, has_labels):
     row['mAP@10'] = res.get('mAP@10', d, 'category') if has_labels else float('nan')
     return row
 
+
+# %% ../nbs/13_faiss.ipynb #a73c2e7e
 def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 200, 500, 1000), *,
                          directions=('i2t', 't2i'), measure: str = 'cosine', depth: int = 100, repeats: int = 1,
                          device='cpu') -> pd.DataFrame:
@@ -726,6 +462,7 @@ def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 20
                              coarse_ms=1000 * ts.coarse_seconds / n, rerank_ms=1000 * ts.rerank_seconds / n,
                              ms_per_query=ts.per_query_ms, build_s=cidx.build_seconds))
     return pd.DataFrame(rows)
+
 
 # %% ../nbs/13_faiss.ipynb #8ab9c6df
 def plot_frontier(sweep: pd.DataFrame, metric: str = 'R@1', title: str | None = None):

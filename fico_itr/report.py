@@ -4,7 +4,8 @@
 
 # %% ../nbs/18_report.ipynb #7febec9b
 from __future__ import annotations
-import contextlib, dataclasses, datetime, json, os, shutil, time
+import contextlib, dataclasses, datetime, json, math, os, shutil, textwrap, time
+from typing import Mapping, Sequence
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,9 +14,8 @@ from .core import EvaluationSplit, get_conventions, Conventions
 from .evaluate import evaluate, Results, metric_label, parse_metric, RESULT_COLUMNS, tie_report
 
 # %% auto #0
-__all__ = ['STYLE', 'PAPER_RERANK_DEPTH', 'CURVE_KS', 'make_record', 'read_records', 'results_table', 'comparison_table',
-           'figure_style', 'plot_recall_at_k', 'plot_pr_curves', 'plot_tie_spread', 'staged_output', 'write_report',
-           'run_metrics', 'run_model']
+__all__ = ['make_record', 'read_records', 'results_table', 'comparison_table', 'plot_pr_curves', 'plot_recall_at_k',
+           'families_of', 'plot_tie_spread', 'table_view', 'staged_output', 'write_report', 'run_metrics', 'run_model']
 
 # %% ../nbs/18_report.ipynb #6a05f4ce
 def make_record(results: Results, split: EvaluationSplit, conventions: Conventions, model: str, command=None,
@@ -55,6 +55,8 @@ def _differing(conventions) -> dict:
     shared = set.intersection(*(set(p) for p in parts.values())) if parts else set()
     return {c: ';'.join(x for x in p if x not in shared) or c for c, p in parts.items()}
 
+
+# %% ../nbs/18_report.ipynb #5a23226b
 def results_table(results: Results,            # e.g. `read_records(paths)` or `Results.concat([...])`
                   granularity: str = 'instance', # 'instance', 'category' or 'extended'
                   metrics=None,                  # printed names to keep, e.g. ['R@1', 'R@5'] (unknown ones are an error)
@@ -90,6 +92,8 @@ def results_table(results: Results,            # e.g. `read_records(paths)` or `
     w.attrs['conventions'] = labels   # full string -> the label shown
     return w
 
+
+# %% ../nbs/18_report.ipynb #8443cf1d
 def _cell(v, column: str, units: str) -> str:
     if isinstance(v, str): return v
     if v is None or np.isnan(v): return 'n/a'
@@ -114,11 +118,14 @@ def comparison_table(results: Results,            # the numbers to print
     return '\n'.join(lines + ['', f'{granularity} level; percent to 0.1, fractions to 0.0001; MedR and MeanR are 1-based ranks; '
                               'n/a: undefined under the conventions or not in that record. Conventions:'] + notes)
 
-# %% ../nbs/18_report.ipynb #267d805f
+
+# %% ../nbs/18_report.ipynb #f54b749d
 STYLE = {'style': 'whitegrid', 'context': 'paper', 'palette': 'colorblind', 'font_scale': 1.1}
 
+
+# %% ../nbs/18_report.ipynb #267d805f
 @contextlib.contextmanager
-def figure_style():
+def _figure_style():
     "The one look of every figure here (seaborn whitegrid, paper context, colour-blind palette), without changing global settings."
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
@@ -133,50 +140,123 @@ def _save(grid_or_fig, path, title):
     import matplotlib.pyplot as plt; plt.close(fig)
     return Path(path)
 
-def _drawable(t: pd.DataFrame, title: str) -> tuple:
-    "The rows with a value, and the title naming the lines left out because every value is n/a (e.g. PR past a rerank depth)."
-    gone = [l for l, v in t.groupby('line', sort=False).value if v.isna().all()]
-    return t[t.value.notna()], title + (f"\n(n/a under their conventions, not drawn: {'; '.join(gone)})" if gone else '')
-
 def _unit_label(t: pd.DataFrame, what: str) -> str:
     units = set(_units(c) for c in t.convention)
     return f"{what} ({'%' if units == {'percent'} else 'fraction' if units == {'fraction'} else 'mixed units'})"
 
+
 # %% ../nbs/18_report.ipynb #3ff38a5b
-def plot_recall_at_k(results: Results, path, title: str = 'R@K against K', granularity: str = 'instance'):
-    "R@K against K (log scale), one panel per direction, one line per model and conventions; needs R@K at two or more K."
-    t = results.table
-    t = t[(t.granularity == granularity) & (t.metric == 'R@K')]
-    if t.k.nunique() < 2: raise ValueError(f"R@K at {t.k.nunique()} cut-off(s): evaluate R@K at two or more K (e.g. R@1,R@5,R@10,R@50) to draw a curve")
-    t = t.assign(K=t.k.astype(int), line=[f'{m} | {d}' for m, d in zip(t.model, t.dataset)])
-    if t.groupby(['line', 'direction', 'K']).convention.nunique().max() > 1:
-        t = t.assign(line=t.line + ' | ' + t.convention.map(_differing(list(dict.fromkeys(t.convention)))))
-    t, title = _drawable(t, title)
-    with figure_style() as (sns, plt):
-        g = sns.relplot(t, x='K', y='value', hue='line', col='direction', kind='line', marker='o', height=3.4, aspect=1.2,
-                        facet_kws={'sharey': True})
-        ks = sorted(t.K.unique())
-        g.set(xscale='log', xlabel='K', xticks=ks, xticklabels=[str(k) for k in ks]); g.set_ylabels(_unit_label(t, 'R@K'))
-        for ax in g.axes.flat: ax.minorticks_off()
-        g.set_titles('{col_name}'); g.legend.set_title(None)
-        return _save(g, path, title)
+_MARKERS = ['o', 's', '^', 'D', 'v', 'P', 'X', '*', '<', '>', 'h', 'p', '8', 'd']
+_ARROW = {'i2t': 'i→t', 't2i': 't→i', 't2t': 't→t'}
+
+def _styles(models, families):
+    "One colour and marker per line; dashed for CG (hash-code) models, solid for FG."
+    import matplotlib
+    cmap = matplotlib.colormaps['tab20' if len(models) > 10 else 'tab10']
+    n = cmap.N
+    out = {}
+    for i, m in enumerate(models):
+        fam = (families or {}).get(m.split(' | ')[0], 'CG' if 'hash' in m.lower() or 'bit' in m.lower() else 'FG')
+        out[m] = dict(color=cmap((2 * i) % 20 + (i % 20 >= 10) if n == 20 else i % n), marker=_MARKERS[i % len(_MARKERS)],
+                      linestyle='--' if fam == 'CG' else '-')
+    return out
+
+def _lines(t: pd.DataFrame) -> pd.DataFrame:
+    "`t` with a `line` label per curve: the model, and the differing conventions where one model was evaluated under several."
+    t = t.assign(line=t.model)
+    if t.groupby(['model', 'dataset', 'direction', 'granularity', 'metric', 'k']).convention.nunique().max() > 1:
+        t = t.assign(line=t.model + ' | ' + t.convention.map(_differing(list(dict.fromkeys(t.convention)))))
+    return t
+
+def _panels(t: pd.DataFrame, datasets, directions, x) -> list:
+    "(title, {line: (x, value)}) per (data set, direction)."
+    panels = []
+    for d in datasets:
+        sub = t[t.dataset == d]
+        for dirn in (directions or list(dict.fromkeys(sub.direction))):
+            cur = sub[sub.direction == dirn]
+            panels.append((f'{d}, {_ARROW.get(dirn, dirn)}', {m: (x(g), g.value.to_numpy()) for m, g in cur.groupby('line', sort=False)}))
+    return panels
+
 
 # %% ../nbs/18_report.ipynb #6b307471
-def plot_pr_curves(results: Results, path, title: str = '11-point interpolated precision-recall'):
-    "The 11-point interpolated PR curves, one panel per direction and granularity, one line per model and conventions."
-    pr = results.table[results.table.metric == 'PR']
-    if pr.empty: raise ValueError("no PR points in these results: evaluate with 'PR' among the metrics")
-    pr = pr.assign(recall=pr.k.astype(float), panel=pr.direction + ' (' + pr.granularity + ')',
-                   line=[f'{m} | {d}' for m, d in zip(pr.model, pr.dataset)])
-    if pr.groupby(['line', 'panel', 'recall']).convention.nunique().max() > 1:
-        pr = pr.assign(line=pr.line + ' | ' + pr.convention.map(_differing(list(dict.fromkeys(pr.convention)))))
-    pr, title = _drawable(pr, title)
-    if pr.empty: raise ValueError(f'every PR point is n/a under these conventions: {title}')
-    with figure_style() as (sns, plt):
-        g = sns.relplot(pr, x='recall', y='value', hue='line', col='panel', kind='line', marker='o', height=3.4, aspect=1.2)
-        g.set(xlim=(-.04, 1.04), xticks=np.linspace(0, 1, 6)); g.set_ylabels(_unit_label(pr, 'interpolated precision'))
-        g.set_titles('{col_name}'); g.legend.set_title(None)
-        return _save(g, path, title)
+def _grid(panels, title, xlabel, ylabel, lines, families, xscale='linear', ncols=2, legend_note=None, path=None):
+    "Panels side by side, one legend below them for every line (marked *no curve* where a line has no value)."
+    import matplotlib; matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows + 0.9), squeeze=False, sharey=True)
+    styles, drawn = _styles(lines, families), set()
+    for ax, (ptitle, curves) in zip(axes.flat, panels):
+        for m, (x, y) in curves.items():
+            ok = np.isfinite(y)
+            if ok.any(): ax.plot(np.asarray(x)[ok], np.asarray(y)[ok], markersize=4, linewidth=1.4, **styles[m]); drawn.add(m)
+        ax.set_title(ptitle, fontsize=10); ax.set_xscale(xscale); ax.set_xlabel(xlabel); ax.grid(alpha=.3)
+    for ax in axes[:, 0]: ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(panels):]: ax.set_visible(False)
+    handles = [Line2D([], [], markersize=5, **styles[m]) if m in drawn else Line2D([], [], color='0.6', linestyle=':') for m in lines]
+    labels = [m if m in drawn else f'{m}: no curve{legend_note(m) if legend_note else ""}' for m in lines]
+    ncol = 2 if max(map(len, labels)) > 40 else 3 if max(map(len, labels)) > 22 else 4
+    legend_rows = math.ceil(len(lines) / ncol)
+    wrapped = '\n'.join(textwrap.fill(line, 110) for line in title.split('\n'))
+    fig.suptitle(wrapped, fontsize=10)
+    h = fig.get_figheight()
+    fig.tight_layout(rect=(0, (0.35 + 0.2 * legend_rows) / h, 1, 1 - (0.1 + 0.2 * (wrapped.count('\n') + 1)) / h))
+    fig.legend(handles, labels, loc='lower center', ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0))
+    if path is not None: fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return fig
+
+
+# %% ../nbs/18_report.ipynb #rep00001
+def plot_pr_curves(results: Results,                      # with 'PR' among the metrics
+                   title: str = '11-point interpolated precision-recall',
+                   datasets: Sequence[str] | None = None,  # panels for these data sets (None: all)
+                   directions: Sequence[str] | None = None,  # and these directions (None: all)
+                   families: Mapping[str, str] | None = None,  # model -> 'FG' or 'CG' (dashed), e.g. `families_of(outputs)`
+                   granularity: str | None = None,         # None: the first granularity with PR points
+                   path=None,                              # also save the figure there (PNG)
+                  ):
+    "The 11-point interpolated PR curves, one panel per (data set, direction), one line per model (the paper's Figure 3)."
+    t = results.table[results.table.metric == 'PR']
+    if t.empty: raise ValueError("no PR points in these results: evaluate with 'PR' among the metrics")
+    granularity = granularity or t.granularity.iloc[0]
+    t = _lines(t[t.granularity == granularity])
+    if t.empty: raise ValueError(f"`results` hold no {granularity} PR points: evaluate with metrics that include 'PR'")
+    datasets = list(datasets or dict.fromkeys(t.dataset))
+    lines = list(dict.fromkeys(t[t.dataset.isin(datasets)].line))
+    depths = {}
+    for m, c in zip(t.line, t.convention):
+        if 'rerank_depth=' in c: depths.setdefault(m, {})[c.split('rerank_depth=')[1].split(';')[0]] = 1
+    note = lambda m: f" (rerank depth {'/'.join(depths[m])})" if m in depths else ''
+    panels = _panels(t, datasets, directions, lambda g: g.k.astype(float).to_numpy())
+    return _grid(panels, title, 'recall', _unit_label(t, 'interpolated precision'), lines, families,
+                 ncols=min(2, len(panels)), legend_note=note, path=path)
+
+
+# %% ../nbs/18_report.ipynb #rep00002
+def plot_recall_at_k(results: Results,                      # with R@K at two or more K
+                     title: str = 'R@K against K',
+                     datasets: Sequence[str] | None = None,  # panels for these data sets (None: all)
+                     families: Mapping[str, str] | None = None,  # model -> 'FG' or 'CG' (dashed)
+                     granularity: str = 'instance',
+                     path=None,                              # also save the figure there (PNG)
+                    ):
+    "R@K against K (log scale), one panel per (data set, direction), one line per model."
+    t = results.table[(results.table.granularity == granularity) & (results.table.metric == 'R@K')]
+    datasets = list(datasets or dict.fromkeys(t.dataset))
+    t = _lines(t[t.dataset.isin(datasets)])
+    if t.k.nunique() < 2:
+        raise ValueError(f"R@K at {t.k.nunique()} cut-off(s) for {datasets}: evaluate R@K at two or more K (e.g. R@1,R@5,R@10,R@50) to draw a curve")
+    panels = _panels(t, datasets, None, lambda g: g.k.astype(int).to_numpy())
+    return _grid(panels, title, 'K (log scale)', _unit_label(t, 'R@K'), list(dict.fromkeys(t.line)), families,
+                 xscale='log', ncols=2, path=path)
+
+def families_of(outputs) -> dict:
+    "Model name -> family ('FG' or 'CG') of `ModelOutput`s, for the plots' line styles."
+    return {o.model: o.family for o in outputs}
+
 
 # %% ../nbs/18_report.ipynb #164c57ce
 def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each metric between its pessimistic and optimistic tie orders'):
@@ -187,7 +267,7 @@ def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each met
     t = ties[~ties.metric.isin(['MedR', 'MeanR', 'rsum'])]
     if t.empty: raise ValueError('no R@K, mAP@K or P@K rows in `ties`')
     t = t.assign(label=[f'{metric_label(m, k)} ({g})' for m, k, g in zip(t.metric, t.k, t.granularity)])
-    with figure_style() as (sns, plt):
+    with _figure_style() as (sns, plt):
         dirs = list(dict.fromkeys(t.direction))
         fig, axes = plt.subplots(1, len(dirs), figsize=(5 * len(dirs), .45 * t.label.nunique() + 1.6), sharey=True, squeeze=False)
         colours = dict(zip(dict.fromkeys(t.model), sns.color_palette()))
@@ -198,6 +278,16 @@ def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each met
             ax.set(title=d, xlabel='value (pessimistic to optimistic; mark: expected)', ylabel=None)
         if axes[0][0].get_legend(): sns.move_legend(axes[0][0], 'upper left', bbox_to_anchor=(0, -.3), frameon=False, title=None)
         return _save(fig, path, title)
+
+# %% ../nbs/18_report.ipynb #428f7ad4
+def table_view(df: pd.DataFrame, caption: str, digits: int = 1, na: str = '–'):
+    "A pandas Styler: `digits` decimals, `na` for missing numbers, `caption` above, compact and left-aligned."
+    sty = df.style.format(precision=digits, na_rep=na).set_caption(caption)
+    return sty.set_table_styles([
+        {'selector': 'caption', 'props': 'caption-side: top; text-align: left; font-weight: bold; padding: 4px 0;'},
+        {'selector': 'th, td', 'props': 'font-size: 0.8em; padding: 2px 6px; text-align: right;'},
+        {'selector': 'th.col_heading', 'props': 'text-align: center;'},
+        {'selector': 'th.row_heading', 'props': 'text-align: left; white-space: nowrap;'}])
 
 # %% ../nbs/18_report.ipynb #905e68f4
 @contextlib.contextmanager
@@ -241,15 +331,20 @@ def write_report(results: Results,              # the numbers (R@K at several K 
     t = results.table
     if t[t.metric == 'R@K'].groupby('granularity').k.nunique().max() >= 2:
         g = 'instance' if t[(t.metric == 'R@K') & (t.granularity == 'instance')].k.nunique() >= 2 else t[t.metric == 'R@K'].granularity.iloc[0]
-        written.append(plot_recall_at_k(results, folder / 'recall_at_k.png', f'{title}R@K against K ({g} level)', g))
-    if (t.metric == 'PR').any() and t[t.metric == 'PR'].value.notna().any(): written.append(plot_pr_curves(results, folder / 'pr_curves.png', f'{title}11-point interpolated precision-recall'))
+        plot_recall_at_k(results, f'{title}R@K against K ({g} level)', granularity=g, path=folder / 'recall_at_k.png')
+        written.append(folder / 'recall_at_k.png')
+    if (t.metric == 'PR').any() and t[t.metric == 'PR'].value.notna().any():
+        plot_pr_curves(results, f'{title}11-point interpolated precision-recall', path=folder / 'pr_curves.png')
+        written.append(folder / 'pr_curves.png')
     if ties is not None: written.append(plot_tie_spread(ties, folder / 'tie_spread.png', f'{title}tie spread'))
     return written
 
-# %% ../nbs/18_report.ipynb #6f7d798c
+# %% ../nbs/18_report.ipynb #f862c2d4
 PAPER_RERANK_DEPTH = {'coco-5k': 256, 'f30k-1k': 128}   # LAVIS k_test for BLIP and BLIP-2 retrieval: COCO 256, Flickr30K 128
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
+
+# %% ../nbs/18_report.ipynb #6f7d798c
 def run_metrics(conventions: Conventions, split: EvaluationSplit, metrics=None) -> tuple:
     "`metrics` or the preset's instance metrics (the record's table), and the extra R@K and PR points the figures need (the record's curves)."
     from fico_itr.evaluate import DEFAULT_METRICS
@@ -263,6 +358,8 @@ def _same_encoding(e, model: dict, split: dict) -> bool:
     keys = ('weights_sha256', 'kind', 'class', 'preprocessing', 'precision', 'normalised', 'max_length')
     return e.split == split and all(e.model.get(k) == model.get(k) for k in keys)
 
+
+# %% ../nbs/18_report.ipynb #5d12032f
 def run_model(model,                        # a local model folder (or an open_clip checkpoint with kind='open_clip')
               split: EvaluationSplit,       # with image file names and captions, e.g. `fico_itr.cli.resolve_split('coco5k')`
               images_dir,                   # the folder holding the split's images
@@ -338,3 +435,4 @@ def run_model(model,                        # a local model folder (or an open_c
                       curves=json.loads(curves.to_json()))
     with staged_output(out_dir / 'record.json') as tmp: tmp.write_text(json.dumps(rec, indent=1), encoding='utf-8')
     return rec
+

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 from fico_itr.cost import (scale_by_duplication, scale_label, time_encoding, time_rerank, encoding_cost, Stored,
-                           PAPER_STORAGE, check_paper_storage, storage_from_config, table5, vit_tokens, PAPER_TABLE5,
-                           clip_config, blip2_retrieval_config, is_out_of_memory)
+                           storage_from_config, vit_tokens, clip_config, blip2_retrieval_config, is_out_of_memory)
+from fico_itr.paper import PAPER_STORAGE, check_paper_storage, table5, PAPER_TABLE5
 from _helpers import raises
 
 

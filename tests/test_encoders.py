@@ -502,11 +502,11 @@ def test_vgg19_layout_preprocessing_and_weights(images, tmp_path):
 
 def test_agrees_with_zoo_rerank_matrices_within_the_depth():
     "fico_itr.zoo.rerank_matrices (LAVIS's layout: -100 beyond the depth) ranks the reranked items as `rerank` does."
-    from fico_itr.zoo import rerank_matrices
+    from fico_itr.zoo import _lavis_rerank
     F = _first_stage(8, 3, seed=7)
     table = np.random.default_rng(8).standard_normal(F.shape).astype(np.float32)
     ours = rerank(F, CallableScorer(lambda i, c: table[i, c]), depth=5, combine='add')
-    lavis_i2t, lavis_t2i = rerank_matrices(F, table, 5)
+    lavis_i2t, lavis_t2i = _lavis_rerank(F, table, 5)
     for M, L in ((ours.i2t, lavis_i2t), (ours.t2i, lavis_t2i)):
         np.testing.assert_array_equal(np.argsort(-M, 1, kind='stable')[:, :5], np.argsort(-L, 1, kind='stable')[:, :5])
         assert (np.sort(L, 1)[:, :-5] == -100).all()                     # theirs: every other item tied at -100

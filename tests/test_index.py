@@ -11,8 +11,9 @@ from fico_itr.evaluate import evaluate
 from fico_itr.similarity import HashCodes, similarity
 from fico_itr.search import TopK, topk_search, evaluate_topk, merge_topk
 from fico_itr.index import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, build_index, packed_codes,
-                            one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, table7, rerank_candidates,
-                            table7_sampled, SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, compare_table7, PAPER_TABLE7, TwoStage)
+                            one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, _rerank_candidates,
+                            SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, TwoStage)
+from fico_itr.paper import table7, table7_sampled, compare_table7, PAPER_TABLE7
 from _helpers import raises
 
 
@@ -200,11 +201,11 @@ def test_coarse_to_fine_candidates_and_scorer(floats):
     np.testing.assert_array_equal(ts.top.indices, exact.indices)
     assert ts.coarse_seconds == 0.25
     # a pair scorer replaces the FG vectors: here minus the index, so lists come back sorted by index
-    r = rerank_candidates(exact.indices, None, None, scorer=lambda rows, c: -c.astype(np.float32))
+    r = _rerank_candidates(exact.indices, None, None, scorer=lambda rows, c: -c.astype(np.float32))
     np.testing.assert_array_equal(r.indices, np.sort(exact.indices, 1))
     raises(lambda: coarse_to_fine(shuffled, q, g, 60), '`k`=60 but the candidate lists hold 50')
-    raises(lambda: rerank_candidates(exact.indices, None, None, scorer=lambda rows, c: c[:, :3]), '`scorer` returned shape')
-    raises(lambda: rerank_candidates(exact.indices, q[:, :8], g), '`fg_queries` have dimension 8 but `fg_gallery` has 48')
+    raises(lambda: _rerank_candidates(exact.indices, None, None, scorer=lambda rows, c: c[:, :3]), '`scorer` returned shape')
+    raises(lambda: _rerank_candidates(exact.indices, q[:, :8], g), '`fg_queries` have dimension 8 but `fg_gallery` has 48')
 
 
 def test_sweep_full_depth_equals_fg_only():

@@ -30,7 +30,7 @@ def run_with_my_outputs(name: str, my_outputs: str):
     assert cells[0] is first_code, f'the MY_OUTPUTS cell must be the first code cell of {name}'
     assert re.search(r'MY_OUTPUTS = \[[^\]]*\n\]', cells[0].source), 'MY_OUTPUTS is not empty by default'
     assert 'STAND_INS = True' in cells[0].source
-    cells[0].source = 'from fico_itr.zoo import user_output\nMY_OUTPUTS = [\n' + my_outputs + '\n]\nSTAND_INS = False'
+    cells[0].source = 'from fico_itr.paper import user_output\nMY_OUTPUTS = [\n' + my_outputs + '\n]\nSTAND_INS = False'
     skip = lambda c: c.cell_type != 'code' or re.search(r'^#\|\s*(slow|gpu)\b', c.source, re.M) is not None
     shell, cwd = CaptureShell(), os.getcwd()
     os.chdir(EXPERIMENTS)
@@ -82,7 +82,7 @@ def test_my_outputs_in_table_2(files):
                 measure='hamming'),""")
     html = table_html(nb, 'Table 2, coco-5k:')
     check_rows(html, ['my random model'], 'R@1')
-    from fico_itr.zoo import side_by_side
+    from fico_itr.paper import side_by_side
     sbs = side_by_side(ns['res'], 'coco-5k', metrics=['R@1', 'R@5', 'R@10'], paper_models=ns['PAPER_OF'], paper_rows=True)
     beit = sbs.loc['BEiT-3 (paper)', ('i2t', 'R@1', 'paper')]
     assert sbs.loc['my random model', ('i2t', 'R@1', 'paper')] == beit and beit > 50      # BEiT-3's printed figure

@@ -18,10 +18,11 @@ from fico_itr.core import EvaluationSplit, get_conventions
 from fico_itr.data import hashing_split, load_mirflickr25k
 from fico_itr.evaluate import Results, evaluate
 from fico_itr.similarity import HashCodes
-from fico_itr.zoo import (DATASETS, MODELS, PAPER_FIGURES, ModelOutput, QueryDatabase, conventions_table, evaluate_outputs,
-                          evaluate_query_database, fico_file_name, fico_inventory, load_fico_results,
-                          mirflickr_standin_outputs, outputs_table, paper_table, plot_pr_grid, plot_recall_at_k,
-                          rerank_matrices, side_by_side, text_standin_outputs, zoo_model)
+from fico_itr.paper import (DATASETS, MODELS, PAPER_FIGURES, conventions_table, fico_file_name, fico_inventory,
+                            load_fico_results, paper_table, side_by_side, zoo_model)
+from fico_itr.zoo import (ModelOutput, QueryDatabase, evaluate_outputs, evaluate_query_database,
+                          mirflickr_standin_outputs, outputs_table, _lavis_rerank, text_standin_outputs)
+from fico_itr.report import plot_pr_curves, plot_recall_at_k
 
 from _helpers import DATA, raises
 
@@ -253,14 +254,14 @@ def test_query_database_is_category_retrieval():
 def test_rerank_matrices():
     F = np.array([[3., 1, 2, 0], [0, 5, 1, 2]], np.float32)
     R = np.full_like(F, .5)
-    i2t, t2i = rerank_matrices(F, R, 2, fill=-1)
+    i2t, t2i = _lavis_rerank(F, R, 2, fill=-1)
     np.testing.assert_allclose(i2t, [[3.5, -1, 2.5, -1], [-1, 5.5, -1, 2.5]])
     np.testing.assert_allclose(t2i, F.T + .5)                     # each caption's top 2 of 2 images
-    raises(lambda: rerank_matrices(F, R[:, :3], 2), 'must have the same shape')
+    raises(lambda: _lavis_rerank(F, R[:, :3], 2), 'must have the same shape')
 
 
 def test_text_standins_on_real_captions():
-    from fico_itr.demo import coco5k_split
+    from fico_itr.data import coco5k_split
     split, _ = coco5k_split().subset(np.arange(200), 'coco-200')
     outs = text_standin_outputs(split, dim=48, bits=(8, 32), rerank_depth=16)
     assert [o.kind for o in outs] == ['similarity', 'i2t_t2i', 'embeddings', 'hash_codes', 'hash_codes']
@@ -300,11 +301,11 @@ def test_plots_list_every_model():
     outs.append(ModelOutput('reranker', 'toy', 'FG', 'i2t_t2i', split, {'i2t_similarity': S, 't2i_similarity': S.T},
                             rerank_depth=10))
     res = evaluate_outputs(outs, metrics={'instance': ('R@1', 'R@5', 'R@10'), 'category': ('mAP@10', 'PR')})
-    fig = plot_pr_grid(res, 'twelve models')
+    fig = plot_pr_curves(res, 'twelve models')
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert len(labels) == 12 and labels[-1] == 'reranker: no curve (rerank depth 10)'
     assert len({tuple(np.round(line.get_color(), 3)) if not isinstance(line.get_color(), str) else line.get_color()
                 for line in fig.axes[0].get_lines()}) == 11          # eleven curves, eleven colours
     fig2 = plot_recall_at_k(res, 'R@K')
     assert len(fig2.axes) == 2
-    raises(lambda: plot_pr_grid(Results(res.table[res.table.metric != 'PR']), 't'), 'hold no category PR points')
+    raises(lambda: plot_pr_curves(Results(res.table[res.table.metric != 'PR']), 't'), 'no PR points')
