@@ -147,10 +147,15 @@ class FaissIndex:
                           "or lower k before evaluating these lists", stacklevel=2)
         return TopK(np.ascontiguousarray(S, np.float32), np.ascontiguousarray(I), self.search_seconds)
 
+    @property
+    def timing(self) -> str:
+        "The recorded seconds, in words (the repr leaves them out, so that printed outputs are the same every run)."
+        return f"built in {self.build_seconds:.3f} s; last search {self.search_seconds:.3f} s"
+
     def __repr__(self):
         p = ', '.join(f'{k}={v}' for k, v in self.params.items())
         return (f"{self.kind}({self.n:,} x {self.dim}{'-bit' if self.binary else '-D'} {self.measure}, {self.device}"
-                f"{', ' + p if p else ''}; built in {self.build_seconds:.2f} s)")
+                f"{', ' + p if p else ''})")
 
 
 # %% ../nbs/13_faiss.ipynb #9527b12b
@@ -394,9 +399,11 @@ class TwoStage:
     def seconds(self) -> float: return self.coarse_seconds + self.rerank_seconds
     @property
     def per_query_ms(self) -> float: return 1000 * self.seconds / max(1, len(self.top))
-    def __repr__(self):
-        return (f"TwoStage({len(self.top)} queries x k={self.top.k}: coarse {self.coarse_seconds:.3f} s + rerank "
-                f"{self.rerank_seconds:.3f} s = {self.per_query_ms:.3f} ms/query)")
+    @property
+    def timing(self) -> str:
+        "The seconds of each stage, in words (the repr leaves them out, so that printed outputs are the same every run)."
+        return (f"coarse {self.coarse_seconds:.3f} s + rerank {self.rerank_seconds:.3f} s = {self.per_query_ms:.3f} ms/query")
+    def __repr__(self): return f"TwoStage({len(self.top)} queries x k={self.top.k})"
 
 def coarse_to_fine(coarse, fg_queries, fg_gallery, k: int, *, cg_queries=None, measure: str = 'cosine',
                    final_k: int | None = None, scorer=None, device='cpu') -> TwoStage:

@@ -54,7 +54,8 @@ def test_flat_records_times(floats):
     idx = FlatIndex(g)
     top = idx.search(q, 5)
     assert idx.build_seconds >= 0 and idx.search_seconds == top.seconds >= 0
-    assert 'FlatIndex(3,000 x 48-D inner_product, cpu' in repr(idx)
+    assert repr(idx) == 'FlatIndex(3,000 x 48-D inner_product, cpu)'         # the seconds are in `timing`, not the repr
+    assert idx.timing == f'built in {idx.build_seconds:.3f} s; last search {top.seconds:.3f} s'
 
 
 # --- binary indexes against exact Hamming ------------------------------------------------------------------------
