@@ -119,7 +119,7 @@ for name in ('pandas', 'scipy', 'transformers', 'sklearn', 'skimage', 'pytest', 
     except ImportError: print(f'{name}: NOT INSTALLED')
 try:
     import faiss
-    from fico_itr.index import faiss_gpus
+    from fico_itr.indexes import faiss_gpus
     print(f'faiss {faiss.__version__} from {os.path.dirname(faiss.__file__)}; GPU support: '
           f'{"yes, " + str(faiss_gpus()) + " GPU(s)" if faiss_gpus() else "no (a CPU-only build: the faiss-gpu step will be skipped)"}')
 except ImportError: print('faiss: NOT INSTALLED (the table7 steps need it)')
@@ -254,7 +254,7 @@ else
 fi
 
 # -------------------------------------------------------------------------- (f) FAISS GPU indexes (faiss-gpu builds only)
-if "$PY" -c 'from fico_itr.index import faiss_gpus; raise SystemExit(0 if faiss_gpus() else 1)' 2>/dev/null; then
+if "$PY" -c 'from fico_itr.indexes import faiss_gpus; raise SystemExit(0 if faiss_gpus() else 1)' 2>/dev/null; then
   step faiss-gpu 150 60 "$PY" bench/table7.py --scales 100000:500000 --indexes 'FG Flat,CG Flat' --flat faiss --device cuda \
     --source 'H200 machine: FAISS GPU flat indexes' --json "$OUT/table7_faiss_gpu.json"
 elif [[ $MODE == dry ]]; then   # the same command on the CPU, so that the step's arguments are checked here

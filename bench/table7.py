@@ -31,7 +31,7 @@ import pandas as pd
 from fico_itr.similarity import resolve_device
 from fico_itr.paper import table7, table7_sampled, compare_table7, save_table7, PAPER_TABLE7
 from fico_itr.cost import scale_label
-from fico_itr.index import faiss_gpus, _faiss
+from fico_itr.indexes import faiss_gpus, _faiss
 
 
 def parse_scales(text):

@@ -317,7 +317,7 @@ def rank_relevant(scores: np.ndarray,  # B x m scores of a block of queries agai
     "1-based ranks of every relevant item of each query under the tie rule, from one sort per block."
     _check_block(scores, rel, ties)
     B, m = scores.shape
-    if m >= 2 ** 30: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.index")
+    if m >= 2 ** 30: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.indexes")
     if scores.dtype == np.float64 and not np.array_equal(scores.astype(np.float32), scores):
         return _rank_relevant_lexsort(scores, rel, ties, seed)
     if np.issubdtype(scores.dtype, np.floating) and ties != 'random':

@@ -14,7 +14,7 @@ the test fails if a page
 Skipped, with the reason, where Chromium or nbconvert is not installed (tools/test.sh installs both).
 
 Without either, on the sources: every link in the notebooks' markdown and in the READMEs points at a file that exists
-(and, for `notebook.ipynb#anchor`, at an anchor that notebook has); a notebook named in backticks (`13_faiss`) exists;
+(and, for `notebook.ipynb#anchor`, at an anchor that notebook has); a notebook named in backticks (`14_indexes`) exists;
 no notebook's markdown, code or README narrates its own making; no notebook or module reads ../shared.
 """
 from __future__ import annotations

@@ -83,7 +83,7 @@ def test_jupyterlab_serves_the_tutorial(tmp_path):
             except OSError: time.sleep(0.5)
         assert listing is not None, f'JupyterLab did not answer on {base} (exit code {proc.poll()})'
         names = {c['name'] for c in listing['content']}
-        assert {'index.ipynb', '04_evaluate.ipynb', '03b_pitfalls.ipynb', 'experiments'} <= names, names
+        assert {'index.ipynb', '06_evaluate.ipynb', '05_pitfalls.ipynb', 'experiments'} <= names, names
         exp = _get(f'{base}/api/contents/experiments', token)
         assert '51_instance_level.ipynb' in {c['name'] for c in exp['content']}
         nb = _get(f'{base}/api/contents/index.ipynb', token)

@@ -1,4 +1,4 @@
-"""fico_itr.index: FAISS wrappers against the exact search, the two recall definitions, the Table 7 protocol and the
+"""fico_itr.indexes: FAISS wrappers against the exact search, the two recall definitions, the Table 7 protocol and the
 coarse-to-fine pipeline (k = gallery size is the FG-only search)."""
 import warnings
 import numpy as np
@@ -10,7 +10,7 @@ from fico_itr.core import EvaluationSplit
 from fico_itr.evaluate import evaluate
 from fico_itr.similarity import HashCodes, similarity
 from fico_itr.search import TopK, topk_search, evaluate_topk, merge_topk
-from fico_itr.index import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, build_index, packed_codes,
+from fico_itr.indexes import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, build_index, packed_codes,
                             one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, _rerank_candidates,
                             SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, TwoStage)
 from fico_itr.paper import table7, table7_sampled, compare_table7, PAPER_TABLE7

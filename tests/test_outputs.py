@@ -157,7 +157,7 @@ def test_no_stored_outputs_fails(checked):
 
 
 # ---- a fresh copy in JupyterLab --------------------------------------------------------------------------------------
-SHOWN = ('nbs/experiments/51_instance_level.ipynb', 'nbs/03a_ties.ipynb')
+SHOWN = ('nbs/experiments/51_instance_level.ipynb', 'nbs/04_ties.ipynb')
 
 
 def stored_view(nb: dict) -> tuple[int, int, list[str]]:
