@@ -251,13 +251,14 @@ def compute_similarity(x: np.ndarray,  # first set of vectors, (n, d): image emb
         if ((x == 0).any() and (y == -1).any()) or ((x == -1).any() and (y == 0).any()):
             raise ValueError("`x` and `y` mix {0,1} bits and {-1,+1} signs (fico-itr 1.0.0 counted 0 against -1 as a "
                              "differing bit): give both in one encoding, e.g. (codes > 0).astype(np.uint8)")
-        return (similarity(x, y, 'hamming').astype(np.int64) - x.shape[1]) / x.shape[1]
+        return _hamming_1_0_0(HashCodes.from_array(x, 'x'), HashCodes.from_array(y, 'y'))
     with np.errstate(over='ignore', invalid='ignore'): S = _scores_1_0_0(x, y, measure)   # overflow: refused below
-    if np.issubdtype(S.dtype, np.floating) and not np.isfinite(S).all():
+    if np.issubdtype(S.dtype, np.floating) and not all(np.isfinite(S[s:s + 256]).all() for s in range(0, len(S), 256)):
         raise ValueError(f"the {measure} scores overflow {S.dtype} (the inputs are finite): rescale the embeddings or "
                          "pass them as float64")
     return S
 
+# %% ../nbs/01_similarity.ipynb #cbe47a3f
 def _scores_1_0_0(x, y, measure):
     if measure == 'cosine':
         nx, ny = np.linalg.norm(x, axis=1, keepdims=True), np.linalg.norm(y, axis=1, keepdims=True)
@@ -269,4 +270,13 @@ def _scores_1_0_0(x, y, measure):
     elif measure == 'euclidean':
         S = 1 / (1 + np.sqrt(np.maximum(np.sum(x ** 2, axis=1)[:, None] + np.sum(y ** 2, axis=1)[None, :] - 2 * (x @ y.T), 0)) + 1e-8)
     else: S = x @ y.T
+    return S
+
+
+def _hamming_1_0_0(q: HashCodes, g: HashCodes, block_cells: int = 1 << 22) -> np.ndarray:
+    "1.0.0's Hamming scores, -distance / bits as float64, written block by block into the one matrix returned."
+    S = np.empty((len(q), len(g)))
+    bs = max(1, block_cells // max(len(g), 1))
+    for s in range(0, len(q), bs):   # per block: an XOR word and a popcount per pair, no n x m x bits array
+        np.divide(-hamming_distance(q[s:s + bs], g).astype(np.int32), q.n_bits, out=S[s:s + bs])
     return S
