@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, weakref
 import numpy as np
 from .core import EvaluationSplit, get_conventions, check_array, check_labels
-from .similarity import compute_similarity
+from .similarity import compute_similarity, _block_rows
 from .ranking import SharedLabel, RankedRelevance, rank_relevant
 from .evaluate import evaluate, unique_image_rows
 from . import metrics as M
@@ -198,13 +198,6 @@ def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per
     return ranks
 
 # %% ../nbs/20_compat.ipynb #a16c0cd4
-def _block_rows(S, start: int, stop: int, tile: int = 256) -> np.ndarray:
-    "Rows start:stop of S as a row-major array; a transposed view is read in tiles of `tile` columns (cache-sized strides)."
-    if S.flags.c_contiguous or not S.flags.f_contiguous: return np.ascontiguousarray(S[start:stop])
-    out = np.empty((stop - start, S.shape[1]), S.dtype)
-    for c in range(0, S.shape[1], tile): out[:, c:c + tile] = S[start:stop, c:c + tile]
-    return out
-
 def _forget(direction, ref):
     "Drop the ranks kept for `direction` when the matrix they belong to is freed."
     if _SEEN.get(direction, (None,))[0] is ref: del _SEEN[direction]

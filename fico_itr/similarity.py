@@ -221,6 +221,18 @@ def iter_score_blocks(queries, gallery, measure: str = 'cosine', block_size: int
                              "Inf (float32 overflow mid-computation): rescale the embeddings")
         yield s, e, scores
 
+# %% ../nbs/01_similarity.ipynb #cbe47a40
+def _block_rows(S: np.ndarray,    # a score matrix, or a transposed view of one (`S.T`)
+               start: int, stop: int,  # the rows wanted
+               tile: int = 256,  # columns copied at a time from a transposed view
+              ) -> np.ndarray:
+    "Rows start:stop of S as a row-major array; a transposed view is read in tiles of `tile` columns (cache-sized strides)."
+    stop = min(stop, S.shape[0])
+    if S.flags.c_contiguous or not S.flags.f_contiguous: return np.ascontiguousarray(S[start:stop])
+    out = np.empty((stop - start, S.shape[1]), S.dtype)
+    for c in range(0, S.shape[1], tile): out[:, c:c + tile] = S[start:stop, c:c + tile]
+    return out
+
 # %% ../nbs/01_similarity.ipynb #5176b616
 def similarity(x,                      # (n, d) embeddings, or (n, n_bits) codes / HashCodes under 'hamming'
                y,                      # (m, d) embeddings or codes
