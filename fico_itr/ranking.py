@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 import numpy as np
+import torch
 from .core import TIE_RULES, check_array, check_indices, patch_to
 
 # %% auto #0
@@ -392,3 +393,61 @@ def ranked_from_topk(hits: np.ndarray, n_relevant: np.ndarray, n_gallery: int) -
     has = counts > 0
     first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * n_gallery + 1
     return RankedRelevance(n_gallery, np.asarray(n_relevant, np.int64), first, positions, offsets)
+
+# %% ../nbs/02_ranking.ipynb #b7d0a002
+def _torch_order_keys(scores: torch.Tensor) -> torch.Tensor:
+    "int64 keys, 0 .. 2^32 - 1, whose ascending order is the scores' descending order (float32-exact or integer scores)."
+    if scores.is_floating_point():
+        u = (scores.float() + 0.0).view(torch.int32).long()   # -0.0 becomes +0.0, as on the numpy path
+        u ^= (u >> 31) & 0x7FFFFFFF                          # IEEE bits -> order-preserving integers
+        return (2 ** 31 - 1) - u
+    s = scores.long()
+    return s.max() - s if s.numel() else s
+
+def _rank_relevant_torch(scores: torch.Tensor,  # B x m float32 (or lower) or integer scores, on any device
+                         rel,                   # B x m relevance (numpy or torch)
+                         ties: str = 'stable',  # tie rule, as in `rank_relevant`
+                         seed: int = 0,         # seed of the 'random' rule
+                        ) -> RankedRelevance:
+    "`rank_relevant` on the scores' device: one sort of keys [score][tie bit][gallery position][relevance]; only the hits' positions come back."
+    _check_block(scores, rel, ties)
+    B, m = scores.shape
+    rel = torch.as_tensor(rel, device=scores.device)
+    idx_bits, tie_bit = max(1, (m - 1).bit_length()), ties in ('optimistic', 'pessimistic')
+    if m >= 2 ** 29: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.indexes")
+    keys = _torch_order_keys(scores) << (idx_bits + 1 + tie_bit)
+    if ties == 'random': pos = torch.from_numpy(_random_positions(m, seed)).to(scores.device)
+    else: pos = torch.arange(m, device=scores.device) if ties != 'reverse' else torch.arange(m - 1, -1, -1, device=scores.device)
+    keys |= (pos << 1) | rel.long()
+    if tie_bit: keys |= (~rel if ties == 'optimistic' else rel).long() << (idx_bits + 1)
+    bits = (torch.sort(keys, dim=1).values & 1).bool()
+    counts = bits.sum(1).cpu().numpy()
+    positions = torch.nonzero(bits.reshape(-1)).reshape(-1).cpu().numpy()
+    offsets = np.zeros(B + 1, np.int64); np.cumsum(counts, out=offsets[1:])
+    first = np.zeros(B, np.int64); has = counts > 0
+    first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * m + 1
+    return RankedRelevance(m, counts, first, positions, offsets)
+
+# %% ../nbs/02_ranking.ipynb #b7d0a003
+def _first_relevant_rank_torch(scores: torch.Tensor,  # B x m scores, on any device
+                               rel,                   # B x m relevance (numpy or torch)
+                               ties: str = 'stable',  # tie rule, as in `first_relevant_rank`
+                               seed: int = 0,         # seed of the 'random' rule
+                              ) -> RankedRelevance:
+    "`first_relevant_rank` on the scores' device, by counting; only per-query counts and ranks come back."
+    _check_block(scores, rel, ties)
+    if ties == 'random': return _rank_relevant_torch(scores, rel, ties, seed)
+    B, m = scores.shape
+    rel = torch.as_tensor(rel, device=scores.device)
+    low = float('-inf') if scores.is_floating_point() else torch.iinfo(scores.dtype).min
+    best = torch.where(rel, scores, torch.full((), low, dtype=scores.dtype, device=scores.device)).amax(1, keepdim=True)
+    rank0 = (scores > best).sum(1)
+    if ties != 'optimistic':
+        tied = scores == best
+        if ties == 'pessimistic': rank0 += (tied & ~rel).sum(1)
+        else:
+            ar, hit = torch.arange(m, device=scores.device), (tied & rel).to(torch.uint8)
+            if ties == 'stable': rank0 += (tied & (ar < hit.argmax(1, keepdim=True))).sum(1)   # first index of the max
+            else: rank0 += (tied & (ar > m - 1 - hit.flip(1).argmax(1, keepdim=True))).sum(1)
+    n_rel = rel.sum(1)
+    return RankedRelevance(m, n_rel.cpu().numpy(), torch.where(n_rel > 0, rank0 + 1, 0).cpu().numpy())

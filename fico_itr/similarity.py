@@ -184,8 +184,8 @@ def prepare(x, measure: str, name: str, device=None, dtype=torch.float32):
     return t, (t.float().pow(2).sum(1) if measure == 'euclidean' else None)
 
 # %% ../nbs/01_similarity.ipynb #3e003e34
-def score_block(queries, gallery, measure: str, start: int, stop: int) -> np.ndarray:
-    "Scores (higher is better) of prepared queries[start:stop] against the whole prepared gallery, as numpy."
+def score_block(queries, gallery, measure: str, start: int, stop: int, on_device: bool = False):
+    "Scores (higher is better) of prepared queries[start:stop] against the whole prepared gallery, as numpy (`on_device`: float scores stay a tensor)."
     (q, qx), (g, gx) = queries, gallery
     if measure == 'hamming':
         if qx is not None:  # CUDA: agreeing bits = (n_bits + <s, t>) / 2 with ±1 codes, exact in float32
@@ -195,7 +195,7 @@ def score_block(queries, gallery, measure: str, start: int, stop: int) -> np.nda
     s = q[start:stop] @ g.T
     if measure == 'euclidean':
         s = -torch.sqrt(torch.clamp(qx[start:stop, None] + gx[None, :] - 2 * s.float(), min=0))
-    return s.float().cpu().numpy()
+    return s.float() if on_device else s.float().cpu().numpy()
 
 # %% ../nbs/01_similarity.ipynb #0a3e15b1
 def _check_dims(q, g, measure):
@@ -205,8 +205,8 @@ def _check_dims(q, g, measure):
         raise ValueError(f"queries have dimension {dq} but the gallery has {dg}: both sides must be embedded in the same space")
 
 def iter_score_blocks(queries, gallery, measure: str = 'cosine', block_size: int = 1024, device=None,
-                      query_name: str = 'queries', gallery_name: str = 'gallery'):
-    "Yield (start, stop, scores) for consecutive blocks of `block_size` queries; never builds the full matrix."
+                      query_name: str = 'queries', gallery_name: str = 'gallery', on_device: bool = False):
+    "Yield (start, stop, scores) for consecutive blocks of `block_size` queries; never builds the full matrix. `on_device`: float scores as torch tensors on the device (Hamming scores stay numpy)."
     block_size = check_count(block_size, 'block_size')
     q = prepare(queries, measure, query_name, device)
     g = prepare(gallery, measure, gallery_name, device)
@@ -214,9 +214,10 @@ def iter_score_blocks(queries, gallery, measure: str = 'cosine', block_size: int
     n = len(q[0])
     for s in range(0, n, block_size):
         e = min(s + block_size, n)
-        scores = score_block(q, g, measure, s, e)
-        if measure != 'hamming' and not np.isfinite(scores).all():   # overflow mid-computation: refuse, never rank NaN
-            r, c = (int(i) for i in np.argwhere(~np.isfinite(scores))[0])
+        scores = score_block(q, g, measure, s, e, on_device)
+        finite = bool(torch.isfinite(scores).all()) if torch.is_tensor(scores) else measure == 'hamming' or np.isfinite(scores).all()
+        if not finite:   # overflow mid-computation: refuse, never rank NaN
+            r, c = (int(i) for i in np.argwhere(~np.isfinite(np.asarray(scores.cpu() if torch.is_tensor(scores) else scores)))[0])
             raise ValueError(f"the {measure} scores of `{query_name}` row {s + r} against `{gallery_name}` row {c} are NaN or "
                              "Inf (float32 overflow mid-computation): rescale the embeddings")
         yield s, e, scores
