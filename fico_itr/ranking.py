@@ -370,9 +370,11 @@ def _rank_relevant_lexsort(scores, rel, ties, seed=0):
 
 def _from_rank_order(bits: np.ndarray) -> RankedRelevance:
     "RankedRelevance from a (B, m) boolean matrix of relevance in rank order."
-    B, m = bits.shape
-    counts = bits.sum(1)
-    positions = np.flatnonzero(bits)
+    return _from_positions(bits.shape[1], bits.sum(1), np.flatnonzero(bits))
+
+def _from_positions(m: int, counts: np.ndarray, positions: np.ndarray) -> RankedRelevance:
+    "RankedRelevance from the hits of each query and the sorted flat positions q*m + rank-1 of every hit."
+    B = len(counts)
     offsets = np.zeros(B + 1, np.int64); np.cumsum(counts, out=offsets[1:])
     first = np.zeros(B, np.int64); has = counts > 0
     first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * m + 1
@@ -421,12 +423,7 @@ def _rank_relevant_torch(scores: torch.Tensor,  # B x m float32 (or lower) or in
     keys |= (pos << 1) | rel.long()
     if tie_bit: keys |= (~rel if ties == 'optimistic' else rel).long() << (idx_bits + 1)
     bits = (torch.sort(keys, dim=1).values & 1).bool()
-    counts = bits.sum(1).cpu().numpy()
-    positions = torch.nonzero(bits.reshape(-1)).reshape(-1).cpu().numpy()
-    offsets = np.zeros(B + 1, np.int64); np.cumsum(counts, out=offsets[1:])
-    first = np.zeros(B, np.int64); has = counts > 0
-    first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * m + 1
-    return RankedRelevance(m, counts, first, positions, offsets)
+    return _from_positions(m, bits.sum(1).cpu().numpy(), torch.nonzero(bits.reshape(-1)).reshape(-1).cpu().numpy())
 
 # %% ../nbs/02_ranking.ipynb #b7d0a003
 def _first_relevant_rank_torch(scores: torch.Tensor,  # B x m scores, on any device
