@@ -4,7 +4,7 @@
 #   env        device, driver, torch, CUDA, FAISS versions; whether this FAISS has GPU support
 #   eval       GPU evaluation against the CPU path on COCO-5K-shaped synthetic data (same numbers?), timed on the GPU,
 #              and which torch ops ran on the GPU (the profiler tells whether the ranking stays on the CPU)
-#   tests      the CUDA tests (tests/test_device.py and test_encoders.py::test_cuda_matches_cpu; skipped without CUDA)
+#   tests      the CUDA tests (tests/test_device.py, test_ranking_device.py: ranking on the GPU = numpy, and test_encoders.py::test_cuda_matches_cpu)
 #   encoding   bench/encoding_cost.py --device cuda (Tables 5/6 layout, random-weight models built from configs)
 #   table7     bench/table7.py sampled rows FG Flat (torch), CG Flat, CG IVF at 1M/5M, then 500K/2.5M
 #   faiss-gpu  FAISS GPU flat indexes (GpuIndexFlatIP, GpuIndexBinaryFlat), only where this FAISS has GPU support
@@ -208,7 +208,7 @@ if [[ $MODE == gpu ]]; then N_EVAL=5000; else N_EVAL=300; fi
 step eval 150 20 "$PY" -c "$EVAL_PY" "$DEV" "$N_EVAL" "$OUT/eval_gpu.json"
 
 # ----------------------------------------------------------------------------------------------------- (b) CUDA tests
-step tests 150 20 "$PY" -m pytest tests/test_device.py tests/test_encoders.py::test_cuda_matches_cpu -q -rs -p no:cacheprovider
+step tests 150 20 "$PY" -m pytest tests/test_device.py tests/test_ranking_device.py tests/test_encoders.py::test_cuda_matches_cpu -q -rs -p no:cacheprovider
 
 # ----------------------------------------------------------------------------------------- (d) encoding cost (Tables 5, 6)
 # Random-weight models built from transformers configs (no weights to download): run the models this machine can build.

@@ -7,15 +7,14 @@ from __future__ import annotations
 import hashlib, weakref
 import numpy as np
 from .core import EvaluationSplit, get_conventions, check_array, check_labels
-from .similarity import compute_similarity
+from .similarity import compute_similarity, _block_rows
 from .ranking import SharedLabel, RankedRelevance, rank_relevant
 from .evaluate import evaluate, unique_image_rows
 from . import metrics as M
 
-_all_ = ['compute_similarity']   # 1.0.0's third function lives in `similarity`; this module re-exports it
 
 # %% auto #0
-__all__ = ['instance_i2t', 'instance_t2i', 'instance_retrieval', 'category_retrieval', 'compute_similarity']
+__all__ = ['instance_i2t', 'instance_t2i', 'instance_retrieval', 'category_retrieval']
 
 # %% ../nbs/20_compat.ipynb #c42efbed
 def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
@@ -133,6 +132,7 @@ def instance_t2i(similarity_matrix: np.ndarray,  # images x captions (or square 
     "fico-itr 1.0.0 `instance_t2i`: R@1, R@5, R@10 (percent), MedianR and MeanR of text -> image retrieval."
     return _one_direction(similarity_matrix, captions_per_image, 't2i')
 
+# %% ../nbs/20_compat.ipynb #33ffdaa3
 def instance_retrieval(similarity_matrix: np.ndarray,  # images x captions (or square with image rows repeated)
                        t2i_sim: np.ndarray | None = None,  # a second matrix for text -> image: images x captions or captions x images
                        captions_per_image='auto'        # 'auto', an int, counts per image, a caption -> image list or dict
@@ -172,7 +172,8 @@ def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per
                     transposed: bool,    # rank the rows of `source.T`
                     query_items, gallery_items, labels,  # label rows of queries and gallery items, and the labels
                     checksum: int,       # `_checksum(source)`
-                    block_rows: int = 1 << 22) -> list:
+                    tables: dict,        # {'table': the labels' "shares a label" table}, built once for both directions
+                    block_cells: int = 1 << 21) -> list:
     "Per-block ranks of the relevant items of `source` (`.T` when `transposed`), reused while the same, unchanged matrix comes back."
     S = source.T if transposed else source
     labels_hash = hashlib.sha1(b''.join(np.ascontiguousarray(a).tobytes() for a in (query_items, gallery_items, labels)))
@@ -181,33 +182,33 @@ def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per
     if ref is not None and ref() is source and seen_key == key:
         _SEEN[direction] = (ref, key, ranks)
         return ranks
-    rel, bits = SharedLabel(labels, labels, query_items, gallery_items), _integer_levels(S)
+    rel, bits = SharedLabel(labels, labels, query_items, gallery_items, table=tables.get('table')), _integer_levels(S)
+    tables['table'] = rel.table
     ties = get_conventions('fico-itr').ties_for('category')
-    bs, ranks = max(1, block_rows // S.shape[1]), []
+    bs, ranks = max(1, block_cells // S.shape[1]), []   # blocks under 32 MB: numpy's buffers are reused, not mapped anew
     for s in range(0, S.shape[0], bs):
-        blk = S[s:s + bs]                                   # t2i: a view of sim1's columns, converted once below
+        blk = _block_rows(S, s, min(s + bs, S.shape[0]))
         if not np.isfinite(blk).all(): raise ValueError("the similarity matrix contains NaN or Inf")
         if bits is not None:
-            level = np.rint(np.multiply(blk, bits, order='C'))
+            level = np.rint(blk * bits)
             if np.array_equal(level / bits, blk): blk = level.astype(np.int32)
         r = rank_relevant(blk, rel.block(s, s + len(blk)), ties)
         ranks.append(RankedRelevance(r.n_gallery, r.n_relevant, r.first, r.positions.astype(np.int32), r.offsets))
     _SEEN[direction] = (weakref.ref(source, lambda ref: _forget(direction, ref)), key, ranks)
     return ranks
 
+# %% ../nbs/20_compat.ipynb #a16c0cd4
 def _forget(direction, ref):
     "Drop the ranks kept for `direction` when the matrix they belong to is freed."
     if _SEEN.get(direction, (None,))[0] is ref: del _SEEN[direction]
 
 def _mean_ap(ranks: list, k) -> np.float64:
-    "1.0.0's mAP@k (AP over the hits in the top k, 0 for a query without any) from per-block ranks."
-    total, n = 0.0, 0
+    "1.0.0's mAP@k (AP over the hits in the top k, 0 for a query without any) from per-block ranks: one mean over all queries, as 1.0.0 takes it."
+    ap = []
     for r in ranks:            # a fresh RankedRelevance per call: its cached precisions are not kept with the ranks
         r = RankedRelevance(r.n_gallery, r.n_relevant, r.first, r.positions, r.offsets)
-        total += np.nan_to_num(M.average_precision(r, 'N' if k is None else min(k, r.n_gallery), 'hits'), nan=0.0).sum()
-        n += len(r)
-    return np.float64(total / n)
-
+        ap.append(np.nan_to_num(M.average_precision(r, 'N' if k is None else min(k, r.n_gallery), 'hits'), nan=0.0))
+    return np.mean(np.concatenate(ap))
 
 # %% ../nbs/20_compat.ipynb #39d40109
 def _category_labels(labels, n_images: int) -> np.ndarray:
@@ -244,8 +245,8 @@ def category_retrieval(sim1: np.ndarray,  # images x captions (or square with im
             hint = (" it has the same orientation as sim1: pass `sim2.T` (fico-itr 1.0.0 silently returned the i2t mAP "
                     "as the t2i value here)") if T.shape == S.shape else ''
             raise ValueError(f"`sim2` must be captions x images with shape {S.shape[::-1]}, got {T.shape}:{hint}")
-    checksum = _checksum(S)
-    i2t = _category_ranks('i2t', S, False, row_items, cap2img, L, checksum)
-    t2i = (_category_ranks('t2i', S, True, cap2img, row_items, L, checksum) if sim2 is None else
-           _category_ranks('t2i', T, False, cap2img, row_items, L, _checksum(T)))
+    checksum, tables = _checksum(S), {}
+    i2t = _category_ranks('i2t', S, False, row_items, cap2img, L, checksum, tables)
+    t2i = (_category_ranks('t2i', S, True, cap2img, row_items, L, checksum, tables) if sim2 is None else
+           _category_ranks('t2i', T, False, cap2img, row_items, L, _checksum(T), tables))
     return _mean_ap(i2t, k), _mean_ap(t2i, k)

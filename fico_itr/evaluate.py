@@ -43,20 +43,34 @@ def parse_metric(name: str) -> tuple:
     if m.group(1) == 'R' and k == 'R': raise ValueError("R@R is not a metric: use 'R-Precision'")
     return f'{m.group(1)}@K', k
 
+# %% ../nbs/06_evaluate.ipynb #3c2a6bc0
+import torch
+from .ranking import _rank_relevant_torch, _first_relevant_rank_torch
+
 # %% ../nbs/06_evaluate.ipynb #3c2a6bcf
-def block_values(scores: np.ndarray, rel: np.ndarray, specs: Sequence[tuple], conventions: Conventions,
-                 granularity: str, groups=None) -> dict:
+def block_values(scores,                # B x m scores: numpy, or a torch tensor (ranked on its device)
+                 rel: np.ndarray,       # B x m relevance
+                 specs: Sequence[tuple],  # (family, k) metric specs
+                 conventions: Conventions,  # tie rule, AP denominator, PR rule, ...
+                 granularity: str,      # the granularity whose tie rule applies
+                 groups=None,           # the block's tie groups, if known
+                ) -> dict:
     "Per-query values (arrays) of every metric spec for one block of scores and relevance (`groups`: its tie groups, if known)."
+    on_device = torch.is_tensor(scores) and scores.dtype != torch.float64   # float32 keys are exact: rank where the scores are
+    if torch.is_tensor(scores) and not on_device: scores = scores.cpu().numpy()
     ties = conventions.ties_for(granularity)
-    if ties == 'auto': ties = 'expected' if np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool else 'stable'
-    if ties == 'expected': return _expected_values(scores, rel, specs, conventions, groups)
+    if ties == 'auto': ties = 'expected' if (not scores.is_floating_point() if on_device else
+                                            np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool) else 'stable'
+    if ties == 'expected': return _expected_values(scores.cpu().numpy() if on_device else scores, rel, specs, conventions, groups)
     need_all = any(f in _NEEDS_ALL_RANKS for f, _ in specs)
     seed = conventions.tie_seed
-    ranked = rank_relevant(scores, rel, ties, seed) if need_all else first_relevant_rank(scores, rel, ties, seed)
+    rank = (_rank_relevant_torch if need_all else _first_relevant_rank_torch) if on_device else (rank_relevant if need_all else first_relevant_rank)
+    ranked = rank(scores, rel, ties, seed)
     if conventions.nonpositive_irrelevant and need_all:
         # torchmetrics' rule touches AP, P@K and recall, not the hit rate (ITR R@K) nor retrieval_r_precision: rank the
         # reduced relevance apart
-        set_ranked = rank_relevant(scores, rel & (scores > 0), ties, seed)
+        positive = (scores > 0).cpu().numpy() if on_device else scores > 0
+        set_ranked = rank(scores, rel & positive, ties, seed)
     else: set_ranked = ranked
     return _values(specs, ranked.n_relevant, {
         'R@K': lambda k: M.recall_at_k(ranked, k), 'MedR': lambda k: M.best_rank(ranked),

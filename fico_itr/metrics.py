@@ -10,7 +10,7 @@ from .ranking import RankedRelevance, rank_relevant
 
 # %% auto #0
 __all__ = ['PR_LEVELS', 'ranked_from_relevance', 'hits_at_k', 'recall_at_k', 'best_rank', 'median_rank', 'mean_rank',
-           'average_precision', 'precision_at_k', 'r_precision', 'pr_curve_11pt', 'reduce_mean']
+           'average_precision', 'precision_at_k', 'pr_curve_11pt', 'reduce_mean']
 
 # %% ../nbs/03_metrics.ipynb #4ff9103c
 def ranked_from_relevance(rel_in_rank_order) -> RankedRelevance:
@@ -83,10 +83,6 @@ def precision_at_k(ranked: RankedRelevance, k) -> np.ndarray:
     kq = _k_per_query(ranked, k).astype(np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where(kq > 0, hits_at_k(ranked, k) / kq, np.nan)
-
-def r_precision(ranked: RankedRelevance) -> np.ndarray:
-    "R-Precision per query: hits in the top R over R (NaN where R = 0)."
-    return precision_at_k(ranked, 'R')
 
 # %% ../nbs/03_metrics.ipynb #66d97c64
 PR_LEVELS = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 import numpy as np
-from .core import TIE_RULES, check_array, check_indices
+import torch
+from .core import TIE_RULES, check_array, check_indices, patch_to
 
 # %% auto #0
-__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'random_positions', 'rank_relevant',
-           'ranked_from_topk']
+__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'rank_relevant', 'ranked_from_topk']
 
 # %% ../nbs/02_ranking.ipynb #2d0b353b
 def _gallery_items(items, n_gallery: int) -> np.ndarray:
@@ -43,6 +43,13 @@ def _label_words(labels: np.ndarray) -> np.ndarray:
     buf = np.zeros((len(labels), n_words * 8), np.uint8); buf[:, :packed.shape[1]] = packed
     return buf.view(np.uint64)
 
+def _shares_label_table(ql: np.ndarray, gl: np.ndarray, block: int = 1024) -> np.ndarray:
+    "Bool table of 'label rows share a label' (queries x gallery), filled in row blocks: no full float product in memory."
+    out, g = np.empty((len(ql), len(gl)), bool), gl.T.astype(np.float32)
+    for s in range(0, len(ql), block): np.greater(ql[s:s + block].astype(np.float32) @ g, 0, out=out[s:s + block])
+    return out
+
+# %% ../nbs/02_ranking.ipynb #c84383de
 class SharedLabel:
     """Category relevance: query q and gallery item g match when their multi-hot label rows share at least one label.
 
@@ -63,7 +70,7 @@ class SharedLabel:
             if table.shape != (len(ql), len(gl)): raise ValueError(f"`table` has shape {table.shape}, expected {(len(ql), len(gl))}")
             self.table = table
         elif len(ql) * len(gl) <= table_limit:
-            self.table = (ql.astype(np.float32) @ gl.T.astype(np.float32)) > 0
+            self.table = _shares_label_table(ql, gl)
         else:
             self.q, self.g = _label_words(ql), _label_words(gl)
     def block(self, start: int, stop: int) -> np.ndarray:
@@ -81,19 +88,47 @@ class SharedLabel:
         if self.table is not None: return self.table[qi, gi]
         q, g = self.q[qi], self.g[gi]
         return ((q & g) != 0).any(-1)
-    def counts(self, start: int, stop: int) -> np.ndarray:
-        "Relevant items in the whole gallery for each query."
-        if self.table is None: return self.block(start, stop).sum(1)
-        hist = np.bincount(self.gi, minlength=self.table.shape[1]).astype(np.float64)
-        return np.rint(self.table[self.qi[start:stop]].astype(np.float64) @ hist).astype(np.int64)
+
+# %% ../nbs/02_ranking.ipynb #c84383df
+@patch_to(SharedLabel)
+def counts(self: SharedLabel, start: int, stop: int) -> np.ndarray:
+    "Relevant items in the whole gallery for each query."
+    if self.table is None: return self.block(start, stop).sum(1)
+    hist = np.bincount(self.gi, minlength=self.table.shape[1]).astype(np.float64)
+    return np.rint(self.table[self.qi[start:stop]].astype(np.float64) @ hist).astype(np.int64)
 
 # %% ../nbs/02_ranking.ipynb #39a1f0b5
 from collections.abc import Iterable, Mapping
 
+_POSITIVE_FORMS = ("a list with one entry per query (a list, tuple, set or integer array of gallery indices, or a bool mask "
+                   "over the gallery), or a dict {query index: gallery indices} with every query 0..n_queries-1 as a key")
+
+def _positive_items(p, q: int, n_gallery: int) -> np.ndarray:
+    "Query q's positives as an int64 array of gallery indices, from any accepted form (checked)."
+    if isinstance(p, (set, frozenset)) or (isinstance(p, Iterable) and not hasattr(p, '__array__')
+                                           and not isinstance(p, (list, tuple, str, bytes))): p = list(p)
+    try: a = np.asarray(p)
+    except ValueError as e: raise ValueError(f"`positives[{q}]` is not a flat list of gallery indices ({e})") from None
+    if a.dtype == bool:
+        if a.shape != (n_gallery,):
+            raise ValueError(f"`positives[{q}]` is a bool array of shape {a.shape}: a mask needs one entry per gallery "
+                             f"item ({n_gallery}); or pass the indices, np.flatnonzero(mask)")
+        return np.flatnonzero(a)
+    a = a.ravel()
+    if a.dtype.kind == 'f' and not (np.isfinite(a) & (a == np.round(a))).all():
+        bad = a[~(np.isfinite(a) & (a == np.round(a)))][0]
+        raise ValueError(f"`positives[{q}]` holds {bad.item()!r}: gallery indices are integers (nothing is rounded)")
+    if a.size and a.dtype.kind not in 'iuf':
+        raise TypeError(f"`positives[{q}]` holds {a.dtype} values ({p!r:.60}): pass {_POSITIVE_FORMS}")
+    if a.size and (a.min() < 0 or a.max() >= n_gallery):
+        raise ValueError(f"`positives[{q}]` refers to gallery items outside 0..{n_gallery - 1} "
+                         f"({a.min() if a.min() < 0 else a.max()})")
+    return a.astype(np.int64)
+
+# %% ../nbs/02_ranking.ipynb #39a1f0b6
 class Positives:
     "Explicit positives (CxC, ECCV Caption): `positives[q]` lists the gallery indices relevant to query q."
-    FORMS = ("a list with one entry per query (a list, tuple, set or integer array of gallery indices, or a bool mask "
-             "over the gallery), or a dict {query index: gallery indices} with every query 0..n_queries-1 as a key")
+    FORMS = _POSITIVE_FORMS
     def __init__(self, positives, n_gallery: int):
         if isinstance(positives, Mapping):
             keys = list(positives)
@@ -107,32 +142,12 @@ class Positives:
         elif (isinstance(positives, (str, bytes, set, frozenset)) or not isinstance(positives, Iterable)
               or hasattr(positives, 'columns')):   # a DataFrame iterates over its column names
             raise TypeError(f"`positives` is of type {type(positives).__name__}: pass {self.FORMS}")
-        lists = [self._items(p, q, n_gallery) for q, p in enumerate(positives)]
+        lists = [_positive_items(p, q, n_gallery) for q, p in enumerate(positives)]
         self.n_queries, self.n_gallery = len(lists), int(n_gallery)
         query = np.repeat(np.arange(len(lists), dtype=np.int64), [len(p) for p in lists])
         keys = np.unique(query * self.n_gallery + (np.concatenate(lists) if lists else np.zeros(0, np.int64)))  # sorted, no repeats
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // max(self.n_gallery, 1), minlength=len(lists)))]).astype(np.int64)
         self.indices = keys % max(self.n_gallery, 1)
-    def _items(self, p, q: int, n_gallery: int) -> np.ndarray:
-        if isinstance(p, (set, frozenset)) or (isinstance(p, Iterable) and not hasattr(p, '__array__')
-                                               and not isinstance(p, (list, tuple, str, bytes))): p = list(p)
-        try: a = np.asarray(p)
-        except ValueError as e: raise ValueError(f"`positives[{q}]` is not a flat list of gallery indices ({e})") from None
-        if a.dtype == bool:
-            if a.shape != (n_gallery,):
-                raise ValueError(f"`positives[{q}]` is a bool array of shape {a.shape}: a mask needs one entry per gallery "
-                                 f"item ({n_gallery}); or pass the indices, np.flatnonzero(mask)")
-            return np.flatnonzero(a)
-        a = a.ravel()
-        if a.dtype.kind == 'f' and not (np.isfinite(a) & (a == np.round(a))).all():
-            bad = a[~(np.isfinite(a) & (a == np.round(a)))][0]
-            raise ValueError(f"`positives[{q}]` holds {bad.item()!r}: gallery indices are integers (nothing is rounded)")
-        if a.size and a.dtype.kind not in 'iuf':
-            raise TypeError(f"`positives[{q}]` holds {a.dtype} values ({p!r:.60}): pass {self.FORMS}")
-        if a.size and (a.min() < 0 or a.max() >= n_gallery):
-            raise ValueError(f"`positives[{q}]` refers to gallery items outside 0..{n_gallery - 1} "
-                             f"({a.min() if a.min() < 0 else a.max()})")
-        return a.astype(np.int64)
     def block(self, start: int, stop: int) -> np.ndarray:
         out = np.zeros((stop - start, self.n_gallery), bool)
         a, b = self.indptr[start], self.indptr[stop]
@@ -239,7 +254,7 @@ def _splitmix64(x):
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
-def random_positions(n_gallery: int, seed: int = 0) -> np.ndarray:
+def _random_positions(n_gallery: int, seed: int = 0) -> np.ndarray:
     "A uniformly random permutation of the gallery positions 0..m-1 for a seed (ranks of SplitMix64 hashes of the indices)."
     h = _splitmix64(np.arange(n_gallery, dtype=np.uint64) ^ _splitmix64(np.array([seed], np.uint64)))  # arrays wrap silently
     pos = np.empty(n_gallery, np.int64); pos[np.argsort(h)] = np.arange(n_gallery)
@@ -335,7 +350,7 @@ def _packed_key_bits(scores, rel, ties, seed):
     is_int = np.issubdtype(scores.dtype, np.integer) or scores.dtype == bool
     dtype = np.int32 if is_int and width + low_bits <= 31 else np.int64
     keys = order.astype(dtype, copy=False); keys <<= low_bits
-    if ties == 'random': pos = random_positions(m, seed).astype(dtype)
+    if ties == 'random': pos = _random_positions(m, seed).astype(dtype)
     else: pos = np.arange(m, dtype=dtype) if ties != 'reverse' else np.arange(m - 1, -1, -1, dtype=dtype)
     keys |= pos << 1
     keys |= rel
@@ -347,7 +362,7 @@ def _packed_key_bits(scores, rel, ties, seed):
 # %% ../nbs/02_ranking.ipynb #a16v0cd4
 def _rank_relevant_lexsort(scores, rel, ties, seed=0):
     B, m = scores.shape
-    if ties == 'random': pos = np.broadcast_to(random_positions(m, seed), (B, m))
+    if ties == 'random': pos = np.broadcast_to(_random_positions(m, seed), (B, m))
     else: pos = np.broadcast_to(np.arange(m) if ties != 'reverse' else -np.arange(m), (B, m))
     keys = [pos] + ([~rel if ties == 'optimistic' else rel] if ties in ('optimistic', 'pessimistic') else []) + [-scores]
     order = np.lexsort(keys, axis=-1)
@@ -355,9 +370,11 @@ def _rank_relevant_lexsort(scores, rel, ties, seed=0):
 
 def _from_rank_order(bits: np.ndarray) -> RankedRelevance:
     "RankedRelevance from a (B, m) boolean matrix of relevance in rank order."
-    B, m = bits.shape
-    counts = bits.sum(1)
-    positions = np.flatnonzero(bits)
+    return _from_positions(bits.shape[1], bits.sum(1), np.flatnonzero(bits))
+
+def _from_positions(m: int, counts: np.ndarray, positions: np.ndarray) -> RankedRelevance:
+    "RankedRelevance from the hits of each query and the sorted flat positions q*m + rank-1 of every hit."
+    B = len(counts)
     offsets = np.zeros(B + 1, np.int64); np.cumsum(counts, out=offsets[1:])
     first = np.zeros(B, np.int64); has = counts > 0
     first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * m + 1
@@ -378,3 +395,56 @@ def ranked_from_topk(hits: np.ndarray, n_relevant: np.ndarray, n_gallery: int) -
     has = counts > 0
     first[has] = positions[offsets[:-1][has]] - np.flatnonzero(has) * n_gallery + 1
     return RankedRelevance(n_gallery, np.asarray(n_relevant, np.int64), first, positions, offsets)
+
+# %% ../nbs/02_ranking.ipynb #b7d0a002
+def _torch_order_keys(scores: torch.Tensor) -> torch.Tensor:
+    "int64 keys, 0 .. 2^32 - 1, whose ascending order is the scores' descending order (float32-exact or integer scores)."
+    if scores.is_floating_point():
+        u = (scores.float() + 0.0).view(torch.int32).long()   # -0.0 becomes +0.0, as on the numpy path
+        u ^= (u >> 31) & 0x7FFFFFFF                          # IEEE bits -> order-preserving integers
+        return (2 ** 31 - 1) - u
+    s = scores.long()
+    return s.max() - s if s.numel() else s
+
+def _rank_relevant_torch(scores: torch.Tensor,  # B x m float32 (or lower) or integer scores, on any device
+                         rel,                   # B x m relevance (numpy or torch)
+                         ties: str = 'stable',  # tie rule, as in `rank_relevant`
+                         seed: int = 0,         # seed of the 'random' rule
+                        ) -> RankedRelevance:
+    "`rank_relevant` on the scores' device: one sort of keys [score][tie bit][gallery position][relevance]; only the hits' positions come back."
+    _check_block(scores, rel, ties)
+    B, m = scores.shape
+    rel = torch.as_tensor(rel, device=scores.device)
+    idx_bits, tie_bit = max(1, (m - 1).bit_length()), ties in ('optimistic', 'pessimistic')
+    if m >= 2 ** 29: raise ValueError(f"a gallery of {m} items is too large for one block: use fico_itr.indexes")
+    keys = _torch_order_keys(scores) << (idx_bits + 1 + tie_bit)
+    if ties == 'random': pos = torch.from_numpy(_random_positions(m, seed)).to(scores.device)
+    else: pos = torch.arange(m, device=scores.device) if ties != 'reverse' else torch.arange(m - 1, -1, -1, device=scores.device)
+    keys |= (pos << 1) | rel.long()
+    if tie_bit: keys |= (~rel if ties == 'optimistic' else rel).long() << (idx_bits + 1)
+    bits = (torch.sort(keys, dim=1).values & 1).bool()
+    return _from_positions(m, bits.sum(1).cpu().numpy(), torch.nonzero(bits.reshape(-1)).reshape(-1).cpu().numpy())
+
+# %% ../nbs/02_ranking.ipynb #b7d0a003
+def _first_relevant_rank_torch(scores: torch.Tensor,  # B x m scores, on any device
+                               rel,                   # B x m relevance (numpy or torch)
+                               ties: str = 'stable',  # tie rule, as in `first_relevant_rank`
+                               seed: int = 0,         # seed of the 'random' rule
+                              ) -> RankedRelevance:
+    "`first_relevant_rank` on the scores' device, by counting; only per-query counts and ranks come back."
+    _check_block(scores, rel, ties)
+    if ties == 'random': return _rank_relevant_torch(scores, rel, ties, seed)
+    B, m = scores.shape
+    rel = torch.as_tensor(rel, device=scores.device)
+    low = float('-inf') if scores.is_floating_point() else torch.iinfo(scores.dtype).min
+    best = torch.where(rel, scores, torch.full((), low, dtype=scores.dtype, device=scores.device)).amax(1, keepdim=True)
+    rank0 = (scores > best).sum(1)
+    if ties != 'optimistic':
+        tied = scores == best
+        if ties == 'pessimistic': rank0 += (tied & ~rel).sum(1)
+        else:
+            ar, hit = torch.arange(m, device=scores.device), (tied & rel).to(torch.uint8)
+            if ties == 'stable': rank0 += (tied & (ar < hit.argmax(1, keepdim=True))).sum(1)   # first index of the max
+            else: rank0 += (tied & (ar > m - 1 - hit.flip(1).argmax(1, keepdim=True))).sum(1)
+    n_rel = rel.sum(1)
+    return RankedRelevance(m, n_rel.cpu().numpy(), torch.where(n_rel > 0, rank0 + 1, 0).cpu().numpy())

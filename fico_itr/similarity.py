@@ -184,8 +184,8 @@ def prepare(x, measure: str, name: str, device=None, dtype=torch.float32):
     return t, (t.float().pow(2).sum(1) if measure == 'euclidean' else None)
 
 # %% ../nbs/01_similarity.ipynb #3e003e34
-def score_block(queries, gallery, measure: str, start: int, stop: int) -> np.ndarray:
-    "Scores (higher is better) of prepared queries[start:stop] against the whole prepared gallery, as numpy."
+def score_block(queries, gallery, measure: str, start: int, stop: int, on_device: bool = False):
+    "Scores (higher is better) of prepared queries[start:stop] against the whole prepared gallery, as numpy (`on_device`: float scores stay a tensor)."
     (q, qx), (g, gx) = queries, gallery
     if measure == 'hamming':
         if qx is not None:  # CUDA: agreeing bits = (n_bits + <s, t>) / 2 with ±1 codes, exact in float32
@@ -195,7 +195,7 @@ def score_block(queries, gallery, measure: str, start: int, stop: int) -> np.nda
     s = q[start:stop] @ g.T
     if measure == 'euclidean':
         s = -torch.sqrt(torch.clamp(qx[start:stop, None] + gx[None, :] - 2 * s.float(), min=0))
-    return s.float().cpu().numpy()
+    return s.float() if on_device else s.float().cpu().numpy()
 
 # %% ../nbs/01_similarity.ipynb #0a3e15b1
 def _check_dims(q, g, measure):
@@ -205,8 +205,8 @@ def _check_dims(q, g, measure):
         raise ValueError(f"queries have dimension {dq} but the gallery has {dg}: both sides must be embedded in the same space")
 
 def iter_score_blocks(queries, gallery, measure: str = 'cosine', block_size: int = 1024, device=None,
-                      query_name: str = 'queries', gallery_name: str = 'gallery'):
-    "Yield (start, stop, scores) for consecutive blocks of `block_size` queries; never builds the full matrix."
+                      query_name: str = 'queries', gallery_name: str = 'gallery', on_device: bool = False):
+    "Yield (start, stop, scores) for consecutive blocks of `block_size` queries; never builds the full matrix. `on_device`: float scores as torch tensors on the device (Hamming scores stay numpy)."
     block_size = check_count(block_size, 'block_size')
     q = prepare(queries, measure, query_name, device)
     g = prepare(gallery, measure, gallery_name, device)
@@ -214,12 +214,25 @@ def iter_score_blocks(queries, gallery, measure: str = 'cosine', block_size: int
     n = len(q[0])
     for s in range(0, n, block_size):
         e = min(s + block_size, n)
-        scores = score_block(q, g, measure, s, e)
-        if measure != 'hamming' and not np.isfinite(scores).all():   # overflow mid-computation: refuse, never rank NaN
-            r, c = (int(i) for i in np.argwhere(~np.isfinite(scores))[0])
+        scores = score_block(q, g, measure, s, e, on_device)
+        finite = bool(torch.isfinite(scores).all()) if torch.is_tensor(scores) else measure == 'hamming' or np.isfinite(scores).all()
+        if not finite:   # overflow mid-computation: refuse, never rank NaN
+            r, c = (int(i) for i in np.argwhere(~np.isfinite(np.asarray(scores.cpu() if torch.is_tensor(scores) else scores)))[0])
             raise ValueError(f"the {measure} scores of `{query_name}` row {s + r} against `{gallery_name}` row {c} are NaN or "
                              "Inf (float32 overflow mid-computation): rescale the embeddings")
         yield s, e, scores
+
+# %% ../nbs/01_similarity.ipynb #cbe47a40
+def _block_rows(S: np.ndarray,    # a score matrix, or a transposed view of one (`S.T`)
+               start: int, stop: int,  # the rows wanted
+               tile: int = 256,  # columns copied at a time from a transposed view
+              ) -> np.ndarray:
+    "Rows start:stop of S as a row-major array; a transposed view is read in tiles of `tile` columns (cache-sized strides)."
+    stop = min(stop, S.shape[0])
+    if S.flags.c_contiguous or not S.flags.f_contiguous: return np.ascontiguousarray(S[start:stop])
+    out = np.empty((stop - start, S.shape[1]), S.dtype)
+    for c in range(0, S.shape[1], tile): out[:, c:c + tile] = S[start:stop, c:c + tile]
+    return out
 
 # %% ../nbs/01_similarity.ipynb #5176b616
 def similarity(x,                      # (n, d) embeddings, or (n, n_bits) codes / HashCodes under 'hamming'
@@ -251,13 +264,14 @@ def compute_similarity(x: np.ndarray,  # first set of vectors, (n, d): image emb
         if ((x == 0).any() and (y == -1).any()) or ((x == -1).any() and (y == 0).any()):
             raise ValueError("`x` and `y` mix {0,1} bits and {-1,+1} signs (fico-itr 1.0.0 counted 0 against -1 as a "
                              "differing bit): give both in one encoding, e.g. (codes > 0).astype(np.uint8)")
-        return (similarity(x, y, 'hamming').astype(np.int64) - x.shape[1]) / x.shape[1]
+        return _hamming_1_0_0(HashCodes.from_array(x, 'x'), HashCodes.from_array(y, 'y'))
     with np.errstate(over='ignore', invalid='ignore'): S = _scores_1_0_0(x, y, measure)   # overflow: refused below
-    if np.issubdtype(S.dtype, np.floating) and not np.isfinite(S).all():
+    if np.issubdtype(S.dtype, np.floating) and not all(np.isfinite(S[s:s + 256]).all() for s in range(0, len(S), 256)):
         raise ValueError(f"the {measure} scores overflow {S.dtype} (the inputs are finite): rescale the embeddings or "
                          "pass them as float64")
     return S
 
+# %% ../nbs/01_similarity.ipynb #cbe47a3f
 def _scores_1_0_0(x, y, measure):
     if measure == 'cosine':
         nx, ny = np.linalg.norm(x, axis=1, keepdims=True), np.linalg.norm(y, axis=1, keepdims=True)
@@ -269,4 +283,13 @@ def _scores_1_0_0(x, y, measure):
     elif measure == 'euclidean':
         S = 1 / (1 + np.sqrt(np.maximum(np.sum(x ** 2, axis=1)[:, None] + np.sum(y ** 2, axis=1)[None, :] - 2 * (x @ y.T), 0)) + 1e-8)
     else: S = x @ y.T
+    return S
+
+
+def _hamming_1_0_0(q: HashCodes, g: HashCodes, block_cells: int = 1 << 22) -> np.ndarray:
+    "1.0.0's Hamming scores, -distance / bits as float64, written block by block into the one matrix returned."
+    S = np.empty((len(q), len(g)))
+    bs = max(1, block_cells // max(len(g), 1))
+    for s in range(0, len(q), bs):   # per block: an XOR word and a popcount per pair, no n x m x bits array
+        np.divide(-hamming_distance(q[s:s + bs], g).astype(np.int32), q.n_bits, out=S[s:s + bs])
     return S

@@ -20,7 +20,7 @@ import pytest
 from fico_itr.core import EvaluationSplit, get_conventions
 from fico_itr.evaluate import evaluate, block_values, reduce_values
 from fico_itr.metrics import (PR_LEVELS, average_precision, hits_at_k, median_rank, mean_rank, pr_curve_11pt,
-                              precision_at_k, r_precision, recall_at_k, reduce_mean)
+                              precision_at_k, recall_at_k, reduce_mean)
 from fico_itr.ranking import rank_relevant
 
 # eccv_caption warns at import when the optional ujson is missing: harmless here
@@ -403,11 +403,11 @@ def test_pytrec_eval_against_trec_eval_preset():
         np.testing.assert_allclose(mine, [mean[m] for m in trec], rtol=1e-9, atol=1e-12, err_msg=d)
         ipr = [mean[f'iprec_at_recall_{x:.2f}'] for x in PR_LEVELS]
         np.testing.assert_allclose(_pr_curve(res, d), ipr, rtol=1e-9, atol=1e-12, err_msg=f'{d} PR')
-    # R-Precision: trec's Rprec == fico's r_precision on the same rankings
+    # R-Precision: trec's Rprec == fico's precision_at_k(ranked, 'R') on the same rankings
     Sq, R = S, rel
     qrels, run = _qrels_run(Sq, R)
     rp = pytrec_eval.RelevanceEvaluator(qrels, {'Rprec'}).evaluate(run)
-    np.testing.assert_allclose(r_precision(rank_relevant(Sq, R)), [rp[f'q{i:04d}']['Rprec'] for i in range(len(R))],
+    np.testing.assert_allclose(precision_at_k(rank_relevant(Sq, R), 'R'), [rp[f'q{i:04d}']['Rprec'] for i in range(len(R))],
                                rtol=1e-12)
 
 
@@ -480,13 +480,13 @@ def _eccv_dicts(Sq, R):
 
 
 def test_eccv_metric_functions_against_fico_metrics():
-    "eccv_caption's rprecision / mAP@R / recall_at_k on ranked id lists == r_precision / AP@R (den R) / recall_at_k."
+    "eccv_caption's rprecision / mAP@R / recall_at_k on ranked id lists == precision_at_k(ranked, 'R') / AP@R (den R) / recall_at_k."
     from eccv_caption import _metrics as E
     S, rel = _eccv_problem(401, 30, 80)
     ranked = rank_relevant(S, rel, 'stable')
     targets, gts = _eccv_dicts(S, rel)
     # the pure per-query functions
-    np.testing.assert_allclose(r_precision(ranked), [E.rprecision(targets[q], set(gts[q])) for q in range(30)],
+    np.testing.assert_allclose(precision_at_k(ranked, 'R'), [E.rprecision(targets[q], set(gts[q])) for q in range(30)],
                                rtol=1e-12)
     for K in (1, 5, 10):
         np.testing.assert_allclose(recall_at_k(ranked, K), [E.recall_at_k(targets[q], set(gts[q]), K) for q in range(30)])
@@ -496,10 +496,10 @@ def test_eccv_metric_functions_against_fico_metrics():
     np.testing.assert_allclose(average_precision(ranked, 'R', 'r'), map_r, rtol=1e-12)
     # the dataset-level aggregates
     agg = E.compute_eccv_metrics(targets, gts)
-    np.testing.assert_allclose([reduce_mean(average_precision(ranked, 'R', 'r')), reduce_mean(r_precision(ranked)),
+    np.testing.assert_allclose([reduce_mean(average_precision(ranked, 'R', 'r')), reduce_mean(precision_at_k(ranked, 'R')),
                                 reduce_mean(recall_at_k(ranked, 1))],
                                [agg['eccv_map_at_r'], agg['eccv_rprecision'], agg['eccv_r1']], rtol=1e-12)
-    np.testing.assert_allclose(reduce_mean(r_precision(ranked)), E.compute_rprecision(targets, gts), rtol=1e-12)
+    np.testing.assert_allclose(reduce_mean(precision_at_k(ranked, 'R')), E.compute_rprecision(targets, gts), rtol=1e-12)
     for K in (5, 10):
         np.testing.assert_allclose(reduce_mean(recall_at_k(ranked, K)), E.compute_r_at_k(targets, gts, K), rtol=1e-12)
     assert 0 < agg['eccv_map_at_r'] < 1
