@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import get_conventions, PRESETS, EvaluationSplit
-from .evaluate import evaluate, Results, parse_metric, integer_scores
+from .evaluate import evaluate, Results, parse_metric, _integer_scores
 from .search import _topk_plan
 from .similarity import MEASURES
 from . import data as D
@@ -18,13 +18,13 @@ from .data import coco5k_split
 from .report import make_record, read_records, comparison_table, staged_output, run_model
 
 # %% auto #0
-__all__ = ['SPLITS', 'coco_image_files', 'resolve_split', 'evaluate_files', 'with_paper', 'main']
+__all__ = ['resolve_split', 'main']
 
 # %% ../nbs/19_cli.ipynb #9a90ecd9
-SPLITS = {'coco5k': 'MS-COCO Karpathy 5K test (shipped)', 'f30k1k': 'Flickr30K Karpathy 1K test (SCAN/VSE layout in --data-root)',
+_SPLITS = {'coco5k': 'MS-COCO Karpathy 5K test (shipped)', 'f30k1k': 'Flickr30K Karpathy 1K test (SCAN/VSE layout in --data-root)',
           'coco5k-vse': 'MS-COCO 5K test from a SCAN/VSE folder (--data-root with testall_caps.txt, testall_ids.txt)'}
 
-def coco_image_files(image_ids) -> list:
+def _coco_image_files(image_ids) -> list:
     "The Karpathy file names of COCO val2014 images: 391895 -> 'val2014/COCO_val2014_000000391895.jpg'."
     return [f'val2014/COCO_val2014_{int(i):012d}.jpg' for i in image_ids]
 
@@ -32,7 +32,7 @@ def resolve_split(split: str | None = None, split_file: str | None = None, data_
                   karpathy_split: str = 'test') -> EvaluationSplit:
     "The evaluation split named by the command line (COCO splits with their Karpathy image file names)."
     if (split is None) == (split_file is None):
-        raise ValueError('give either --split NAME (one of: ' + ', '.join(SPLITS) + ') or --split-file PATH')
+        raise ValueError('give either --split NAME (one of: ' + ', '.join(_SPLITS) + ') or --split-file PATH')
     if split_file is not None:
         p = Path(split_file)
         if p.is_dir(): raise IsADirectoryError(f'--split-file {p} is a folder: pass the split file itself')
@@ -42,13 +42,13 @@ def resolve_split(split: str | None = None, split_file: str | None = None, data_
             head = p.read_text(encoding='utf-8', errors='replace')[:2000].lstrip()
             return D.load_lavis_annotations(p) if head.startswith('[') else D.load_karpathy(p, karpathy_split)
         raise ValueError(f'--split-file {p}: use a .npz written by save_split, a Karpathy dataset_*.json or a LAVIS annotation .json')
-    if split not in SPLITS: raise ValueError(f'unknown split {split!r}: choose one of ' + ', '.join(f'{k} ({v})' for k, v in SPLITS.items()))
+    if split not in _SPLITS: raise ValueError(f'unknown split {split!r}: choose one of ' + ', '.join(f'{k} ({v})' for k, v in _SPLITS.items()))
     if split == 'coco5k': sp = coco5k_split()
     else:
         if data_root is None: raise ValueError(f'--split {split} needs --data-root (the folder with the SCAN/VSE text files)')
         sp = D.load_vse_precomp(data_root, 'test' if split == 'f30k1k' else 'testall', name='f30k-1k' if split == 'f30k1k' else 'coco-5k')
     if sp.image_files is None and split != 'f30k1k' and sp.image_ids is not None:
-        sp = dataclasses.replace(sp, image_files=coco_image_files(sp.image_ids))
+        sp = dataclasses.replace(sp, image_files=_coco_image_files(sp.image_ids))
     return sp
 
 # %% ../nbs/19_cli.ipynb #d6729eb1
@@ -62,7 +62,7 @@ def _describe_input(path, key):
     a = _read(D.load_array, path, key)
     return a, {'path': str(path), 'shape': list(a.shape), 'dtype': str(a.dtype)}
 
-def evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, captions=None, i2t_similarity=None,
+def _evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, captions=None, i2t_similarity=None,
                    t2i_similarity=None, labels=None, measure='cosine', preset='default', rerank_depth=None, metrics=None,
                    granularities=None, model='model', progress=True, command=None) -> dict:
     "Evaluate arrays stored in files on a split; returns the JSON record (inputs, conventions, results)."
@@ -74,7 +74,7 @@ def evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, capt
         split = D.with_labels(split, str(labels) if str(labels).endswith('.mat') else _read(D.load_array, labels, 'labels'))
         inputs['labels'] = str(labels)
     conv = get_conventions(preset, **({'rerank_depth': rerank_depth} if rerank_depth is not None else {}))
-    conv = conv.resolve_ties(integer_scores(measure if 'images' in arrays else None, arrays.values()))   # the rule used
+    conv = conv.resolve_ties(_integer_scores(measure if 'images' in arrays else None, arrays.values()))   # the rule used
     res = evaluate(split, **arrays, measure=measure, conventions=conv, metrics=metrics, granularities=granularities,
                    model=model, progress=progress)
     return make_record(res, split, conv, model, command, inputs, measure if (images or captions) else None)
@@ -107,7 +107,7 @@ def _output_path(path, flag: str, folder: bool = False, suffix: str | None = Non
     if not os.access(parent, os.W_OK): raise PermissionError(f'{flag} {p}: cannot write in {parent}')
     return p
 
-def with_paper(results: Results) -> Results:
+def _with_paper(results: Results) -> Results:
     "`results` and the paper's printed figures (Tables 2 to 4) for the datasets they hold, as rows labelled 'paper (Table N, as printed)'."
     from fico_itr.paper import PAPER_FIGURES
     p = PAPER_FIGURES[PAPER_FIGURES.dataset.isin(set(results.table.dataset))]
@@ -143,7 +143,7 @@ def _backend(args) -> dict:
 def _evaluate_on_ray(split: EvaluationSplit, *, images=None, captions=None, labels=None, measure='cosine', preset='default',
                      rerank_depth=None, metrics=None, granularities=None, model='model', progress=True, command=None,
                      top_k: int = 100, shards: int | None = None, address=None, **matrices) -> dict:
-    "`evaluate_files` on a Ray cluster: `sharded_evaluate` over .npy embeddings or codes that the workers map by path."
+    "`_evaluate_files` on a Ray cluster: `sharded_evaluate` over .npy embeddings or codes that the workers map by path."
     if any(v is not None for v in matrices.values()) or images is None or captions is None:
         raise ValueError('--backend ray takes --images and --captions (embeddings or codes), not similarity matrices')
     inputs = {}
@@ -164,7 +164,7 @@ def _evaluate_on_ray(split: EvaluationSplit, *, images=None, captions=None, labe
 # %% ../nbs/19_cli.ipynb #52b55af2
 def _split_args(x):
     "The options that name a split (evaluate, encode, run)."
-    x.add_argument('--split', help='a named split: ' + ', '.join(SPLITS))
+    x.add_argument('--split', help='a named split: ' + ', '.join(_SPLITS))
     x.add_argument('--split-file', help='a split file (.npz from save_split, Karpathy dataset_*.json, LAVIS annotations .json)')
     x.add_argument('--data-root', help='the SCAN/VSE folder for --split f30k1k / coco5k-vse')
     x.add_argument('--karpathy-split', default='test', help="the split of a Karpathy JSON (test, val, ...)")
@@ -245,7 +245,7 @@ def _evaluate_command(args, argv, progress):
         if v is not None: _input_file(v, f"--{k.replace('_', '-')}")
     out = None if args.out is None else _output_path(args.out, '--out', suffix='.json')
     metrics = _metrics(args.metrics)
-    rec = (_evaluate_on_ray if args.backend == 'ray' else evaluate_files)(split, **files, **_backend(args), measure=args.measure, preset=args.preset, rerank_depth=args.rerank_depth, metrics=metrics,
+    rec = (_evaluate_on_ray if args.backend == 'ray' else _evaluate_files)(split, **files, **_backend(args), measure=args.measure, preset=args.preset, rerank_depth=args.rerank_depth, metrics=metrics,
                          granularities=args.granularity.split(',') if args.granularity else None,
                          model=args.model, progress=progress, command=['fico-itr'] + list(argv))
     txt = json.dumps(rec, indent=1)
@@ -286,7 +286,7 @@ def _main(args, argv, progress):
     elif cmd == 'table':
         names = [m.strip() for m in args.metrics.split(',')] if args.metrics else None   # checked against the records' columns
         res = read_records(args.records)
-        print(comparison_table(with_paper(res) if args.paper else res, args.granularity, args.format, names))
+        print(comparison_table(_with_paper(res) if args.paper else res, args.granularity, args.format, names))
     elif cmd == 'evaluate': _evaluate_command(args, argv, progress)
     else: _model_command(args, argv, progress)
 

@@ -20,8 +20,8 @@ from . import metrics as M
 from . import ties as T
 
 # %% auto #0
-__all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'integer_scores',
-           'unique_image_rows', 'evaluate', 'metric_label', 'Results', 'format_table', 'tie_report']
+__all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'unique_image_rows', 'evaluate',
+           'metric_label', 'Results', 'tie_report']
 
 # %% ../nbs/06_evaluate.ipynb #f2b837f2
 DEFAULT_METRICS = {
@@ -127,7 +127,7 @@ def _check_shape(S, expected, name, split):
     raise ValueError(f"`{name}` has shape {S.shape} but the split {split.name!r} needs {expected} "
                      f"({ni} images, {nc} captions)")
 
-def integer_scores(measure: str | None = None, matrices=()) -> bool:
+def _integer_scores(measure: str | None = None, matrices=()) -> bool:
     "Whether the scores are integers: Hamming similarities of codes (`measure`), or integer `matrices`. Tie rule 'auto' gives them 'expected'."
     if measure is not None: return measure == 'hamming'
     return all(np.issubdtype(m.dtype, np.integer) or m.dtype == bool for m in matrices)
@@ -293,7 +293,7 @@ def _source_blocks(source, direction, measure, block_size, device):
 
 def _integer_sources(sources, directions, measure) -> bool:
     "Whether every score the directions read is an integer (Hamming similarities, integer matrices): tie rule 'auto' -> 'expected'."
-    return all(integer_scores(measure) if s[0] == 'emb' else integer_scores(None, [s[1]])
+    return all(_integer_scores(measure) if s[0] == 'emb' else _integer_scores(None, [s[1]])
                for d, s in sources.items() if d in directions)
 
 # %% ../nbs/06_evaluate.ipynb #dir00001
@@ -521,7 +521,7 @@ def pr_curves(self) -> pd.DataFrame:
 
 # %% ../nbs/06_evaluate.ipynb #res00008
 @patch_to(Results)
-def __repr__(self): return format_table(self)
+def __repr__(self): return _format_table(self)
 @patch_to(Results)
 def _repr_html_(self):
     parts = []
@@ -579,7 +579,7 @@ def _shown(results: Results, granularity: str) -> pd.DataFrame | None:
     return pd.DataFrame({(f'{d} {lab}' if d != 'both' else lab): [_fmt(v, lab, units[i]) for i, v in zip(w.index, w[(d, lab)])]
                          for d, lab in w.columns}, index=[' | '.join(i) for i in w.index])
 
-def format_table(results: Results) -> str:
+def _format_table(results: Results) -> str:
     "The usual printout: instance R@K/MedR/MeanR/rsum and category mAP@K/P@K per direction, with conventions."
     t = results.table
     units = {'percent': 'R@K, mAP@K, P@K in %', 'fraction': 'R@K, mAP@K, P@K as fractions'}

@@ -15,7 +15,7 @@ from .core import EvaluationSplit, Conventions, get_conventions, check_labels, c
 from .similarity import iter_score_blocks, similarity
 from .ranking import SharedLabel
 from .evaluate import (evaluate, Results, DEFAULT_METRICS, RESULT_COLUMNS, parse_metric, block_values,
-                               reduce_values, integer_scores)
+                               reduce_values)
 from .data import MirFlickr25K, HashingSplit, hashing_split, coco5k_split
 from .demo import text_standin_split, TfidfSvdTextEncoder
 from .hashing import ITQHasher
@@ -55,7 +55,7 @@ class QueryDatabase:
 
 # %% ../nbs/16_zoo.ipynb #zimp0001
 from .core import patch_to
-from .evaluate import _resolve_metrics, _check_cutoffs, _default_block_size, _run_direction, _to_results, _tie_table
+from .evaluate import _integer_scores, _resolve_metrics, _check_cutoffs, _default_block_size, _run_direction, _to_results, _tie_table
 
 # %% ../nbs/16_zoo.ipynb #e30a9f5b
 def evaluate_query_database(split: QueryDatabase,   # query and database labels (relevant: sharing a label)
@@ -75,7 +75,7 @@ def evaluate_query_database(split: QueryDatabase,   # query and database labels 
         raise TypeError(f"`split` must be a QueryDatabase, got {type(split).__name__}: for image-caption pairs use evaluate()")
     for name, x, n in (('queries', queries, split.n_queries), ('database', database, split.n_database)):
         if len(x) != n: raise ValueError(f"`{name}` has {len(x)} rows but `split` has {n} {name} labels: pass them in the same order")
-    conv = get_conventions(conventions).resolve_ties(integer_scores(measure))   # 'auto': expected for hash codes
+    conv = get_conventions(conventions).resolve_ties(_integer_scores(measure))   # 'auto': expected for hash codes
     specs = _resolve_metrics(metrics, ['category'], conv)
     _check_cutoffs(specs['category'], split.n_database, 'metrics (database)')
     rel = {'category': SharedLabel(split.query_labels, split.database_labels)}
