@@ -28,8 +28,11 @@ def _coco_image_files(image_ids) -> list:
     "The Karpathy file names of COCO val2014 images: 391895 -> 'val2014/COCO_val2014_000000391895.jpg'."
     return [f'val2014/COCO_val2014_{int(i):012d}.jpg' for i in image_ids]
 
-def resolve_split(split: str | None = None, split_file: str | None = None, data_root: str | None = None,
-                  karpathy_split: str = 'test') -> EvaluationSplit:
+def resolve_split(split: str | None = None,       # a named split: coco5k, f30k1k or coco5k-vse
+                  split_file: str | None = None,  # or a split file: .npz (save_split), Karpathy or LAVIS .json
+                  data_root: str | None = None,   # the SCAN/VSE folder of f30k1k and coco5k-vse
+                  karpathy_split: str = 'test',   # the split of a Karpathy .json
+                 ) -> EvaluationSplit:
     "The evaluation split named by the command line (COCO splits with their Karpathy image file names)."
     if (split is None) == (split_file is None):
         raise ValueError('give either --split NAME (one of: ' + ', '.join(_SPLITS) + ') or --split-file PATH')
@@ -189,6 +192,14 @@ def _evaluate_parser(sub, common):
     e.add_argument('--out', help='write the JSON record here (default: print it)')
     _ray_options(e)
 
+def _table_parser(sub, common):
+    t = sub.add_parser('table', parents=[common], help='many JSON records -> one comparison table')
+    t.add_argument('records', nargs='+', help='JSON records written by fico-itr evaluate or run')
+    t.add_argument('--granularity', default='instance')
+    t.add_argument('--format', default='markdown', choices=('markdown', 'csv'))
+    t.add_argument('--metrics', help='comma-separated printed names to keep, e.g. R@1,R@5')
+    t.add_argument('--paper', action='store_true', help="add the paper's printed rows for the records' datasets (coco-5k, f30k-1k)")
+
 # %% ../nbs/19_cli.ipynb #cli00002
 def _model_parser(sub, common, name: str, help_: str):
     "`encode` or `run`: a local model, a split and its images."
@@ -209,14 +220,6 @@ def _model_parser(sub, common, name: str, help_: str):
         x.add_argument('--preset', default='default', help='conventions preset: ' + ', '.join(PRESETS))
         x.add_argument('--metrics', help="comma-separated instance metrics for the table (default: the preset's)")
         x.add_argument('--rerank-depth', type=_positive, help='ITM rerank depth (default: the paper\'s, 256 on COCO 5K, 128 on Flickr30K 1K)')
-
-def _table_parser(sub, common):
-    t = sub.add_parser('table', parents=[common], help='many JSON records -> one comparison table')
-    t.add_argument('records', nargs='+', help='JSON records written by fico-itr evaluate or run')
-    t.add_argument('--granularity', default='instance')
-    t.add_argument('--format', default='markdown', choices=('markdown', 'csv'))
-    t.add_argument('--metrics', help='comma-separated printed names to keep, e.g. R@1,R@5')
-    t.add_argument('--paper', action='store_true', help="add the paper's printed rows for the records' datasets (coco-5k, f30k-1k)")
 
 def _parser() -> argparse.ArgumentParser:
     "The `fico-itr` parser: demo, evaluate, encode, run and table, each with --debug and --no-progress."
@@ -291,7 +294,8 @@ def _main(args, argv, progress):
     else: _model_command(args, argv, progress)
 
 # %% ../nbs/19_cli.ipynb #cli00005
-def main(argv=None):
+def main(argv=None,  # the arguments after `fico-itr` (None: sys.argv[1:])
+        ):
     "The `fico-itr` command line: every failure exits non-zero with one line (the traceback with --debug)."
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)

@@ -31,7 +31,8 @@ DEFAULT_METRICS = {
 }
 _NEEDS_ALL_RANKS = {'mAP@K', 'P@K', 'PR', 'R-Precision'}
 
-def parse_metric(name: str) -> tuple:
+def parse_metric(name: str,  # a printed metric name: R@K, MedR, MeanR, mAP@K, P@K, R-Precision or PR (K an int, N or R)
+                ) -> tuple:
     "A metric name as (family, cut-off): 'R@5' -> ('R@K', 5), 'mAP@N' -> ('mAP@K', 'N'), 'PR' -> ('PR', None)."
     if name in ('MedR', 'MeanR', 'PR'): return name, None
     if name == 'R-Precision': return name, 'R'
@@ -132,7 +133,9 @@ def _integer_scores(measure: str | None = None, matrices=()) -> bool:
     if measure is not None: return measure == 'hamming'
     return all(np.issubdtype(m.dtype, np.integer) or m.dtype == bool for m in matrices)
 
-def unique_image_rows(similarity, captions_per_image: int) -> np.ndarray:
+def unique_image_rows(similarity,             # (k * n_images) x n_captions scores, each image row repeated k times
+                      captions_per_image: int, # k, the repeat of each image row
+                     ) -> np.ndarray:
     "Rows 0, k, 2k, ... of a square matrix whose image rows are repeated k times (VSRN/UCCH outputs)."
     S = check_array(similarity, 'similarity', ndim=2, finite=False)
     captions_per_image = check_count(captions_per_image, 'captions_per_image')
@@ -416,7 +419,9 @@ def _fold_results(split, args):
     return Results(pd.concat([full.table, mean[RESULT_COLUMNS]], ignore_index=True), full.per_query)
 
 # %% ../nbs/06_evaluate.ipynb #15c58104
-def metric_label(metric: str, k: str) -> str:
+def metric_label(metric: str,  # a results table's metric family: 'R@K', 'mAP@K', 'MedR', 'PR', ...
+                 k: str,       # its cut-off as the table stores it: '5', 'N', 'R', '' or a PR recall level
+                ) -> str:
     "The printed name of a (metric, k) row: ('R@K', '5') -> 'R@5', ('PR', '0.3') -> 'PR@0.3'."
     if metric == 'PR': return f'PR@{k}'
     return metric.replace('@K', f'@{k}') if '@K' in metric else metric
@@ -467,7 +472,10 @@ _RAISE = object()   # `Results.get`'s default: no match is an error
 
 class Results:
     "Evaluation results: a tidy table (model, dataset, direction, granularity, metric, k, value, convention)."
-    def __init__(self, table: pd.DataFrame, per_query: dict | None = None):
+    def __init__(self,
+                 table: pd.DataFrame,            # one row per number, columns RESULT_COLUMNS
+                 per_query: dict | None = None,  # per-query values by (direction, granularity, family, k), if kept
+                ):
         self.table, self.per_query = _check_table(table.reset_index(drop=True)), per_query or {}
 
     def get(self,

@@ -199,13 +199,13 @@ def merge_topk(parts,   # TopK lists (or (scores, indices) pairs) of the same qu
     return TopK(sc.numpy(), ix.numpy(), seconds + time.perf_counter() - t0)   # the shards' search plus the merge
 
 # %% ../nbs/07_search.ipynb #ffb34ca2
-def topk_block_values(relevance, indices: np.ndarray, start: int, specs, conventions) -> dict:
+def topk_block_values(relevance,           # a SameItem, SharedLabel or Positives of the direction and granularity
+                      indices: np.ndarray, # the block's lists (B x k gallery indices, best first; -1 = empty slot, a miss)
+                      start: int,          # the block's first query
+                      specs,               # (family, k) pairs, as fico_itr.evaluate parses metric names
+                      conventions,         # the evaluation's Conventions (rerank_depth = k: values past k are n/a in the reduce)
+                     ) -> dict:
     "Per-query values of every metric spec for the top-k lists of queries start, start+1, ... (one block)."
-    # relevance: a SameItem, SharedLabel or Positives of the direction and granularity
-    # indices: the block's lists (B x k gallery indices, best first; -1 = empty slot, a miss)
-    # start: the block's first query
-    # specs: (family, k) pairs, as fico_itr.evaluate parses metric names
-    # conventions: the Conventions of the evaluation (rerank_depth = k: values past k are marked n/a in the reduce)
     items, end = np.asarray(indices), start + len(indices)
     found = items >= 0                                 # approximate indexes may return -1 for empty slots
     hits = relevance.pairs(start, end, np.where(found, items, 0)) & found
@@ -220,10 +220,10 @@ def topk_block_values(relevance, indices: np.ndarray, start: int, specs, convent
     vals['_n_relevant'] = ranked.n_relevant
     return vals
 
-def join_block_values(blocks, n_queries: int) -> dict:
+def join_block_values(blocks,          # (start, values) pairs; values maps each key to an array, one row per query of the block
+                      n_queries: int,  # the queries the blocks must cover, each exactly once
+                     ) -> dict:
     "Per-query values of blocks from any number of workers, in any order, joined in query order; a gap or overlap is an error."
-    # blocks: (start, values) pairs; values maps each key to an array with one row per query of the block
-    # n_queries: the queries the blocks must cover, each exactly once
     blocks = sorted(blocks, key=lambda b: b[0])
     at = 0
     for s, v in blocks:
