@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import get_conventions, PRESETS, EvaluationSplit
-from .evaluate import evaluate, Results, parse_metric, integer_scores
+from .evaluate import evaluate, Results, parse_metric, _integer_scores
 from .search import _topk_plan
 from .similarity import MEASURES
 from . import data as D
@@ -18,21 +18,24 @@ from .data import coco5k_split
 from .report import make_record, read_records, comparison_table, staged_output, run_model
 
 # %% auto #0
-__all__ = ['SPLITS', 'coco_image_files', 'resolve_split', 'evaluate_files', 'with_paper', 'main']
+__all__ = ['resolve_split', 'main']
 
 # %% ../nbs/19_cli.ipynb #9a90ecd9
-SPLITS = {'coco5k': 'MS-COCO Karpathy 5K test (shipped)', 'f30k1k': 'Flickr30K Karpathy 1K test (SCAN/VSE layout in --data-root)',
+_SPLITS = {'coco5k': 'MS-COCO Karpathy 5K test (shipped)', 'f30k1k': 'Flickr30K Karpathy 1K test (SCAN/VSE layout in --data-root)',
           'coco5k-vse': 'MS-COCO 5K test from a SCAN/VSE folder (--data-root with testall_caps.txt, testall_ids.txt)'}
 
-def coco_image_files(image_ids) -> list:
+def _coco_image_files(image_ids) -> list:
     "The Karpathy file names of COCO val2014 images: 391895 -> 'val2014/COCO_val2014_000000391895.jpg'."
     return [f'val2014/COCO_val2014_{int(i):012d}.jpg' for i in image_ids]
 
-def resolve_split(split: str | None = None, split_file: str | None = None, data_root: str | None = None,
-                  karpathy_split: str = 'test') -> EvaluationSplit:
+def resolve_split(split: str | None = None,       # a named split: coco5k, f30k1k or coco5k-vse
+                  split_file: str | None = None,  # or a split file: .npz (save_split), Karpathy or LAVIS .json
+                  data_root: str | None = None,   # the SCAN/VSE folder of f30k1k and coco5k-vse
+                  karpathy_split: str = 'test',   # the split of a Karpathy .json
+                 ) -> EvaluationSplit:
     "The evaluation split named by the command line (COCO splits with their Karpathy image file names)."
     if (split is None) == (split_file is None):
-        raise ValueError('give either --split NAME (one of: ' + ', '.join(SPLITS) + ') or --split-file PATH')
+        raise ValueError('give either --split NAME (one of: ' + ', '.join(_SPLITS) + ') or --split-file PATH')
     if split_file is not None:
         p = Path(split_file)
         if p.is_dir(): raise IsADirectoryError(f'--split-file {p} is a folder: pass the split file itself')
@@ -42,13 +45,13 @@ def resolve_split(split: str | None = None, split_file: str | None = None, data_
             head = p.read_text(encoding='utf-8', errors='replace')[:2000].lstrip()
             return D.load_lavis_annotations(p) if head.startswith('[') else D.load_karpathy(p, karpathy_split)
         raise ValueError(f'--split-file {p}: use a .npz written by save_split, a Karpathy dataset_*.json or a LAVIS annotation .json')
-    if split not in SPLITS: raise ValueError(f'unknown split {split!r}: choose one of ' + ', '.join(f'{k} ({v})' for k, v in SPLITS.items()))
+    if split not in _SPLITS: raise ValueError(f'unknown split {split!r}: choose one of ' + ', '.join(f'{k} ({v})' for k, v in _SPLITS.items()))
     if split == 'coco5k': sp = coco5k_split()
     else:
         if data_root is None: raise ValueError(f'--split {split} needs --data-root (the folder with the SCAN/VSE text files)')
         sp = D.load_vse_precomp(data_root, 'test' if split == 'f30k1k' else 'testall', name='f30k-1k' if split == 'f30k1k' else 'coco-5k')
     if sp.image_files is None and split != 'f30k1k' and sp.image_ids is not None:
-        sp = dataclasses.replace(sp, image_files=coco_image_files(sp.image_ids))
+        sp = dataclasses.replace(sp, image_files=_coco_image_files(sp.image_ids))
     return sp
 
 # %% ../nbs/19_cli.ipynb #d6729eb1
@@ -62,7 +65,7 @@ def _describe_input(path, key):
     a = _read(D.load_array, path, key)
     return a, {'path': str(path), 'shape': list(a.shape), 'dtype': str(a.dtype)}
 
-def evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, captions=None, i2t_similarity=None,
+def _evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, captions=None, i2t_similarity=None,
                    t2i_similarity=None, labels=None, measure='cosine', preset='default', rerank_depth=None, metrics=None,
                    granularities=None, model='model', progress=True, command=None) -> dict:
     "Evaluate arrays stored in files on a split; returns the JSON record (inputs, conventions, results)."
@@ -74,7 +77,7 @@ def evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, capt
         split = D.with_labels(split, str(labels) if str(labels).endswith('.mat') else _read(D.load_array, labels, 'labels'))
         inputs['labels'] = str(labels)
     conv = get_conventions(preset, **({'rerank_depth': rerank_depth} if rerank_depth is not None else {}))
-    conv = conv.resolve_ties(integer_scores(measure if 'images' in arrays else None, arrays.values()))   # the rule used
+    conv = conv.resolve_ties(_integer_scores(measure if 'images' in arrays else None, arrays.values()))   # the rule used
     res = evaluate(split, **arrays, measure=measure, conventions=conv, metrics=metrics, granularities=granularities,
                    model=model, progress=progress)
     return make_record(res, split, conv, model, command, inputs, measure if (images or captions) else None)
@@ -107,7 +110,7 @@ def _output_path(path, flag: str, folder: bool = False, suffix: str | None = Non
     if not os.access(parent, os.W_OK): raise PermissionError(f'{flag} {p}: cannot write in {parent}')
     return p
 
-def with_paper(results: Results) -> Results:
+def _with_paper(results: Results) -> Results:
     "`results` and the paper's printed figures (Tables 2 to 4) for the datasets they hold, as rows labelled 'paper (Table N, as printed)'."
     from fico_itr.paper import PAPER_FIGURES
     p = PAPER_FIGURES[PAPER_FIGURES.dataset.isin(set(results.table.dataset))]
@@ -143,7 +146,7 @@ def _backend(args) -> dict:
 def _evaluate_on_ray(split: EvaluationSplit, *, images=None, captions=None, labels=None, measure='cosine', preset='default',
                      rerank_depth=None, metrics=None, granularities=None, model='model', progress=True, command=None,
                      top_k: int = 100, shards: int | None = None, address=None, **matrices) -> dict:
-    "`evaluate_files` on a Ray cluster: `sharded_evaluate` over .npy embeddings or codes that the workers map by path."
+    "`_evaluate_files` on a Ray cluster: `sharded_evaluate` over .npy embeddings or codes that the workers map by path."
     if any(v is not None for v in matrices.values()) or images is None or captions is None:
         raise ValueError('--backend ray takes --images and --captions (embeddings or codes), not similarity matrices')
     inputs = {}
@@ -162,22 +165,21 @@ def _evaluate_on_ray(split: EvaluationSplit, *, images=None, captions=None, labe
     return make_record(res, split, used, model, command, inputs, measure, backend={'name': 'ray', 'top_k': top_k, 'shards': shards or 1})
 
 # %% ../nbs/19_cli.ipynb #52b55af2
-def _parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument('--debug', action='store_true', help='show the full traceback of an error')
-    common.add_argument('--no-progress', action='store_true', help='hide progress bars (they are off when stderr is not a terminal)')
-    p = _Parser(prog='fico-itr', description='Fair, fast and uniform evaluation of image-text retrieval.')
-    sub = p.add_subparsers(dest='command', required=True)
+def _split_args(x):
+    "The options that name a split (evaluate, encode, run)."
+    x.add_argument('--split', help='a named split: ' + ', '.join(_SPLITS))
+    x.add_argument('--split-file', help='a split file (.npz from save_split, Karpathy dataset_*.json, LAVIS annotations .json)')
+    x.add_argument('--data-root', help='the SCAN/VSE folder for --split f30k1k / coco5k-vse')
+    x.add_argument('--karpathy-split', default='test', help="the split of a Karpathy JSON (test, val, ...)")
+
+def _demo_parser(sub, common):
     d = sub.add_parser('demo', parents=[common], help='the embedded demo: a text-only stand-in on the real COCO 5K test captions (no download)')
     d.add_argument('--out', default='fico-itr-demo', help='output folder (default: ./fico-itr-demo)')
     d.add_argument('--synthetic', action='store_true', help='the synthetic COCO-5K-shaped problem instead (generated embeddings)')
-    def split_args(x):
-        x.add_argument('--split', help='a named split: ' + ', '.join(SPLITS))
-        x.add_argument('--split-file', help='a split file (.npz from save_split, Karpathy dataset_*.json, LAVIS annotations .json)')
-        x.add_argument('--data-root', help='the SCAN/VSE folder for --split f30k1k / coco5k-vse')
-        x.add_argument('--karpathy-split', default='test', help="the split of a Karpathy JSON (test, val, ...)")
+
+def _evaluate_parser(sub, common):
     e = sub.add_parser('evaluate', parents=[common], help='evaluate one model on one split and write one JSON record')
-    split_args(e)
+    _split_args(e)
     e.add_argument('--labels', help='multi-hot image labels (.mat with LAll, or .npy)')
     for k in ('similarity', 'images', 'captions', 'i2t-similarity', 't2i-similarity'):
         e.add_argument(f'--{k}', help=f'{k.replace("-", " ")} array (.npy, .npz, .h5, .pt, .mat)')
@@ -189,38 +191,94 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--model', default='model', help='the model name written in the record')
     e.add_argument('--out', help='write the JSON record here (default: print it)')
     _ray_options(e)
-    from fico_itr.encoders import ENCODE_KINDS, PRECISIONS
-    for name, help_ in (('encode', "encode a split's images and captions with a local model into one .npz"),
-                        ('run', 'encode (or reuse emb.npz), evaluate, rerank with an ITM head, write record.json and report/')):
-        x = sub.add_parser(name, parents=[common], help=help_)
-        x.add_argument('--model', required=True, help='a local model folder (save_pretrained / hf download layout), or an open_clip checkpoint file')
-        x.add_argument('--kind', choices=list(ENCODE_KINDS), help="the model's kind (default: read from the folder's config.json)")
-        x.add_argument('--arch', help='the open_clip architecture of --kind open_clip, e.g. ViT-B-32')
-        x.add_argument('--name', help='the model name written in the outputs (default: the folder name)')
-        split_args(x)
-        x.add_argument('--images-dir', required=True, help="the folder holding the split's images (COCO: val2014's files)")
-        x.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
-        x.add_argument('--precision', default='fp32', choices=list(PRECISIONS))
-        x.add_argument('--batch-size', type=_positive, default=32, help='images per forward pass (captions: 256)')
-        if name == 'encode': x.add_argument('--out', required=True, help='the .npz to write')
-        else:
-            x.add_argument('--out-dir', default='fico-itr-run', help='output folder: emb.npz, record.json, report/ (default: ./fico-itr-run)')
-            x.add_argument('--preset', default='default', help='conventions preset: ' + ', '.join(PRESETS))
-            x.add_argument('--metrics', help="comma-separated instance metrics for the table (default: the preset's)")
-            x.add_argument('--rerank-depth', type=_positive, help='ITM rerank depth (default: the paper\'s, 256 on COCO 5K, 128 on Flickr30K 1K)')
+
+def _table_parser(sub, common):
     t = sub.add_parser('table', parents=[common], help='many JSON records -> one comparison table')
     t.add_argument('records', nargs='+', help='JSON records written by fico-itr evaluate or run')
     t.add_argument('--granularity', default='instance')
     t.add_argument('--format', default='markdown', choices=('markdown', 'csv'))
     t.add_argument('--metrics', help='comma-separated printed names to keep, e.g. R@1,R@5')
     t.add_argument('--paper', action='store_true', help="add the paper's printed rows for the records' datasets (coco-5k, f30k-1k)")
+
+# %% ../nbs/19_cli.ipynb #cli00002
+def _model_parser(sub, common, name: str, help_: str):
+    "`encode` or `run`: a local model, a split and its images."
+    from fico_itr.encoders import ENCODE_KINDS, PRECISIONS
+    x = sub.add_parser(name, parents=[common], help=help_)
+    x.add_argument('--model', required=True, help='a local model folder (save_pretrained / hf download layout), or an open_clip checkpoint file')
+    x.add_argument('--kind', choices=list(ENCODE_KINDS), help="the model's kind (default: read from the folder's config.json)")
+    x.add_argument('--arch', help='the open_clip architecture of --kind open_clip, e.g. ViT-B-32')
+    x.add_argument('--name', help='the model name written in the outputs (default: the folder name)')
+    _split_args(x)
+    x.add_argument('--images-dir', required=True, help="the folder holding the split's images (COCO: val2014's files)")
+    x.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    x.add_argument('--precision', default='fp32', choices=list(PRECISIONS))
+    x.add_argument('--batch-size', type=_positive, default=32, help='images per forward pass (captions: 256)')
+    if name == 'encode': x.add_argument('--out', required=True, help='the .npz to write')
+    else:
+        x.add_argument('--out-dir', default='fico-itr-run', help='output folder: emb.npz, record.json, report/ (default: ./fico-itr-run)')
+        x.add_argument('--preset', default='default', help='conventions preset: ' + ', '.join(PRESETS))
+        x.add_argument('--metrics', help="comma-separated instance metrics for the table (default: the preset's)")
+        x.add_argument('--rerank-depth', type=_positive, help='ITM rerank depth (default: the paper\'s, 256 on COCO 5K, 128 on Flickr30K 1K)')
+
+def _parser() -> argparse.ArgumentParser:
+    "The `fico-itr` parser: demo, evaluate, encode, run and table, each with --debug and --no-progress."
+    common = _Parser(add_help=False)
+    common.add_argument('--debug', action='store_true', help='show the full traceback of an error')
+    common.add_argument('--no-progress', action='store_true', help='hide progress bars (they are off when stderr is not a terminal)')
+    p = _Parser(prog='fico-itr', description='Fair, fast and uniform evaluation of image-text retrieval.')
+    sub = p.add_subparsers(dest='command', required=True)
+    _demo_parser(sub, common); _evaluate_parser(sub, common)
+    _model_parser(sub, common, 'encode', "encode a split's images and captions with a local model into one .npz")
+    _model_parser(sub, common, 'run', 'encode (or reuse emb.npz), evaluate, rerank with an ITM head, write record.json and report/')
+    _table_parser(sub, common)
     return p
 
+# %% ../nbs/19_cli.ipynb #cli00003
 def _metrics(text):
     if not text: return None
     names = [m.strip() for m in text.split(',')]
     for m in names: parse_metric(m)
     return names
+
+def _evaluate_command(args, argv, progress):
+    split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
+    files = {k: getattr(args, k) for k in ('similarity', 'images', 'captions', 'i2t_similarity', 't2i_similarity', 'labels')}
+    for k, v in files.items():
+        if v is not None: _input_file(v, f"--{k.replace('_', '-')}")
+    out = None if args.out is None else _output_path(args.out, '--out', suffix='.json')
+    metrics = _metrics(args.metrics)
+    rec = (_evaluate_on_ray if args.backend == 'ray' else _evaluate_files)(split, **files, **_backend(args), measure=args.measure, preset=args.preset, rerank_depth=args.rerank_depth, metrics=metrics,
+                         granularities=args.granularity.split(',') if args.granularity else None,
+                         model=args.model, progress=progress, command=['fico-itr'] + list(argv))
+    txt = json.dumps(rec, indent=1)
+    if out is None: print(txt); return
+    with staged_output(out) as tmp: tmp.write_text(txt, encoding='utf-8')
+    print(Results(pd.DataFrame(rec['results']))); print(f'wrote {out}')
+
+# %% ../nbs/19_cli.ipynb #cli00004
+def _model_command(args, argv, progress):
+    "`encode` and `run`: every argument and image checked before the model loads."
+    from fico_itr.encoders import load_encoder, model_kind, describe_model, split_image_paths, encode_split
+    cmd = args.command
+    out = _output_path(args.out, '--out', suffix='.npz') if cmd == 'encode' else _output_path(args.out_dir, '--out-dir', folder=True)
+    if cmd == 'run': get_conventions(args.preset); metrics = _metrics(args.metrics)
+    split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
+    split_image_paths(split, args.images_dir)                           # every image is there before the model loads
+    if cmd == 'run':
+        rec = run_model(args.model, split, args.images_dir, out, args.kind, args.name, args.preset, metrics, args.device,
+                        args.precision, args.batch_size, args.rerank_depth, args.arch, progress, ['fico-itr'] + list(argv))
+        print(comparison_table(read_records([out / 'record.json'])))
+        s = rec['seconds']
+        print(f"\nwrote {out / 'record.json'}, {out / 'emb.npz'}" + (' (reused)' if rec['encoding']['reused'] else '') +
+              f", {len(rec['report'])} report files in {out / 'report'}; model loaded and hashed in {s['load_model']:.1f} s, "
+              f"encoded in {s['encode']:.1f} s, evaluated in {s['evaluate']:.1f} s")
+        return
+    enc = load_encoder(args.model, args.kind, args.device, args.precision, args.arch)
+    desc = describe_model(enc, args.model, args.kind or model_kind(args.model), args.precision, args.name)
+    e = encode_split(enc, split, args.images_dir, desc, args.batch_size, progress=progress)
+    with staged_output(out) as tmp: e.save(tmp)
+    print(e); print(f'wrote {out}')
 
 def _main(args, argv, progress):
     cmd = args.command
@@ -231,43 +289,13 @@ def _main(args, argv, progress):
     elif cmd == 'table':
         names = [m.strip() for m in args.metrics.split(',')] if args.metrics else None   # checked against the records' columns
         res = read_records(args.records)
-        print(comparison_table(with_paper(res) if args.paper else res, args.granularity, args.format, names))
-    elif cmd == 'evaluate':
-        split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
-        files = {k: getattr(args, k) for k in ('similarity', 'images', 'captions', 'i2t_similarity', 't2i_similarity', 'labels')}
-        for k, v in files.items():
-            if v is not None: _input_file(v, f"--{k.replace('_', '-')}")
-        out = None if args.out is None else _output_path(args.out, '--out', suffix='.json')
-        metrics = _metrics(args.metrics)
-        rec = (_evaluate_on_ray if args.backend == 'ray' else evaluate_files)(split, **files, **_backend(args), measure=args.measure, preset=args.preset, rerank_depth=args.rerank_depth, metrics=metrics,
-                             granularities=args.granularity.split(',') if args.granularity else None,
-                             model=args.model, progress=progress, command=['fico-itr'] + list(argv))
-        txt = json.dumps(rec, indent=1)
-        if out is None: print(txt); return
-        with staged_output(out) as tmp: tmp.write_text(txt, encoding='utf-8')
-        print(Results(pd.DataFrame(rec['results']))); print(f'wrote {out}')
-    else:
-        from fico_itr.encoders import load_encoder, model_kind, describe_model, split_image_paths, encode_split
-        out = _output_path(args.out, '--out', suffix='.npz') if cmd == 'encode' else _output_path(args.out_dir, '--out-dir', folder=True)
-        if cmd == 'run': get_conventions(args.preset); metrics = _metrics(args.metrics)
-        split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
-        split_image_paths(split, args.images_dir)                           # every image is there before the model loads
-        if cmd == 'run':
-            rec = run_model(args.model, split, args.images_dir, out, args.kind, args.name, args.preset, metrics, args.device,
-                            args.precision, args.batch_size, args.rerank_depth, args.arch, progress, ['fico-itr'] + list(argv))
-            print(comparison_table(read_records([out / 'record.json'])))
-            s = rec['seconds']
-            print(f"\nwrote {out / 'record.json'}, {out / 'emb.npz'}" + (' (reused)' if rec['encoding']['reused'] else '') +
-                  f", {len(rec['report'])} report files in {out / 'report'}; model loaded and hashed in {s['load_model']:.1f} s, "
-                  f"encoded in {s['encode']:.1f} s, evaluated in {s['evaluate']:.1f} s")
-            return
-        enc = load_encoder(args.model, args.kind, args.device, args.precision, args.arch)
-        desc = describe_model(enc, args.model, args.kind or model_kind(args.model), args.precision, args.name)
-        e = encode_split(enc, split, args.images_dir, desc, args.batch_size, progress=progress)
-        with staged_output(out) as tmp: e.save(tmp)
-        print(e); print(f'wrote {out}')
+        print(comparison_table(_with_paper(res) if args.paper else res, args.granularity, args.format, names))
+    elif cmd == 'evaluate': _evaluate_command(args, argv, progress)
+    else: _model_command(args, argv, progress)
 
-def main(argv=None):
+# %% ../nbs/19_cli.ipynb #cli00005
+def main(argv=None,  # the arguments after `fico-itr` (None: sys.argv[1:])
+        ):
     "The `fico-itr` command line: every failure exits non-zero with one line (the traceback with --debug)."
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)

@@ -103,6 +103,7 @@ def check_ks(ks, n_gallery: int, name: str = 'ks') -> tuple:
 def patch_to(cls, as_prop: bool = False, as_class: bool = False):
     "Decorator: add the function to `cls` as a method (a property with `as_prop`, a classmethod with `as_class`)."
     def add(f):
+        f.__qualname__ = f'{cls.__name__}.{f.__name__}'   # as fastcore's `patch_to`: help() and the docs name the class
         setattr(cls, f.__name__, property(f) if as_prop else classmethod(f) if as_class else f)
         return f
     return add

@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 from .core import (EvaluationSplit, Conventions, get_conventions, check_array, check_ks, check_labels, check_scores,
-                           check_count, GRANULARITIES)
+                           check_count, GRANULARITIES, patch_to)
 from .similarity import iter_score_blocks, HashCodes
 from .ranking import SameItem, SharedLabel, Positives, rank_relevant, first_relevant_rank
 from . import metrics as M
 from . import ties as T
 
 # %% auto #0
-__all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'integer_scores',
-           'unique_image_rows', 'evaluate', 'metric_label', 'Results', 'format_table', 'tie_report']
+__all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'unique_image_rows', 'evaluate',
+           'metric_label', 'Results', 'tie_report']
 
 # %% ../nbs/06_evaluate.ipynb #f2b837f2
 DEFAULT_METRICS = {
@@ -31,7 +31,8 @@ DEFAULT_METRICS = {
 }
 _NEEDS_ALL_RANKS = {'mAP@K', 'P@K', 'PR', 'R-Precision'}
 
-def parse_metric(name: str) -> tuple:
+def parse_metric(name: str,  # a printed metric name: R@K, MedR, MeanR, mAP@K, P@K, R-Precision or PR (K an int, N or R)
+                ) -> tuple:
     "A metric name as (family, cut-off): 'R@5' -> ('R@K', 5), 'mAP@N' -> ('mAP@K', 'N'), 'PR' -> ('PR', None)."
     if name in ('MedR', 'MeanR', 'PR'): return name, None
     if name == 'R-Precision': return name, 'R'
@@ -141,12 +142,14 @@ def _check_shape(S, expected, name, split):
     raise ValueError(f"`{name}` has shape {S.shape} but the split {split.name!r} needs {expected} "
                      f"({ni} images, {nc} captions)")
 
-def integer_scores(measure: str | None = None, matrices=()) -> bool:
+def _integer_scores(measure: str | None = None, matrices=()) -> bool:
     "Whether the scores are integers: Hamming similarities of codes (`measure`), or integer `matrices`. Tie rule 'auto' gives them 'expected'."
     if measure is not None: return measure == 'hamming'
     return all(np.issubdtype(m.dtype, np.integer) or m.dtype == bool for m in matrices)
 
-def unique_image_rows(similarity, captions_per_image: int) -> np.ndarray:
+def unique_image_rows(similarity,             # (k * n_images) x n_captions scores, each image row repeated k times
+                      captions_per_image: int, # k, the repeat of each image row
+                     ) -> np.ndarray:
     "Rows 0, k, 2k, ... of a square matrix whose image rows are repeated k times (VSRN/UCCH outputs)."
     S = check_array(similarity, 'similarity', ndim=2, finite=False)
     captions_per_image = check_count(captions_per_image, 'captions_per_image')
@@ -223,24 +226,24 @@ def _as_rows(x, name):
     if x is None or isinstance(x, (np.ndarray, HashCodes)) or hasattr(x, 'detach'): return x
     return check_array(x, name, ndim=2, finite=False)
 
-def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=None, measure: str = 'cosine',
-             i2t_similarity=None, t2i_similarity=None, positives: Mapping | None = None,
-             conventions: str | Conventions | None = 'default', metrics=None,
-             directions: Sequence[str] = ('i2t', 't2i'), granularities: Sequence[str] | None = None,
-             model: str = 'model', dataset: str | None = None, block_size: int | None = None, device=None,
-             n_threads: int | None = None, progress: bool | None = None, keep_per_query: bool = False) -> 'Results':
-    "Evaluate one model's scores on a split: instance/category (and extended) retrieval, both directions."
-    if not isinstance(split, EvaluationSplit):
-        raise TypeError(f"`split` must be an EvaluationSplit, got {type(split).__name__}: build one with "
-                        "EvaluationSplit(cap2img, labels) or EvaluationSplit.uniform(n_images, 5, labels)")
-    conv = get_conventions(conventions)
-    dataset = dataset or split.name
+def _checked_sources(similarity, images, captions, i2t_similarity, t2i_similarity) -> dict:
+    "The one score source given, as arrays (lists, DataFrames and tensors read once; memmaps stay memmaps)."
     given = [n for n, v in (('similarity', similarity), ('images/captions', images if images is not None else captions),
                             ('i2t_similarity/t2i_similarity', i2t_similarity if i2t_similarity is not None else t2i_similarity))
              if v is not None]
     if len(given) != 1:
         raise ValueError("pass exactly one score source: `similarity` (images x captions), `images` and `captions` "
                          f"embeddings or codes with a `measure`, or `i2t_similarity`/`t2i_similarity`; got {given or 'none'}")
+    matrices = {n: v for n, v in (('similarity', similarity), ('i2t_similarity', i2t_similarity),
+                                  ('t2i_similarity', t2i_similarity))}
+    return {**{n: None if v is None else check_scores(v, n) for n, v in matrices.items()},
+            'images': _as_rows(images, 'images'), 'captions': _as_rows(captions, 'captions')}
+
+def _checked_choices(split, directions, granularities, positives) -> tuple:
+    "`directions` and `granularities` as lists, checked against the split (granularities None: every level it supports)."
+    if not isinstance(split, EvaluationSplit):
+        raise TypeError(f"`split` must be an EvaluationSplit, got {type(split).__name__}: build one with "
+                        "EvaluationSplit(cap2img, labels) or EvaluationSplit.uniform(n_images, 5, labels)")
     if isinstance(directions, str): directions = [directions]
     if isinstance(granularities, str): granularities = [granularities]
     for d in directions:
@@ -254,74 +257,116 @@ def evaluate(split: EvaluationSplit, similarity=None, *, images=None, captions=N
                          "(pass EvaluationSplit(..., labels=multi_hot) or granularities=['instance'])")
     if 'extended' in granularities and not positives:
         raise ValueError("extended retrieval needs `positives={'i2t': [...], 't2i': [...]}` (CxC / ECCV Caption)")
-    specs = _resolve_metrics(metrics, granularities, conv)
-    if block_size is not None: block_size = check_count(block_size, 'block_size')
-    if n_threads is not None: n_threads = check_count(n_threads, 'n_threads')
-    ni, nc = split.n_images, split.n_captions
-    # scores as arrays (lists, DataFrames and tensors as the plain path and the folds both read them; memmaps stay memmaps)
-    if similarity is not None: similarity = check_scores(similarity, 'similarity')
-    if i2t_similarity is not None: i2t_similarity = check_scores(i2t_similarity, 'i2t_similarity')
-    if t2i_similarity is not None: t2i_similarity = check_scores(t2i_similarity, 't2i_similarity')
-    images, captions = (_as_rows(x, n) for x, n in ((images, 'images'), (captions, 'captions')))
-    if conv.folds and not _IN_FOLDS.get():
-        return _evaluate_folds(split, locals())
+    return directions, granularities
 
-    # score sources per direction: (factory of blocks, n_queries, n_gallery)
-    if similarity is not None:
-        S = similarity; _check_shape(S, (ni, nc), 'similarity', split)
-        sources = {'i2t': ('matrix', S, False, 'similarity'), 't2i': ('matrix', S, True, 'similarity')}
-    elif i2t_similarity is not None or t2i_similarity is not None:
+# %% ../nbs/06_evaluate.ipynb #rel00001
+def _check_cutoffs(specs, n_gallery: int, what: str):
+    "Every integer cut-off of the metric `specs` fits a gallery of `n_gallery` items (`what` names the argument)."
+    check_ks([k for _, k in specs if k not in (None, 'N', 'R')], n_gallery, what)
+
+def _relevance(split, direction, granularity, positives=None, label_table=None):
+    "Relevance of one direction at one granularity: the caption's own image, a shared label, or the given positives."
+    ni, nc = split.n_images, split.n_captions
+    if granularity == 'instance':
+        return SameItem(np.arange(ni), split.cap2img) if direction == 'i2t' else SameItem(split.cap2img, np.arange(ni))
+    if granularity == 'category':
+        if split.labels is None: raise ValueError(f"category-level retrieval needs labels: split {split.name!r} has none")
+        L = split.labels           # images x images "shares a label": pass `label_table` to build it once for both directions
+        return (SharedLabel(L, L, None, split.cap2img, table=label_table) if direction == 'i2t' else
+                SharedLabel(L, L, split.cap2img, None, table=label_table))
+    if not positives or direction not in positives:
+        raise ValueError(f"`positives` has no {direction!r} entry: extended retrieval needs positives[{direction!r}]")
+    nq, ng = (ni, nc) if direction == 'i2t' else (nc, ni)
+    rel = Positives(positives[direction], ng)
+    if rel.n_queries != nq: raise ValueError(f"`positives[{direction!r}]` has {rel.n_queries} queries, expected {nq}")
+    return rel
+
+# %% ../nbs/06_evaluate.ipynb #src00001
+def _score_sources(split, scores: dict, directions) -> dict:
+    "Per direction, where its scores come from: ('matrix', S, transposed, name) or ('emb', queries, gallery); shapes checked."
+    ni, nc = split.n_images, split.n_captions
+    S, A, B = scores['similarity'], scores['i2t_similarity'], scores['t2i_similarity']
+    if S is not None:
+        _check_shape(S, (ni, nc), 'similarity', split)
+        return {'i2t': ('matrix', S, False, 'similarity'), 't2i': ('matrix', S, True, 'similarity')}
+    if A is not None or B is not None:
         sources = {}
-        if i2t_similarity is not None:
-            A = i2t_similarity
-            _check_shape(A, (ni, nc), 'i2t_similarity', split); sources['i2t'] = ('matrix', A, False, 'i2t_similarity')
-        if t2i_similarity is not None:
-            B = t2i_similarity
-            _check_shape(B, (nc, ni), 't2i_similarity', split); sources['t2i'] = ('matrix', B, False, 't2i_similarity')
+        if A is not None: _check_shape(A, (ni, nc), 'i2t_similarity', split); sources['i2t'] = ('matrix', A, False, 'i2t_similarity')
+        if B is not None: _check_shape(B, (nc, ni), 't2i_similarity', split); sources['t2i'] = ('matrix', B, False, 't2i_similarity')
         missing = [d for d in directions if d not in sources]
         if missing: raise ValueError(f"no scores for direction(s) {missing}: pass the matching *_similarity matrix")
-    else:
-        if images is None or captions is None: raise ValueError("pass both `images` and `captions` embeddings or codes")
-        if len(images) != ni: raise ValueError(f"`images` has {len(images)} rows but split {split.name!r} has {ni} images")
-        if len(captions) != nc: raise ValueError(f"`captions` has {len(captions)} rows but split {split.name!r} has {nc} captions")
-        sources = {'i2t': ('emb', images, captions), 't2i': ('emb', captions, images)}
-    integer = all(integer_scores(measure) if s[0] == 'emb' else integer_scores(None, [s[1]])
-                  for d, s in sources.items() if d in directions)
-    conv = conv.resolve_ties(integer)                   # 'auto': expected for hash codes, stable for float scores
+        return sources
+    images, captions = scores['images'], scores['captions']
+    if images is None or captions is None: raise ValueError("pass both `images` and `captions` embeddings or codes")
+    if len(images) != ni: raise ValueError(f"`images` has {len(images)} rows but split {split.name!r} has {ni} images")
+    if len(captions) != nc: raise ValueError(f"`captions` has {len(captions)} rows but split {split.name!r} has {nc} captions")
+    return {'i2t': ('emb', images, captions), 't2i': ('emb', captions, images)}
 
-    n_threads = n_threads or min(8, os.cpu_count() or 1)   # numpy's sort releases the GIL: one block per core
-    rows, per_query, label_table = [], {}, None
-    for d in directions:
-        nq, ng = (ni, nc) if d == 'i2t' else (nc, ni)
-        for g in granularities:
-            for fam, k in specs[g]:
-                if k not in (None, 'N', 'R'): check_ks([k], ng, f'metrics ({d} gallery)')
-        rels = {}
-        for g in granularities:
-            if g == 'instance':
-                rels[g] = SameItem(np.arange(ni), split.cap2img) if d == 'i2t' else SameItem(split.cap2img, np.arange(ni))
-            elif g == 'category':
-                L = split.labels           # images x images "shares a label", built once for both directions
-                rels[g] = (SharedLabel(L, L, None, split.cap2img, table=label_table) if d == 'i2t' else
-                           SharedLabel(L, L, split.cap2img, None, table=label_table))
-                label_table = rels[g].table
-            else:
-                if d not in positives: raise ValueError(f"`positives` has no {d!r} entry")
-                rels[g] = Positives(positives[d], ng)
-                if rels[g].n_queries != nq: raise ValueError(f"`positives[{d!r}]` has {rels[g].n_queries} queries, expected {nq}")
-        bs = block_size or _default_block_size(ng)
-        src = sources[d]
-        if src[0] == 'emb': blocks = iter_score_blocks(src[1], src[2], measure, bs, device,
-                                                      'images' if d == 'i2t' else 'captions',
-                                                      'captions' if d == 'i2t' else 'images')
-        else: blocks = _matrix_blocks(src[1], src[2], bs, src[3])
-        show = progress if progress is not None else (nq * ng >= 20_000_000 and sys.stderr.isatty())   # no bar in logs
-        vals = _run_direction(blocks, nq, rels, specs, conv, n_threads, show, f'{model} {d}')
-        for g in granularities:
-            for fam, k, v in reduce_values(vals[g], specs[g], conv):
-                rows.append((model, dataset, d, g, fam, k, v, conv.describe(g)))
-            if keep_per_query: per_query.update({(d, g) + key: a for key, a in vals[g].items() if key != '_n_relevant'})
-    return Results(_with_rsum(pd.DataFrame(rows, columns=RESULT_COLUMNS)), per_query)
+def _source_blocks(source, direction, measure, block_size, device):
+    "(start, end, scores) blocks of one direction's queries: read from a matrix (NaN/Inf refused) or computed from embeddings."
+    if source[0] == 'matrix': return _matrix_blocks(source[1], source[2], block_size, source[3])
+    q, g = ('images', 'captions') if direction == 'i2t' else ('captions', 'images')
+    return iter_score_blocks(source[1], source[2], measure, block_size, device, q, g)
+
+def _integer_sources(sources, directions, measure) -> bool:
+    "Whether every score the directions read is an integer (Hamming similarities, integer matrices): tie rule 'auto' -> 'expected'."
+    return all(_integer_scores(measure) if s[0] == 'emb' else _integer_scores(None, [s[1]])
+               for d, s in sources.items() if d in directions)
+
+# %% ../nbs/06_evaluate.ipynb #dir00001
+def _evaluate_direction(split, d, source, granularities, specs, conv, positives, opts: dict, tables: dict) -> list:
+    "(direction, granularity, per-query values, specs, conventions) of one direction; `tables` keeps the label table for the other."
+    nq, ng = (split.n_images, split.n_captions) if d == 'i2t' else (split.n_captions, split.n_images)
+    for g in granularities: _check_cutoffs(specs[g], ng, f'metrics ({d} gallery)')
+    rels = {}
+    for g in granularities:
+        rels[g] = _relevance(split, d, g, positives, tables.get(g))
+        if g == 'category': tables[g] = rels[g].table
+    blocks = _source_blocks(source, d, opts['measure'], opts['block_size'] or _default_block_size(ng), opts['device'])
+    progress = opts['progress']
+    show = progress if progress is not None else (nq * ng >= 20_000_000 and sys.stderr.isatty())   # no bar in logs
+    vals = _run_direction(blocks, nq, rels, specs, conv, opts['n_threads'], show, f"{opts['model']} {d}")
+    return [(d, g, vals[g], specs[g], conv) for g in granularities]
+
+# %% ../nbs/06_evaluate.ipynb #ev000001
+def evaluate(split: EvaluationSplit,           # the images, captions (and labels) that the scores refer to
+             similarity=None,                  # images x captions scores: an array, memmap, tensor, list or DataFrame
+             *,
+             images=None,                      # image embeddings or hash codes, one row per image (with `captions`)
+             captions=None,                    # caption embeddings or codes, one row per caption (with `images`)
+             measure: str = 'cosine',          # how `images` and `captions` compare: 'cosine', 'inner_product', 'euclidean', 'hamming'
+             i2t_similarity=None,              # images x captions scores for i2t alone (e.g. a reranker's i2t matrix)
+             t2i_similarity=None,              # captions x images scores for t2i alone (as LAVIS returns them)
+             positives: Mapping | None = None, # extended positives per direction, {'i2t': [...], 't2i': [...]} (CxC, ECCV Caption)
+             conventions: str | Conventions | None = 'default',  # a preset name or a Conventions: tie rule, AP denominator, folds, ...
+             metrics=None,                     # metric names, a list or a dict per granularity (None: the conventions' defaults)
+             directions: Sequence[str] = ('i2t', 't2i'),  # 'i2t' (images query captions) and/or 't2i'
+             granularities: Sequence[str] | None = None,  # 'instance', 'category', 'extended' (None: every level the split supports)
+             model: str = 'model',             # the model name written in the results
+             dataset: str | None = None,       # the data set name written in the results (None: the split's name)
+             block_size: int | None = None,    # queries per block (None: about 4M scores a block)
+             device=None,                      # torch device for scores from embeddings or codes (None: CUDA when available)
+             n_threads: int | None = None,     # blocks evaluated at once (None: one per core, at most 8)
+             progress: bool | None = None,     # show a bar (None: for 20M scores or more, on a terminal)
+             keep_per_query: bool = False,     # keep each query's values in `Results.per_query`
+            ) -> 'Results':
+    "Evaluate one model's scores on a split: instance/category (and extended) retrieval, both directions."
+    directions, granularities = _checked_choices(split, directions, granularities, positives)
+    scores = _checked_sources(similarity, images, captions, i2t_similarity, t2i_similarity)
+    conv, dataset = get_conventions(conventions), dataset or split.name
+    specs = _resolve_metrics(metrics, granularities, conv)
+    opts = dict(measure=measure, model=model, device=device, progress=progress,
+                block_size=None if block_size is None else check_count(block_size, 'block_size'),
+                n_threads=None if n_threads is None else check_count(n_threads, 'n_threads'))
+    if conv.folds and not _IN_FOLDS.get():
+        return _evaluate_folds(split, dict(scores, positives=positives, conventions=conventions, metrics=metrics,
+                                           directions=directions, granularities=granularities, dataset=dataset, **opts))
+    sources = _score_sources(split, scores, directions)
+    conv = conv.resolve_ties(_integer_sources(sources, directions, measure))   # 'auto': expected for codes, stable for floats
+    opts['n_threads'] = opts['n_threads'] or min(8, os.cpu_count() or 1)   # numpy's sort releases the GIL: one block per core
+    tables, parts = {}, []
+    for d in directions: parts += _evaluate_direction(split, d, sources[d], granularities, specs, conv, positives, opts, tables)
+    return _to_results(parts, model, dataset, keep_per_query)
 
 # %% ../nbs/06_evaluate.ipynb #2591c346
 RESULT_COLUMNS = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k', 'value', 'convention']
@@ -333,6 +378,14 @@ def _with_rsum(df):
         if len(grp) == 6:
             extra.append((model, dataset, 'both', 'instance', 'rsum', '', float(grp.value.sum()), grp.convention.iloc[0]))
     return pd.concat([df, pd.DataFrame(extra, columns=RESULT_COLUMNS)], ignore_index=True) if extra else df
+
+def _to_results(parts, model: str, dataset: str, keep_per_query: bool = False) -> 'Results':
+    "Results from per-query values: `parts` are (direction, granularity, values, specs, conventions), reduced in that order."
+    rows, per_query = [], {}
+    for d, g, vals, specs, conv in parts:
+        rows += [(model, dataset, d, g, fam, k, v, conv.describe(g)) for fam, k, v in reduce_values(vals, specs, conv)]
+        if keep_per_query: per_query.update({(d, g) + key: a for key, a in vals.items() if key != '_n_relevant'})
+    return Results(_with_rsum(pd.DataFrame(rows, columns=RESULT_COLUMNS)), per_query)
 
 # %% ../nbs/06_evaluate.ipynb #e8a6df26
 def _as_slice(idx):
@@ -356,6 +409,7 @@ def _subset_scores(args, imgs, caps):
         if v is not None: out[key] = v[_as_slice(idx)]
     return out
 
+# %% ../nbs/06_evaluate.ipynb #fld00001
 def _evaluate_folds(split, args):
     token = _IN_FOLDS.set(True)              # the calls below evaluate the whole split and each fold once, not their folds
     try: return _fold_results(split, args)
@@ -379,7 +433,9 @@ def _fold_results(split, args):
     return Results(pd.concat([full.table, mean[RESULT_COLUMNS]], ignore_index=True), full.per_query)
 
 # %% ../nbs/06_evaluate.ipynb #15c58104
-def metric_label(metric: str, k: str) -> str:
+def metric_label(metric: str,  # a results table's metric family: 'R@K', 'mAP@K', 'MedR', 'PR', ...
+                 k: str,       # its cut-off as the table stores it: '5', 'N', 'R', '' or a PR recall level
+                ) -> str:
     "The printed name of a (metric, k) row: ('R@K', '5') -> 'R@5', ('PR', '0.3') -> 'PR@0.3'."
     if metric == 'PR': return f'PR@{k}'
     return metric.replace('@K', f'@{k}') if '@K' in metric else metric
@@ -430,7 +486,10 @@ _RAISE = object()   # `Results.get`'s default: no match is an error
 
 class Results:
     "Evaluation results: a tidy table (model, dataset, direction, granularity, metric, k, value, convention)."
-    def __init__(self, table: pd.DataFrame, per_query: dict | None = None):
+    def __init__(self,
+                 table: pd.DataFrame,            # one row per number, columns RESULT_COLUMNS
+                 per_query: dict | None = None,  # per-query values by (direction, granularity, family, k), if kept
+                ):
         self.table, self.per_query = _check_table(table.reset_index(drop=True)), per_query or {}
 
     def get(self,
@@ -464,16 +523,8 @@ class Results:
 
 
 # %% ../nbs/06_evaluate.ipynb #res00006
-def _method(name: str):
-    "Attach the decorated function to `Results` as `name` (a classmethod when its first argument is `cls`)."
-    def attach(f):
-        f.__name__, f.__qualname__ = name, f'Results.{name}'
-        setattr(Results, name, classmethod(f) if f.__code__.co_varnames[:1] == ('cls',) else f)
-        return f
-    return attach
-
-@_method('wide')
-def _wide(self, granularity: str = 'instance') -> pd.DataFrame:
+@patch_to(Results)
+def wide(self, granularity: str = 'instance') -> pd.DataFrame:
     "One row per (model, dataset) and, where one pair was evaluated under several conventions, per conventions; columns (direction, metric) in the order they were computed; PR points left out. Never averages."
     t = self.table[(self.table.granularity == granularity) & (self.table.metric != 'PR')]
     if t.empty: return pd.DataFrame()
@@ -483,17 +534,17 @@ def _wide(self, granularity: str = 'instance') -> pd.DataFrame:
                       aggfunc='first')   # one value per cell: `_check_table` refused rows that cannot be told apart
     return w.reindex(columns=pd.MultiIndex.from_tuples(cols))
 
-@_method('pr_curves')
-def _pr_curves(self) -> pd.DataFrame:
+@patch_to(Results)
+def pr_curves(self) -> pd.DataFrame:
     "The 11-point PR curves as rows (model, dataset, direction, granularity, recall, precision)."
     t = self.table[self.table.metric == 'PR']
     return t.assign(recall=t.k.astype(float))[['model', 'dataset', 'direction', 'granularity', 'recall', 'value']].rename(columns={'value': 'precision'})
 
 
 # %% ../nbs/06_evaluate.ipynb #res00008
-@_method('__repr__')
-def _repr_text(self): return format_table(self)
-@_method('_repr_html_')
+@patch_to(Results)
+def __repr__(self): return _format_table(self)
+@patch_to(Results)
 def _repr_html_(self):
     parts = []
     for g in dict.fromkeys(self.table.granularity):   # each value with its units' digits, as the printout
@@ -502,8 +553,8 @@ def _repr_html_(self):
     conv = '<br>'.join(f'<code>{c}</code>' for c in dict.fromkeys(self.table.convention))
     return ''.join(parts) + f'<p>conventions: {conv}</p>'
 
-@_method('to_json')
-def _to_json(self, path=None) -> str:
+@patch_to(Results)
+def to_json(self, path=None) -> str:
     "JSON records, one per number (written to `path` if given)."
     txt = json.dumps(self.table.replace({np.nan: None}).to_dict('records'), indent=1)
     if path is not None: Path(path).write_text(txt)
@@ -511,8 +562,8 @@ def _to_json(self, path=None) -> str:
 
 
 # %% ../nbs/06_evaluate.ipynb #res00009
-@_method('from_json')
-def _from_json(cls, path_or_text) -> 'Results':
+@patch_to(Results, as_class=True)
+def from_json(cls, path_or_text) -> 'Results':
     "Read records written by `to_json`, or a `fico-itr evaluate` record (its 'results'); a path or the JSON text."
     s = str(path_or_text)
     txt = s if s.lstrip()[:1] in ('[', '{') else Path(path_or_text).read_text()
@@ -531,8 +582,8 @@ def _from_json(cls, path_or_text) -> 'Results':
     t['k'] = t['k'].astype(str)
     return cls(t)
 
-@_method('concat')
-def _concat(cls, results: Sequence['Results']) -> 'Results':
+@patch_to(Results, as_class=True)
+def concat(cls, results: Sequence['Results']) -> 'Results':
     "Stack several results (models, datasets) into one table; numbers that cannot be told apart are an error."
     for r in results:
         if not isinstance(r, Results): raise TypeError(f"Results.concat takes Results, got {type(r).__name__}")
@@ -550,7 +601,7 @@ def _shown(results: Results, granularity: str) -> pd.DataFrame | None:
     return pd.DataFrame({(f'{d} {lab}' if d != 'both' else lab): [_fmt(v, lab, units[i]) for i, v in zip(w.index, w[(d, lab)])]
                          for d, lab in w.columns}, index=[' | '.join(i) for i in w.index])
 
-def format_table(results: Results) -> str:
+def _format_table(results: Results) -> str:
     "The usual printout: instance R@K/MedR/MeanR/rsum and category mAP@K/P@K per direction, with conventions."
     t = results.table
     units = {'percent': 'R@K, mAP@K, P@K in %', 'fraction': 'R@K, mAP@K, P@K as fractions'}
@@ -563,14 +614,24 @@ def format_table(results: Results) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/06_evaluate.ipynb #83996eb9
-def tie_report(split: EvaluationSplit, rules: Sequence[str] = ('optimistic', 'expected', 'pessimistic'), **kwargs) -> pd.DataFrame:
-    "Each metric as reported (the conventions' tie rule) and under `rules` (the expected value between the bounds), with the optimistic-pessimistic spread."
-    conv = get_conventions(kwargs.pop('conventions', 'default'))
-    base = evaluate(split, conventions=conv, **kwargs).table
-    keys = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k']
-    out = base[keys + ['value']].rename(columns={'value': 'reported'})   # under the conventions' own tie rule
-    for r in rules:
-        t = evaluate(split, conventions=conv.replace(ties=r, name=conv.name), **kwargs).table
-        out = out.merge(t[keys + ['value']].rename(columns={'value': r}), on=keys, how='left')
+_TIE_KEYS = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k']
+
+def _tie_table(evaluate_under, conventions: Conventions, rules: Sequence[str], reported: Results | None = None) -> pd.DataFrame:
+    "The tie report of `evaluate_under(conventions)`: the numbers asked for, each as reported and under every rule in `rules`."
+    runs = {r: evaluate_under(conventions.replace(ties=r, name=conventions.name)).table for r in rules}
+    base = evaluate_under(conventions).table if reported is None else reported.table
+    asked = next(iter(runs.values()), base)[_TIE_KEYS]   # the rows evaluated; a number missing from `reported` shows as NaN
+    out = asked.merge(base[_TIE_KEYS + ['value']].rename(columns={'value': 'reported'}), on=_TIE_KEYS, how='left')
+    for r, t in runs.items():
+        out = out.merge(t[_TIE_KEYS + ['value']].rename(columns={'value': r}), on=_TIE_KEYS, how='left')
     if {'optimistic', 'pessimistic'} <= set(rules): out['spread'] = (out['optimistic'] - out['pessimistic']).abs()
     return out[out.metric != 'PR'].reset_index(drop=True)
+
+def tie_report(split: EvaluationSplit,      # the split, as for `evaluate`
+               rules: Sequence[str] = ('optimistic', 'expected', 'pessimistic'),  # tie rules to evaluate beside the reported one
+               reported: Results | None = None,  # results already computed under `conventions` (None: evaluate them here)
+               **kwargs,                    # everything else `evaluate` takes: scores, conventions, metrics, model, ...
+              ) -> pd.DataFrame:
+    "Each metric as reported (the conventions' tie rule) and under `rules` (the expected value between the bounds), with the optimistic-pessimistic spread."
+    conv = get_conventions(kwargs.pop('conventions', 'default'))
+    return _tie_table(lambda c: evaluate(split, conventions=c, **kwargs), conv, rules, reported)

@@ -13,9 +13,9 @@ import torch
 from tqdm.auto import tqdm
 from .core import EvaluationSplit, get_conventions, check_ks
 from .similarity import prepare, resolve_device, hamming_distance, MEASURES
-from .ranking import SameItem, SharedLabel, Positives, ranked_from_topk
-from .evaluate import (Results, RESULT_COLUMNS, reduce_values, _resolve_metrics, _with_rsum, block_values,
-                               DEFAULT_METRICS)
+from .ranking import ranked_from_topk
+from .evaluate import (Results, reduce_values, block_values, DEFAULT_METRICS, _resolve_metrics, _relevance,
+                               _check_cutoffs, _to_results)
 from . import metrics as M
 
 # %% auto #0
@@ -199,24 +199,13 @@ def merge_topk(parts,   # TopK lists (or (scores, indices) pairs) of the same qu
     return TopK(sc.numpy(), ix.numpy(), seconds + time.perf_counter() - t0)   # the shards' search plus the merge
 
 # %% ../nbs/07_search.ipynb #ffb34ca2
-def _relevance(split, direction, granularity, positives):
-    ni = split.n_images
-    if granularity == 'instance':
-        return SameItem(np.arange(ni), split.cap2img) if direction == 'i2t' else SameItem(split.cap2img, np.arange(ni))
-    if granularity == 'category':
-        if split.labels is None: raise ValueError(f'category level needs labels: split {split.name!r} has none')
-        L = split.labels
-        return SharedLabel(L, L, None, split.cap2img) if direction == 'i2t' else SharedLabel(L, L, split.cap2img, None)
-    if not positives or direction not in positives: raise ValueError(f'extended level needs positives[{direction!r}]')
-    return Positives(positives[direction], split.n_captions if direction == 'i2t' else ni)
-
-def topk_block_values(relevance, indices: np.ndarray, start: int, specs, conventions) -> dict:
+def topk_block_values(relevance,           # a SameItem, SharedLabel or Positives of the direction and granularity
+                      indices: np.ndarray, # the block's lists (B x k gallery indices, best first; -1 = empty slot, a miss)
+                      start: int,          # the block's first query
+                      specs,               # (family, k) pairs, as fico_itr.evaluate parses metric names
+                      conventions,         # the evaluation's Conventions (rerank_depth = k: values past k are n/a in the reduce)
+                     ) -> dict:
     "Per-query values of every metric spec for the top-k lists of queries start, start+1, ... (one block)."
-    # relevance: a SameItem, SharedLabel or Positives of the direction and granularity
-    # indices: the block's lists (B x k gallery indices, best first; -1 = empty slot, a miss)
-    # start: the block's first query
-    # specs: (family, k) pairs, as fico_itr.evaluate parses metric names
-    # conventions: the Conventions of the evaluation (rerank_depth = k: values past k are marked n/a in the reduce)
     items, end = np.asarray(indices), start + len(indices)
     found = items >= 0                                 # approximate indexes may return -1 for empty slots
     hits = relevance.pairs(start, end, np.where(found, items, 0)) & found
@@ -231,10 +220,10 @@ def topk_block_values(relevance, indices: np.ndarray, start: int, specs, convent
     vals['_n_relevant'] = ranked.n_relevant
     return vals
 
-def join_block_values(blocks, n_queries: int) -> dict:
+def join_block_values(blocks,          # (start, values) pairs; values maps each key to an array, one row per query of the block
+                      n_queries: int,  # the queries the blocks must cover, each exactly once
+                     ) -> dict:
     "Per-query values of blocks from any number of workers, in any order, joined in query order; a gap or overlap is an error."
-    # blocks: (start, values) pairs; values maps each key to an array with one row per query of the block
-    # n_queries: the queries the blocks must cover, each exactly once
     blocks = sorted(blocks, key=lambda b: b[0])
     at = 0
     for s, v in blocks:
@@ -244,6 +233,7 @@ def join_block_values(blocks, n_queries: int) -> dict:
     if at != n_queries: raise ValueError(f'block values cover {at} of {n_queries} queries: a block is missing')
     return {key: np.concatenate([v[key] for _, v in blocks]) for key in blocks[0][1]}
 
+# %% ../nbs/07_search.ipynb #tkp00001
 def _topk_plan(split, direction, k, n_queries, conventions, metrics, granularities, positives) -> tuple:
     "The conventions (rerank depth k) and, per granularity, (specs, relevance) of one direction's top-k evaluation; arguments checked."
     nq, ng = (split.n_images, split.n_captions) if direction == 'i2t' else (split.n_captions, split.n_images)
@@ -257,23 +247,28 @@ def _topk_plan(split, direction, k, n_queries, conventions, metrics, granulariti
             raise ValueError(f"top-k lists fix one order of tied items, so ties={conv.ties_for(g)!r} cannot apply to them: "
                              "evaluate the similarity or the codes with fico_itr.evaluate, or use a fixed tie rule")
         specs = _resolve_metrics(metrics, [g], conv)[g]
-        for fam, kk in specs:
-            if kk not in (None, 'N', 'R'): check_ks([kk], ng, f'metrics ({direction} gallery)')
+        _check_cutoffs(specs, ng, f'metrics ({direction} gallery)')
         plan[g] = (specs, _relevance(split, direction, g, positives))
     return conv, plan
 
 def _topk_results(split, plans: dict, joined: dict, model: str, dataset: str | None) -> Results:
-    "Results from the joined per-query values of each direction and granularity."
-    rows = []
-    for d, (conv, plan) in plans.items():
-        for g, (specs, _) in plan.items():
-            for fam, k, v in reduce_values(joined[d][g], specs, conv):
-                rows.append((model, dataset or split.name, d, g, fam, k, v, conv.describe(g)))
-    return Results(_with_rsum(pd.DataFrame(rows, columns=RESULT_COLUMNS)))
+    "Results from the joined per-query values of each direction and granularity (the engine's reduction)."
+    return _to_results([(d, g, joined[d][g], specs, conv) for d, (conv, plan) in plans.items() for g, (specs, _) in plan.items()],
+                       model, dataset or split.name)
 
-def evaluate_topk(split: EvaluationSplit, i2t: TopK | None = None, t2i: TopK | None = None, *, conventions='default',
-                  metrics=None, granularities=None, positives=None, model: str = 'model', dataset: str | None = None,
-                  block_size: int = 65536) -> Results:
+# %% ../nbs/07_search.ipynb #tke00001
+def evaluate_topk(split: EvaluationSplit,         # the split the lists' queries and gallery items belong to
+                  i2t: TopK | None = None,        # images' lists over the captions (None: no i2t numbers)
+                  t2i: TopK | None = None,        # captions' lists over the images (None: no t2i numbers)
+                  *,
+                  conventions='default',          # a preset name or a Conventions; its rerank depth becomes k
+                  metrics=None,                   # metric names, a list or a dict per granularity, as in `evaluate`
+                  granularities=None,             # 'instance', 'category', 'extended' (None: instance, and category with labels)
+                  positives=None,                 # extended positives per direction, as in `evaluate`
+                  model: str = 'model',           # the model name written in the results
+                  dataset: str | None = None,     # the data set name written in the results (None: the split's name)
+                  block_size: int = 65536,        # queries per block of values
+                 ) -> Results:
     "Results from top-k lists (i2t: images over captions, t2i: captions over images); numbers past k are n/a."
     tops = {d: top for d, top in (('i2t', i2t), ('t2i', t2i)) if top is not None}
     plans = {d: _topk_plan(split, d, top.k, top.indices.shape[0], conventions, metrics, granularities, positives)

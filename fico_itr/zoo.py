@@ -15,7 +15,7 @@ from .core import EvaluationSplit, Conventions, get_conventions, check_labels, c
 from .similarity import iter_score_blocks, similarity
 from .ranking import SharedLabel
 from .evaluate import (evaluate, Results, DEFAULT_METRICS, RESULT_COLUMNS, parse_metric, block_values,
-                               reduce_values, integer_scores)
+                               reduce_values)
 from .data import MirFlickr25K, HashingSplit, hashing_split, coco5k_split
 from .demo import text_standin_split, TfidfSvdTextEncoder
 from .hashing import ITQHasher
@@ -53,29 +53,36 @@ class QueryDatabase:
                 f"{self.query_labels.shape[1]} label classes, direction {self.direction!r})")
 
 
+# %% ../nbs/16_zoo.ipynb #zimp0001
+from .core import patch_to
+from .evaluate import _integer_scores, _resolve_metrics, _check_cutoffs, _default_block_size, _run_direction, _to_results, _tie_table
+
 # %% ../nbs/16_zoo.ipynb #e30a9f5b
-def evaluate_query_database(split: QueryDatabase, queries, database, measure: str = 'cosine', *,
-                            conventions: str | Conventions | None = 'default', metrics: Sequence[str] | None = None,
-                            model: str = 'model', dataset: str | None = None, block_size: int | None = None,
-                            device=None) -> Results:
+def evaluate_query_database(split: QueryDatabase,   # query and database labels (relevant: sharing a label)
+                            queries,                # query embeddings or codes, one row per query label
+                            database,               # database embeddings or codes, one row per database label
+                            measure: str = 'cosine',  # 'cosine', 'inner_product', 'euclidean' or 'hamming'
+                            *,
+                            conventions: str | Conventions | None = 'default',  # a preset name or a Conventions
+                            metrics: Sequence[str] | None = None,  # category metric names (None: the conventions' defaults)
+                            model: str = 'model',            # the model name written in the results
+                            dataset: str | None = None,      # the data set name written in the results (None: the split's name)
+                            block_size: int | None = None,   # queries per block (None: about 4M scores a block)
+                            device=None,                     # torch device for the scores (None: CUDA when available)
+                           ) -> Results:
     "Category-level retrieval of `queries` against `database` (embeddings or codes) under `split`'s labels."
     if not isinstance(split, QueryDatabase):
         raise TypeError(f"`split` must be a QueryDatabase, got {type(split).__name__}: for image-caption pairs use evaluate()")
     for name, x, n in (('queries', queries, split.n_queries), ('database', database, split.n_database)):
         if len(x) != n: raise ValueError(f"`{name}` has {len(x)} rows but `split` has {n} {name} labels: pass them in the same order")
-    conv = get_conventions(conventions).resolve_ties(integer_scores(measure))   # 'auto': expected for hash codes
-    names = metrics if metrics is not None else (conv.metrics or {}).get('category', DEFAULT_METRICS['category'])
-    specs = [parse_metric(n) for n in names]
-    check_ks([k for _, k in specs if k not in (None, 'N', 'R')], split.n_database, 'metrics (database)')
-    rel = SharedLabel(split.query_labels, split.database_labels)
-    bs = block_size or max(8, min(4096, (1 << 22) // max(1, split.n_database)))
-    parts = [block_values(scores, rel.block(s, e), specs, conv, 'category')
-             for s, e, scores in iter_score_blocks(queries, database, measure, bs, device, 'queries', 'database')]
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    rows = [(model, dataset or split.name, split.direction, 'category', fam, k, v, conv.describe('category'))
-            for fam, k, v in reduce_values(merged, specs, conv)]
-    return Results(pd.DataFrame(rows, columns=RESULT_COLUMNS))
-
+    conv = get_conventions(conventions).resolve_ties(_integer_scores(measure))   # 'auto': expected for hash codes
+    specs = _resolve_metrics(metrics, ['category'], conv)
+    _check_cutoffs(specs['category'], split.n_database, 'metrics (database)')
+    rel = {'category': SharedLabel(split.query_labels, split.database_labels)}
+    blocks = iter_score_blocks(queries, database, measure, block_size or _default_block_size(split.n_database), device,
+                               'queries', 'database')
+    vals = _run_direction(blocks, split.n_queries, rel, specs, conv, 1, False, model)['category']
+    return _to_results([(split.direction, 'category', vals, specs['category'], conv)], model, dataset or split.name)
 
 # %% ../nbs/16_zoo.ipynb #6686de1d
 DEEP_RECALL = ('R@50', 'R@100', 'R@200')
@@ -137,26 +144,23 @@ class ModelOutput:
         return evaluate(self.split, **self.scores, measure=self.measure, conventions=conv, metrics=metrics,
                         granularities=granularities, model=self.model, dataset=self.dataset, progress=progress, **kwargs)
 
-    def tie_report(self, rules: Sequence[str] = ('optimistic', 'pessimistic'), conventions='default',
-                   reported: Results | None = None, **kwargs) -> pd.DataFrame:
-        "Each metric as reported and under each tie rule in `rules`, with the optimistic-pessimistic spread; `reported` reuses results already computed under `conventions`."
-        conv = self.conventions(conventions)
-        keys = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k']
-        base = self.evaluate(conv, **kwargs).table if reported is None else reported.table
-        base = base[(base.model == self.model) & (base.dataset == self.dataset)]
-        out = base[keys + ['value']].rename(columns={'value': 'reported'})
-        for r in rules:
-            t = self.evaluate(conv.replace(ties=r, name=conv.name), **kwargs).table
-            out = out.merge(t[keys + ['value']].rename(columns={'value': r}), on=keys, how='inner')
-        if {'optimistic', 'pessimistic'} <= set(rules): out['spread'] = (out['optimistic'] - out['pessimistic']).abs()
-        return out[out.metric != 'PR'].reset_index(drop=True)
-
     def __repr__(self):
         n = (f'{self.split.n_queries} queries x {self.split.n_database} database' if isinstance(self.split, QueryDatabase)
              else f'{self.split.n_images} images x {self.split.n_captions} captions')
         extra = f', rerank depth {self.rerank_depth}' if self.rerank_depth else ''
         return f"ModelOutput({self.model!r} on {self.dataset!r}: {self.family} {self.kind}, {self.measure}{extra}; {n})"
 
+
+# %% ../nbs/16_zoo.ipynb #ztie0001
+@patch_to(ModelOutput)
+def tie_report(self: ModelOutput,
+               rules: Sequence[str] = ('optimistic', 'pessimistic'),  # tie rules to evaluate beside the reported one
+               conventions='default',               # a preset name or a Conventions (this output's rerank depth applied)
+               reported: Results | None = None,     # results already computed under `conventions` (e.g. evaluate_outputs')
+               **kwargs,                            # metrics, granularities, ... as `ModelOutput.evaluate` takes them
+              ) -> pd.DataFrame:
+    "Each metric as reported and under each tie rule in `rules`, with the optimistic-pessimistic spread (`fico_itr.evaluate.tie_report` for one output)."
+    return _tie_table(lambda c: self.evaluate(c, **kwargs), self.conventions(conventions), rules, reported)
 
 # %% ../nbs/16_zoo.ipynb #657976f0
 def evaluate_outputs(outputs: Sequence[ModelOutput], conventions='default', **kwargs) -> Results:

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from fico_itr.core import EvaluationSplit, get_conventions
-from fico_itr.evaluate import evaluate, Results, format_table
+from fico_itr.evaluate import evaluate, Results, _format_table
 from fico_itr.ranking import Positives, SameItem
 from fico_itr.similarity import HashCodes, similarity
 from _helpers import raises
@@ -41,7 +41,7 @@ def test_wide_keeps_rows_of_different_conventions_apart():
     assert 'conventions' in w.index.names
     labels = list(w.index.get_level_values('conventions'))
     assert any('clip_benchmark' in c for c in labels) and any('default' in c for c in labels)
-    txt = format_table(res)
+    txt = _format_table(res)
     assert '50.5' not in txt and '100.0' in txt and '1.000' in txt
 
 
