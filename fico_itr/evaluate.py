@@ -14,7 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 from .core import (EvaluationSplit, Conventions, get_conventions, check_array, check_ks, check_labels, check_scores,
                            check_count, GRANULARITIES, patch_to)
-from .similarity import iter_score_blocks, HashCodes
+from .similarity import iter_score_blocks, HashCodes, resolve_device, _block_rows
 from .ranking import SameItem, SharedLabel, Positives, rank_relevant, first_relevant_rank
 from . import metrics as M
 from . import ties as T
@@ -161,7 +161,7 @@ def _matrix_blocks(S, transpose, block_size, name):
     n = S.shape[1] if transpose else S.shape[0]
     for s in range(0, n, block_size):
         e = min(s + block_size, n)
-        blk = np.ascontiguousarray(S[:, s:e].T if transpose else S[s:e])
+        blk = _block_rows(S.T, s, e) if transpose else np.ascontiguousarray(S[s:e])
         if np.issubdtype(blk.dtype, np.floating) and not np.isfinite(blk).all():
             r, c = (int(i) for i in np.argwhere(~np.isfinite(blk))[0])
             where = (c, s + r) if transpose else (s + r, c)
@@ -302,11 +302,11 @@ def _score_sources(split, scores: dict, directions) -> dict:
     if len(captions) != nc: raise ValueError(f"`captions` has {len(captions)} rows but split {split.name!r} has {nc} captions")
     return {'i2t': ('emb', images, captions), 't2i': ('emb', captions, images)}
 
-def _source_blocks(source, direction, measure, block_size, device):
+def _source_blocks(source, direction, measure, block_size, device, on_device=False):
     "(start, end, scores) blocks of one direction's queries: read from a matrix (NaN/Inf refused) or computed from embeddings."
     if source[0] == 'matrix': return _matrix_blocks(source[1], source[2], block_size, source[3])
     q, g = ('images', 'captions') if direction == 'i2t' else ('captions', 'images')
-    return iter_score_blocks(source[1], source[2], measure, block_size, device, q, g)
+    return iter_score_blocks(source[1], source[2], measure, block_size, device, q, g, on_device)
 
 def _integer_sources(sources, directions, measure) -> bool:
     "Whether every score the directions read is an integer (Hamming similarities, integer matrices): tie rule 'auto' -> 'expected'."
@@ -322,7 +322,8 @@ def _evaluate_direction(split, d, source, granularities, specs, conv, positives,
     for g in granularities:
         rels[g] = _relevance(split, d, g, positives, tables.get(g))
         if g == 'category': tables[g] = rels[g].table
-    blocks = _source_blocks(source, d, opts['measure'], opts['block_size'] or _default_block_size(ng), opts['device'])
+    on_device = resolve_device(opts['device']).type == 'cuda' and not all(conv.ties_for(g) == 'expected' for g in rels)  # joint expected ties: numpy
+    blocks = _source_blocks(source, d, opts['measure'], opts['block_size'] or _default_block_size(ng), opts['device'], on_device)
     progress = opts['progress']
     show = progress if progress is not None else (nq * ng >= 20_000_000 and sys.stderr.isatty())   # no bar in logs
     vals = _run_direction(blocks, nq, rels, specs, conv, opts['n_threads'], show, f"{opts['model']} {d}")

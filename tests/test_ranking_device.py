@@ -75,3 +75,23 @@ def test_on_device_refuses_overflow():
     x = np.full((2, 64), 9e18, np.float32)   # each value passes the check; their dot products overflow float32
     with pytest.raises(ValueError, match='row 0 against `gallery` row 0 are NaN or Inf'):
         list(iter_score_blocks(x, x, 'inner_product', device='cpu', on_device=True))
+
+
+@pytest.mark.parametrize('preset', ['default', 'fico-itr', 'lavis'])
+def test_evaluate_takes_the_device_path(monkeypatch, preset):
+    "`evaluate` on a CUDA device ranks on the device; told that its device is CUDA, the CPU run goes down the torch path and returns the numpy path's table."
+    import sys
+    import pandas as pd
+    from fico_itr.core import EvaluationSplit
+    E = sys.modules['fico_itr.evaluate']
+    images, captions, labels, cap2img = _problem(3, n_images=120)   # galleries past the default K=100
+    split = EvaluationSplit(cap2img, labels, len(images), 'ties')
+    want = E.evaluate(split, images=images, captions=captions, conventions=preset, block_size=16).table
+    calls = []
+    for name in ('_rank_relevant_torch', '_first_relevant_rank_torch'):
+        f = getattr(E, name)
+        monkeypatch.setattr(E, name, lambda *a, _f=f, **k: (calls.append(1), _f(*a, **k))[1])
+    monkeypatch.setattr(E, 'resolve_device', lambda device=None: torch.device('cuda'))
+    got = E.evaluate(split, images=images, captions=captions, conventions=preset, block_size=16).table
+    assert calls, 'the torch ranking path was not taken'
+    pd.testing.assert_frame_equal(got, want)

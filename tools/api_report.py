@@ -4,7 +4,10 @@
       elsewhere and is not counted);
   (b) names public in two or more modules;
   (c) the longest `#| export` / `#| exports` cell of the notebooks (non-blank lines of code, directives not counted) and how many
-      such cells are longer than 40 lines (the ten longest listed).
+      such cells are longer than 40 lines (the ten longest listed);
+  (d) layering: imports of a module from a notebook later in the reading order (`from .x import`, `from fico_itr.x
+      import`, `import fico_itr.x`, inside functions too), listed one by one; fico_itr/__init__.py, the top floor,
+      is not counted.
 
 Usage: python tools/api_report.py
 """
@@ -46,6 +49,32 @@ def export_cells():
                 yield len(code), str(nb.relative_to(ROOT)), i
 
 
+def module_floors() -> dict[str, int]:
+    "Module name -> the number of the notebook that exports it (the reading order: 00_core ... 23_init)."
+    floors = {}
+    for py in (ROOT / 'fico_itr').glob('*.py'):
+        head = py.read_text(encoding='utf-8').split('\n', 3)[:3]
+        src = next((l.split('../nbs/', 1)[1] for l in head if 'File to edit: ../nbs/' in l), None)
+        if src and src[:2].isdigit(): floors[py.stem] = int(src[:2])
+    return floors
+
+
+def upward_imports():
+    "(importer, imported) pairs where the imported module's notebook comes later in the reading order."
+    floors = module_floors()
+    for mod, floor in sorted(floors.items(), key=lambda kv: kv[1]):
+        if mod == '__init__': continue
+        for node in ast.walk(ast.parse((ROOT / 'fico_itr' / f'{mod}.py').read_text(encoding='utf-8'))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ''] if node.level == 0 else [f'fico_itr.{node.module}' if node.module else '']
+                if node.level and not node.module: names = [f'fico_itr.{a.name}' for a in node.names]
+            elif isinstance(node, ast.Import): names = [a.name for a in node.names]
+            else: continue
+            for n in names:
+                dep = n.split('.')[1] if n.startswith('fico_itr.') else None
+                if dep in floors and floors[dep] > floor: yield mod, dep
+
+
 def main():
     modules = public_names()
     homes = defaultdict(list)
@@ -64,6 +93,9 @@ def main():
               f'{sum(c[0] > LONG for c in cells)} of {len(cells)}'
               + ''.join(f'\n    {n} lines: {nb} cell {i}' for n, nb, i in cells[:10] if n > LONG)
               + ('\n    ...' if sum(c[0] > LONG for c in cells) > 10 else ''))
+    up = sorted(set(upward_imports()))
+    print(f'(d) imports of a module later in the reading order: {len(up)}'
+          + ''.join(f'\n    {a} -> {b}' for a, b in up))
 
 
 if __name__ == '__main__':
