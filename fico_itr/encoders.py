@@ -239,8 +239,12 @@ class DualEncoder:
         self.normalise, self.max_length = bool(normalise), max_length
 
     # --- what an adapter defines
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor: raise NotImplementedError
-    def text_features(self, tokens: dict) -> torch.Tensor: raise NotImplementedError
+    def image_features(self,
+                       pixel_values: torch.Tensor,  # a batch of pre-processed images (b x C x H x W) on the device
+                      ) -> torch.Tensor: raise NotImplementedError
+    def text_features(self,
+                      tokens: dict,  # `tokenize`'s tensors for a batch of texts
+                     ) -> torch.Tensor: raise NotImplementedError
 
     # --- the shared loop
     def _run(self, batches, fn, modality: str, n: int, progress) -> Embeddings:
