@@ -785,7 +785,7 @@ def _vgg19_module():
     try:
         from torchvision.models import vgg19
         return vgg19(weights=None), 'torchvision'
-    except Exception: return _VGG19(), 'fico_itr.encoders.VGG19'
+    except Exception: return _VGG19(), 'fico_itr.encoders._VGG19'
 
 class Vgg19Fc7Encoder(DualEncoder):
     """The paper's CG image pre-processing: 4096-D VGG-19 fc7 features (`_fc7`) after ImageNet pre-processing. `weights` is a
