@@ -35,13 +35,13 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # on a shared CPU, spinnin
 import numpy as np
 import pandas as pd
 import torch
-from fico_itr.cost import (RANDOM_WEIGHTS_NOTE, Stored, clip_config, blip2_retrieval_config, random_weight_model,
-                           clip_encoders, blip2_encoders, blip2_vit_features, blip2_itm_scorer, VGGHashNet,
-                           sample_images, pixel_batch, hash_token_ids, encoding_cost, time_rerank, storage_from_config,
-                           storage_table, scale_label, device_name, is_out_of_memory)
-from fico_itr.paper import PAPER_SCALES, check_paper_storage, table5, table6
+from fico_itr.cost import (RANDOM_WEIGHTS_NOTE, Stored, _clip_config, _blip2_retrieval_config, _random_weight_model,
+                           _clip_encoders, _blip2_encoders, _blip2_vit_features, _blip2_itm_scorer, _VGGHashNet,
+                           _sample_images, _pixel_batch, _hash_token_ids, encoding_cost, time_rerank, storage_from_config,
+                           storage_table, scale_label, _device_name, _is_out_of_memory)
+from fico_itr.paper import _PAPER_SCALES, _check_paper_storage, table5, table6
 from fico_itr.data import coco5k_test_captions
-from fico_itr.demo import TfidfSvdTextEncoder
+from fico_itr.demo import _TfidfSvdTextEncoder
 
 MODELS = ('clip-b16', 'clip-l14', 'blip2', 'vgg19-hash', 'hash-head')
 TOKENIZER_NOTE = 'token ids from a stand-in word-hash tokenizer (not the model\'s), padded to the model\'s fixed length'
@@ -61,34 +61,34 @@ def parse_scales(text):
 
 def build(key, dev, dtype, captions):
     "(label, encode_images, encode_texts, base images, base texts, storage, rerank scorer or None, image batch, text batch)."
-    images = sample_images()
+    images = _sample_images()
     if key in ('clip-b16', 'clip-l14'):
-        cfg = clip_config('ViT-B/16' if key == 'clip-b16' else 'ViT-L/14')
-        model = random_weight_model(cfg, dev, dtype)
+        cfg = _clip_config('ViT-B/16' if key == 'clip-b16' else 'ViT-L/14')
+        model = _random_weight_model(cfg, dev, dtype)
         tc = cfg.text_config
-        ids = hash_token_ids(captions, 77, tc.vocab_size, tc.bos_token_id, tc.eos_token_id, tc.eos_token_id)
-        ei, et = clip_encoders(model)
+        ids = _hash_token_ids(captions, 77, tc.vocab_size, tc.bos_token_id, tc.eos_token_id, tc.eos_token_id)
+        ei, et = _clip_encoders(model)
         return (f"CLIP {'ViT-B/16' if key == 'clip-b16' else 'ViT-L/14'}", ei, et,
-                pixel_batch(images, cfg.vision_config.image_size).to(dev), ids.to(dev), storage_from_config(cfg), None, model)
+                _pixel_batch(images, cfg.vision_config.image_size).to(dev), ids.to(dev), storage_from_config(cfg), None, model)
     if key == 'blip2':
-        cfg = blip2_retrieval_config(364)
-        model = random_weight_model(cfg, dev, dtype)
-        ids = hash_token_ids(captions, 35, cfg.qformer_config.vocab_size, 101, 102, 0)
-        px = pixel_batch(images, 364).to(dev)
-        ei, et = blip2_encoders(model)
-        with torch.inference_mode(): vit = blip2_vit_features(model, px)       # what the ITM rerank keeps per image
+        cfg = _blip2_retrieval_config(364)
+        model = _random_weight_model(cfg, dev, dtype)
+        ids = _hash_token_ids(captions, 35, cfg.qformer_config.vocab_size, 101, 102, 0)
+        px = _pixel_batch(images, 364).to(dev)
+        ei, et = _blip2_encoders(model)
+        with torch.inference_mode(): vit = _blip2_vit_features(model, px)       # what the ITM rerank keeps per image
         return ('BLIP-2 retrieval (ViT-g, 364 px)', ei, et, px, ids.to(dev), storage_from_config(cfg),
-                blip2_itm_scorer(model, vit, ids.to(dev)), model)
+                _blip2_itm_scorer(model, vit, ids.to(dev)), model)
     torch.manual_seed(0)
-    with torch.device(dev): net = VGGHashNet(n_bits=64, text_dim=300)
+    with torch.device(dev): net = _VGGHashNet(n_bits=64, text_dim=300)
     net = net.to(dtype).eval()
-    vectors = torch.from_numpy(TfidfSvdTextEncoder(dim=300).fit(captions).encode(captions)).to(dev)
+    vectors = torch.from_numpy(_TfidfSvdTextEncoder(dim=300).fit(captions).encode(captions)).to(dev)
     storage = (Stored.embedding(64, 'bit'), None)
     if key == 'vgg19-hash':
-        return ('VGG-19 + 64-bit hashing layer', net.encode_images, net.encode_texts, pixel_batch(images, 224).to(dev),
+        return ('VGG-19 + 64-bit hashing layer', net.encode_images, net.encode_texts, _pixel_batch(images, 224).to(dev),
                 vectors, storage, None, net)
-    with torch.inference_mode(): fc7 = net.fc(net.features(pixel_batch(images, 224).to(dev, dtype)))
-    return ('64-bit hashing layers on VGG-19 fc7', net.encode_image_features, net.encode_texts, fc7, vectors, storage, None, net)
+    with torch.inference_mode(): _fc7 = net.fc(net.features(_pixel_batch(images, 224).to(dev, dtype)))
+    return ('64-bit hashing layers on VGG-19 fc7', net.encode_image_features, net.encode_texts, _fc7, vectors, storage, None, net)
 
 
 def main(argv=None):
@@ -125,7 +125,7 @@ def main(argv=None):
     captions = coco5k_test_captions()[0][:5000]
     cmd = 'python ' + ' '.join(shlex.quote(x) for x in [os.path.relpath(__file__)] + list(argv if argv is not None else sys.argv[1:]))
     meta = dict(command=cmd, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                device=device_name(dev), torch=torch.__version__, dtype=str(dtype).replace('torch.', ''),
+                device=_device_name(dev), torch=torch.__version__, dtype=str(dtype).replace('torch.', ''),
                 note=f'{RANDOM_WEIGHTS_NOTE}; real images (scikit-image/scikit-learn) and real COCO captions duplicated to each '
                      f'scale; {TOKENIZER_NOTE}; hashing models\' text input: TF-IDF+SVD 300-D vectors (stand-in for Doc2Vec)',
                 budget_s=a.budget, on_limit=a.on_limit, batch_size=bs, rerank_batch=rbs, warmup=a.warmup)
@@ -137,7 +137,7 @@ def main(argv=None):
                    encoding=pd.DataFrame(enc_rows).to_dict('records') if enc_rows else [],
                    rerank=rr_rows,
                    storage=storage_table(storage).to_dict('records') if storage else [],
-                   paper_storage_check=check_paper_storage().to_dict('records'))
+                   paper_storage_check=_check_paper_storage().to_dict('records'))
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(out, indent=1, default=float))
 
@@ -146,10 +146,10 @@ def main(argv=None):
         try:
             label, ei, et, imgs, txts, store, scorer, model = build(key, dev, dtype, captions)
         except Exception as e:                                     # an out-of-memory build is a DNF row, not a crash
-            if not is_out_of_memory(e): raise
+            if not _is_out_of_memory(e): raise
             print(f'[{key}] DNF: building the model ran out of memory ({type(e).__name__})', flush=True)
             enc_rows += [dict(model=key, scale=scale_label(*s), n_images=s[0], n_texts=s[1], seconds=float('nan'),
-                              status='DNF (out of memory)', device=device_name(dev), note='the model did not fit') for s in scales]
+                              status='DNF (out of memory)', device=_device_name(dev), note='the model did not fit') for s in scales]
             continue
         builds[label] = time.perf_counter() - t0
         label = f'{label} (random weights)'

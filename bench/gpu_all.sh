@@ -119,9 +119,9 @@ for name in ('pandas', 'scipy', 'transformers', 'sklearn', 'skimage', 'pytest', 
     except ImportError: print(f'{name}: NOT INSTALLED')
 try:
     import faiss
-    from fico_itr.indexes import faiss_gpus
+    from fico_itr.indexes import _faiss_gpus
     print(f'faiss {faiss.__version__} from {os.path.dirname(faiss.__file__)}; GPU support: '
-          f'{"yes, " + str(faiss_gpus()) + " GPU(s)" if faiss_gpus() else "no (a CPU-only build: the faiss-gpu step will be skipped)"}')
+          f'{"yes, " + str(_faiss_gpus()) + " GPU(s)" if _faiss_gpus() else "no (a CPU-only build: the faiss-gpu step will be skipped)"}')
 except ImportError: print('faiss: NOT INSTALLED (the table7 steps need it)')
 import fico_itr; print('fico_itr from', os.path.dirname(fico_itr.__file__))
 PY
@@ -221,7 +221,7 @@ try:
         (ok.append(key) if hasattr(t, cls) else why.append(f'{key}: transformers {t.__version__} has no {cls}'))
 except ImportError: why.append('clip-b16, clip-l14, blip2: transformers not installed')
 try:
-    from fico_itr.cost import sample_images; sample_images(); import sklearn
+    from fico_itr.cost import _sample_images; _sample_images(); import sklearn
     ok += ['vgg19-hash', 'hash-head']
 except Exception as e: why.append(f'vgg19-hash, hash-head: {type(e).__name__}: {e}')
 if sys.argv[1] == 'dry':
@@ -254,7 +254,7 @@ else
 fi
 
 # -------------------------------------------------------------------------- (f) FAISS GPU indexes (faiss-gpu builds only)
-if "$PY" -c 'from fico_itr.indexes import faiss_gpus; raise SystemExit(0 if faiss_gpus() else 1)' 2>/dev/null; then
+if "$PY" -c 'from fico_itr.indexes import _faiss_gpus; raise SystemExit(0 if _faiss_gpus() else 1)' 2>/dev/null; then
   step faiss-gpu 150 60 "$PY" bench/table7.py --scales 100000:500000 --indexes 'FG Flat,CG Flat' --flat faiss --device cuda \
     --source 'H200 machine: FAISS GPU flat indexes' --json "$OUT/table7_faiss_gpu.json"
 elif [[ $MODE == dry ]]; then   # the same command on the CPU, so that the step's arguments are checked here

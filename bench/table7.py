@@ -29,9 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
 from fico_itr.similarity import resolve_device
-from fico_itr.paper import table7, table7_sampled, compare_table7, save_table7, PAPER_TABLE7
+from fico_itr.paper import table7, table7_sampled, _compare_table7, _save_table7, _PAPER_TABLE7
 from fico_itr.cost import scale_label
-from fico_itr.indexes import faiss_gpus, _faiss
+from fico_itr.indexes import _faiss_gpus, _faiss
 
 
 def parse_scales(text):
@@ -72,12 +72,12 @@ def main(argv=None):
     indexes = tuple(i.strip() for i in (a.indexes or ('FG Flat,CG Flat,CG IVF' if a.query_sample is not None else
                                                       'FG Flat,FG HNSW,CG Flat,CG IVF')).split(',') if i.strip())
     # the label names where the exact search runs: torch's device with --flat torch, else FAISS's
-    dev = str(resolve_device(a.device)) if flat == 'torch' else a.device or ('cuda' if faiss_gpus() else 'cpu')
+    dev = str(resolve_device(a.device)) if flat == 'torch' else a.device or ('cuda' if _faiss_gpus() else 'cpu')
     source = a.source or (f'GPU script ({dev}, flat={flat})' if dev == 'cuda' else f'CPU ({threads} threads)')
     cmd = 'python ' + ' '.join(shlex.quote(x) for x in [os.path.relpath(__file__)] + list(argv if argv is not None else sys.argv[1:]))
-    print(f'# {cmd}\n# faiss {faiss.__version__} ({faiss_gpus()} GPUs), {threads} OpenMP threads, {os.cpu_count()} cores; source: {source}')
+    print(f'# {cmd}\n# faiss {faiss.__version__} ({_faiss_gpus()} GPUs), {threads} OpenMP threads, {os.cpu_count()} cores; source: {source}')
     t0 = time.perf_counter()
-    save = ((lambda rows: save_table7(rows.assign(source=source), a.json, command=cmd, source=source + ' [incomplete: cut short]',
+    save = ((lambda rows: _save_table7(rows.assign(source=source), a.json, command=cmd, source=source + ' [incomplete: cut short]',
                                       faiss=faiss.__version__, threads=threads)) if a.json else None)
     if a.query_sample is not None:
         done = []
@@ -106,16 +106,16 @@ def main(argv=None):
     print(df[['scale', 'index'] + rk + [c.replace('R@', 'overlap@') for c in rk] + ['build_s', 'search_s'] + extra]
           .to_string(index=False, float_format=lambda v: f'{v:.2f}'))
     print('\n## Beside the paper (same scale and index; ratios measured / paper)')
-    cmp = compare_table7(df)
+    cmp = _compare_table7(df)
     have = cmp['paper R@1'].notna()
     if have.any(): print(cmp[have].to_string(index=False, float_format=lambda v: f'{v:.2f}'))
     else: print('(the paper has no row at ' + ', '.join(sorted(set(df.scale))) + ')')
     print('\n## The paper (Table 7, as printed; 1-recall reading; "<0.01 s" shown as 0.01)')
-    p = PAPER_TABLE7.assign(scale=[scale_label(q, g) for q, g in zip(PAPER_TABLE7.n_queries, PAPER_TABLE7.n_gallery)])
+    p = _PAPER_TABLE7.assign(scale=[scale_label(q, g) for q, g in zip(_PAPER_TABLE7.n_queries, _PAPER_TABLE7.n_gallery)])
     print(p[['scale', 'index', 'R@1', 'R@100', 'R@1000', 'build_s', 'search_s']].to_string(index=False))
     print(f'\n# total {total:.1f} s')
     if a.json:
-        save_table7(df, a.json, command=cmd, source=source, faiss=faiss.__version__, threads=threads, total_s=round(total, 1))
+        _save_table7(df, a.json, command=cmd, source=source, faiss=faiss.__version__, threads=threads, total_s=round(total, 1))
         print(f'# wrote {a.json}')
     return df
 

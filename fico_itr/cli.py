@@ -15,7 +15,7 @@ from .similarity import MEASURES
 from . import data as D
 from .demo import run_demo, synthetic_demo
 from .data import coco5k_split
-from .report import make_record, read_records, comparison_table, staged_output, run_model
+from .report import _make_record, read_records, comparison_table, _staged_output, run_model
 
 # %% auto #0
 __all__ = ['resolve_split', 'main']
@@ -80,7 +80,7 @@ def _evaluate_files(split: EvaluationSplit, *, similarity=None, images=None, cap
     conv = conv.resolve_ties(_integer_scores(measure if 'images' in arrays else None, arrays.values()))   # the rule used
     res = evaluate(split, **arrays, measure=measure, conventions=conv, metrics=metrics, granularities=granularities,
                    model=model, progress=progress)
-    return make_record(res, split, conv, model, command, inputs, measure if (images or captions) else None)
+    return _make_record(res, split, conv, model, command, inputs, measure if (images or captions) else None)
 
 # %% ../nbs/19_cli.ipynb #4770147b
 class _Parser(argparse.ArgumentParser):
@@ -162,7 +162,7 @@ def _evaluate_on_ray(split: EvaluationSplit, *, images=None, captions=None, labe
     from fico_itr.distributed import sharded_evaluate
     res = sharded_evaluate(split, str(images), str(captions), top_k, measure, n_shards=shards, conventions=conv, metrics=metrics,
                            granularities=granularities, model=model, address=address, progress=progress)
-    return make_record(res, split, used, model, command, inputs, measure, backend={'name': 'ray', 'top_k': top_k, 'shards': shards or 1})
+    return _make_record(res, split, used, model, command, inputs, measure, backend={'name': 'ray', 'top_k': top_k, 'shards': shards or 1})
 
 # %% ../nbs/19_cli.ipynb #52b55af2
 def _split_args(x):
@@ -253,18 +253,18 @@ def _evaluate_command(args, argv, progress):
                          model=args.model, progress=progress, command=['fico-itr'] + list(argv))
     txt = json.dumps(rec, indent=1)
     if out is None: print(txt); return
-    with staged_output(out) as tmp: tmp.write_text(txt, encoding='utf-8')
+    with _staged_output(out) as tmp: tmp.write_text(txt, encoding='utf-8')
     print(Results(pd.DataFrame(rec['results']))); print(f'wrote {out}')
 
 # %% ../nbs/19_cli.ipynb #cli00004
 def _model_command(args, argv, progress):
     "`encode` and `run`: every argument and image checked before the model loads."
-    from fico_itr.encoders import load_encoder, model_kind, describe_model, split_image_paths, encode_split
+    from fico_itr.encoders import load_encoder, _model_kind, _describe_model, _split_image_paths, encode_split
     cmd = args.command
     out = _output_path(args.out, '--out', suffix='.npz') if cmd == 'encode' else _output_path(args.out_dir, '--out-dir', folder=True)
     if cmd == 'run': get_conventions(args.preset); metrics = _metrics(args.metrics)
     split = resolve_split(args.split, args.split_file, args.data_root, args.karpathy_split)
-    split_image_paths(split, args.images_dir)                           # every image is there before the model loads
+    _split_image_paths(split, args.images_dir)                           # every image is there before the model loads
     if cmd == 'run':
         rec = run_model(args.model, split, args.images_dir, out, args.kind, args.name, args.preset, metrics, args.device,
                         args.precision, args.batch_size, args.rerank_depth, args.arch, progress, ['fico-itr'] + list(argv))
@@ -275,16 +275,16 @@ def _model_command(args, argv, progress):
               f"encoded in {s['encode']:.1f} s, evaluated in {s['evaluate']:.1f} s")
         return
     enc = load_encoder(args.model, args.kind, args.device, args.precision, args.arch)
-    desc = describe_model(enc, args.model, args.kind or model_kind(args.model), args.precision, args.name)
+    desc = _describe_model(enc, args.model, args.kind or _model_kind(args.model), args.precision, args.name)
     e = encode_split(enc, split, args.images_dir, desc, args.batch_size, progress=progress)
-    with staged_output(out) as tmp: e.save(tmp)
+    with _staged_output(out) as tmp: e.save(tmp)
     print(e); print(f'wrote {out}')
 
 def _main(args, argv, progress):
     cmd = args.command
     if cmd == 'demo':
         out = _output_path(args.out, '--out', folder=True)
-        with staged_output(out, folder=True) as tmp:
+        with _staged_output(out, folder=True) as tmp:
             (synthetic_demo if args.synthetic else run_demo)(str(tmp), progress=progress, shown_as=str(out))
     elif cmd == 'table':
         names = [m.strip() for m in args.metrics.split(',')] if args.metrics else None   # checked against the records' columns

@@ -16,21 +16,21 @@ from tqdm.auto import tqdm
 from .encoders import VGG19_LAYERS
 
 # %% auto #0
-__all__ = ['scale_label', 'DuplicatedView', 'scale_by_duplication', 'is_out_of_memory', 'device_name', 'time_encoding',
-           'time_rerank', 'Stored', 'vit_tokens', 'storage_from_config', 'storage_table', 'encoding_cost',
-           'clip_config', 'blip2_retrieval_config', 'random_weight_model', 'clip_encoders', 'blip2_vit_features',
-           'blip2_encoders', 'blip2_itm_scorer', 'VGGHashNet', 'sample_images', 'pixel_batch', 'hash_token_ids']
+__all__ = ['scale_label', 'scale_by_duplication', 'time_encoding', 'time_rerank', 'Stored', 'storage_from_config',
+           'storage_table', 'encoding_cost']
 
 # %% ../nbs/13_cost.ipynb #795d6d3b
 def _count_label(n: int) -> str:
     return f'{n / 1e6:g}M' if n >= 1_000_000 else f'{n / 1e3:g}K' if n >= 1_000 else str(n)
 
-def scale_label(n_images: int, n_texts: int) -> str:
+def scale_label(n_images: int,  # images (or queries)
+                n_texts: int,   # texts (or gallery items)
+               ) -> str:
     "The one label of a scale (queries or images / gallery or texts) in every table of the package: '1K/5K', '500K/2.5M', '8/40'."
     return f'{_count_label(int(n_images))}/{_count_label(int(n_texts))}'
 
 # %% ../nbs/13_cost.ipynb #c4ff41be
-class DuplicatedView(Sequence):
+class _DuplicatedView(Sequence):
     "`items` repeated end to end to `n` items (item i is items[i % len(items)]), as an index view: nothing is copied."
     def __init__(self, items, n: int):
         if not (hasattr(items, '__len__') and hasattr(items, '__getitem__')):
@@ -73,9 +73,11 @@ class DuplicatedView(Sequence):
 
 
 # %% ../nbs/13_cost.ipynb #0fb1cdb9
-def scale_by_duplication(items, n: int) -> DuplicatedView:
+def scale_by_duplication(items,   # a sequence with len() and slicing: a list, array or tensor (the test set)
+                         n: int,  # the length wanted
+                        ) -> _DuplicatedView:
     "The paper's protocol: `items` (a test set) repeated to `n` items, without copying them."
-    return DuplicatedView(items, n)
+    return _DuplicatedView(items, n)
 
 
 # %% ../nbs/13_cost.ipynb #d1c29d2d
@@ -85,7 +87,7 @@ ON_LIMIT = ('dnf', 'extrapolate')
 
 
 # %% ../nbs/13_cost.ipynb #6038b40a
-def is_out_of_memory(error: BaseException) -> bool:
+def _is_out_of_memory(error: BaseException) -> bool:
     "True for CUDA out-of-memory, MemoryError (numpy's 'Unable to allocate' is one), and a RuntimeError whose message has one of OUT_OF_MEMORY_MESSAGES (CUDA's 'out of memory', torch's CPU allocator's \"can't allocate memory\")."
     if isinstance(error, OUT_OF_MEMORY_ERRORS): return True
     return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in OUT_OF_MEMORY_MESSAGES)
@@ -98,7 +100,7 @@ def _rss_bytes() -> int:
         import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-def device_name(device) -> str:
+def _device_name(device) -> str:
     "What ran it: the GPU's name, or the CPU architecture and the threads torch uses."
     device = torch.device(device)
     if device.type == 'cuda': return f'{torch.cuda.get_device_name(device)} (cuda)'
@@ -138,6 +140,15 @@ def _check_run_args(batch_size, warmup, time_limit, on_limit, name='batch_size')
     if on_limit not in ON_LIMIT: raise ValueError(f"`on_limit` must be one of {', '.join(ON_LIMIT)}, got {on_limit!r}")
 
 
+# %% ../nbs/13_cost.ipynb #cf27448a
+def _out_of_memory_record(e: BaseException, n_total, done, batch_size, meter, device, unit) -> dict:
+    "The record of a run stopped by an out-of-memory error: status 'DNF (out of memory)', the error's first line in the note."
+    msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    return dict(n_items=n_total, n_done=done, batch_size=batch_size, seconds=float('nan'), wall_seconds=float('nan'), items_per_s=float('nan'),
+                peak_memory_gib=(meter.peak_bytes() / 2**30 if meter else float('nan')),
+                memory=meter.memory if meter else '', status='DNF (out of memory)', device=_device_name(device),
+                note=f'{type(e).__name__} after {done:,} of {n_total:,} {unit}s: {msg}')
+
 # %% ../nbs/13_cost.ipynb #1efe883e
 def _run(fn, n_total, get_batch, batch_size, device, warmup, time_limit, on_limit, keep_outputs, progress, desc, unit):
     "The timed loop shared by time_encoding and time_rerank: one record (dict)."
@@ -159,14 +170,10 @@ def _run(fn, n_total, get_batch, batch_size, device, warmup, time_limit, on_limi
                         break
             seconds = meter.elapsed()
     except Exception as e:
-        if not is_out_of_memory(e): raise
+        if not _is_out_of_memory(e): raise
         del kept
         if device.type == 'cuda': torch.cuda.empty_cache()
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        return dict(n_items=n_total, n_done=done, batch_size=batch_size, seconds=float('nan'), wall_seconds=float('nan'), items_per_s=float('nan'),
-                    peak_memory_gib=(meter.peak_bytes() / 2**30 if meter else float('nan')),
-                    memory=meter.memory if meter else '', status='DNF (out of memory)', device=device_name(device),
-                    note=f'{type(e).__name__} after {done:,} of {n_total:,} {unit}s: {msg}')
+        return _out_of_memory_record(e, n_total, done, batch_size, meter, device, unit)
     peak, wall = meter.peak_bytes(), seconds
     del kept
     if status == 'DNF (time limit)':
@@ -179,12 +186,20 @@ def _run(fn, n_total, get_batch, batch_size, device, warmup, time_limit, on_limi
     else:
         rate = n_total / seconds if seconds > 0 else float('nan')
     return dict(n_items=n_total, n_done=done, batch_size=batch_size, seconds=seconds, wall_seconds=wall, items_per_s=rate,
-                peak_memory_gib=peak / 2**30, memory=meter.memory, status=status, device=device_name(device), note=note)
-
+                peak_memory_gib=peak / 2**30, memory=meter.memory, status=status, device=_device_name(device), note=note)
 
 # %% ../nbs/13_cost.ipynb #bb4dfdad
-def time_encoding(encode_batch, items, batch_size: int = 64, device='cpu', warmup: int = 1, time_limit: float | None = None,
-                  on_limit: str = 'dnf', keep_outputs: bool = False, progress: bool = True, desc: str = 'encode') -> dict:
+def time_encoding(encode_batch,                     # encode_batch(batch) -> embeddings
+                  items,                            # a sequence with len() and slicing, e.g. `scale_by_duplication(...)`
+                  batch_size: int = 64,             # items per call
+                  device='cpu',                     # where it runs: 'cpu', 'cuda', ... (GPU memory is measured there)
+                  warmup: int = 1,                  # untimed calls first
+                  time_limit: float | None = None,  # seconds; None: no limit
+                  on_limit: str = 'dnf',            # at the limit: 'dnf' or 'extrapolate' linearly
+                  keep_outputs: bool = False,       # keep the outputs in memory, as a real run would
+                  progress: bool = True,            # a tqdm bar
+                  desc: str = 'encode',             # the bar's label
+                 ) -> dict:
     "Encode `items` in batches: seconds, items/s, peak memory (GiB) and a status ('ok', 'DNF (out of memory)', 'DNF (time limit)', 'extrapolated (time limit)')."
     if not callable(encode_batch): raise TypeError(f'`encode_batch` must be callable, got {type(encode_batch).__name__}')
     if not (hasattr(items, '__len__') and hasattr(items, '__getitem__')):
@@ -208,9 +223,20 @@ def _check_candidates(candidates, n_queries: int, depth: int, n_gallery: int | N
         raise ValueError(f'`candidates` must index the gallery: 0 <= index < n_gallery = {n_gallery}, got min {a.min()}, max {a.max()}')
     return torch.from_numpy(a.astype(np.int64))
 
-def time_rerank(score_pairs, n_queries: int, depth: int, batch: int = 256, candidates=None, n_gallery: int | None = None,
-                device='cpu', warmup: int = 1, time_limit: float | None = None, on_limit: str = 'dnf', progress: bool = True,
-                desc: str = 'rerank') -> dict:
+# %% ../nbs/13_cost.ipynb #6191de6b
+def time_rerank(score_pairs,                      # score_pairs(query_ids, candidate_ids) -> scores, one per pair
+                n_queries: int,                   # queries reranked
+                depth: int,                       # candidates per query
+                batch: int = 256,                 # pairs per call
+                candidates=None,                  # n_queries x depth gallery ids; None: ids 0..depth-1 for every query
+                n_gallery: int | None = None,     # the gallery size (checks `candidates`)
+                device='cpu',                     # where it runs: 'cpu', 'cuda', ... (GPU memory is measured there)
+                warmup: int = 1,                  # untimed calls first
+                time_limit: float | None = None,  # seconds; None: no limit
+                on_limit: str = 'dnf',            # at the limit: 'dnf' or 'extrapolate' linearly
+                progress: bool = True,            # a tqdm bar
+                desc: str = 'rerank',             # the bar's label
+               ) -> dict:
     "Time `score_pairs(query_ids, candidate_ids)` over the n_queries x depth pairs, `batch` pairs a call: seconds, pairs/s, peak memory, status."
     if not callable(score_pairs): raise TypeError(f'`score_pairs` must be callable, got {type(score_pairs).__name__}')
     sizes = (('n_queries', n_queries), ('depth', depth)) + ((('n_gallery', n_gallery),) if n_gallery is not None else ())
@@ -286,10 +312,16 @@ class Stored:
     def bytes_per_image(self) -> int: return sum(_entry_bytes(s, d) for _, s, d in self.image)
     @property
     def bytes_per_text(self) -> int: return sum(_entry_bytes(s, d) for _, s, d in self.text)
-    def nbytes(self, n_images: int, n_texts: int) -> int:
+    def nbytes(self,
+               n_images: int,  # images (or queries)
+               n_texts: int,   # texts (or gallery items)
+              ) -> int:
         "Bytes for `n_images` images and `n_texts` texts (non-negative ints)."
         return _count(n_images, 'n_images') * self.bytes_per_image + _count(n_texts, 'n_texts') * self.bytes_per_text
-    def gib(self, n_images: int, n_texts: int) -> float:
+    def gib(self,
+            n_images: int,  # images (or queries)
+            n_texts: int,   # texts (or gallery items)
+           ) -> float:
         "GiB (2^30 bytes) for `n_images` images and `n_texts` texts."
         return self.nbytes(n_images, n_texts) / GIB
     def __add__(self, other: 'Stored') -> 'Stored': return Stored(self.image + other.image, self.text + other.text)
@@ -299,25 +331,30 @@ class Stored:
 
 
 # %% ../nbs/13_cost.ipynb #abca8c57
-def vit_tokens(image_size: int, patch_size: int, cls_token: bool = True) -> int:
+def _vit_tokens(image_size: int, patch_size: int, cls_token: bool = True) -> int:
     "Tokens a ViT outputs for a square image: (image_size // patch_size)^2 patches, plus the CLS token."
     if image_size % patch_size: raise ValueError(f'`image_size` {image_size} is not a multiple of `patch_size` {patch_size}')
     return (image_size // patch_size) ** 2 + int(cls_token)
 
-def storage_from_config(config, dtype: str = 'float32', max_text_length: int = 35) -> tuple:
+def storage_from_config(config,                     # a transformers CLIPConfig or Blip2Config
+                        dtype: str = 'float32',     # the stored dtype, e.g. 'float32'
+                        max_text_length: int = 35,  # tokens kept per text (for query-time attention)
+                       ) -> tuple:
     "(embeddings, kept-for-query-time-attention or None) as `Stored`, from a CLIPConfig or a Blip2Config."
     kind = type(config).__name__
     if kind == 'CLIPConfig': return Stored.embedding(config.projection_dim, dtype), None
     if kind == 'Blip2Config':
         vc, d = config.vision_config, config.image_text_hidden_size
         emb = Stored((('query_embeddings', (config.num_query_tokens, d), dtype),), (('embedding', (d,), dtype),))
-        kept = Stored((('vit_tokens', (vit_tokens(vc.image_size, vc.patch_size), vc.hidden_size), dtype),),
+        kept = Stored((('vit_tokens', (_vit_tokens(vc.image_size, vc.patch_size), vc.hidden_size), dtype),),
                       (('input_ids', (max_text_length,), 'int64'), ('attention_mask', (max_text_length,), 'int64')))
         return emb, kept
     raise TypeError(f'storage_from_config knows CLIPConfig and Blip2Config, got {kind}: describe other models with `Stored`')
 
 # %% ../nbs/13_cost.ipynb #2a763402
-def storage_table(models: dict, scales=((1_000, 5_000), (10_000, 50_000), (100_000, 500_000), (1_000_000, 5_000_000))) -> pd.DataFrame:
+def storage_table(models: dict,                                 # model name -> (embeddings Stored, kept Stored or None)
+                  scales=((1_000, 5_000), (10_000, 50_000), (100_000, 500_000), (1_000_000, 5_000_000)),  # (n_images, n_texts) per column
+                 ) -> pd.DataFrame:
     "GiB of embeddings and of kept features at each scale, for {model: (embeddings Stored, kept Stored or None)}."
     rows = []
     for model, spec in models.items():
@@ -338,11 +375,64 @@ def _worst(a: str, b: str) -> str:
     return max(a, b, key=order.index)
 
 
+# %% ../nbs/13_cost.ipynb #24e6fde0
+def _time_texts(im: dict, encode_texts, texts, nt: int, batch_size: int, time_limit, on_limit: str, desc: str, kw: dict) -> dict:
+    "The text half of one scale of `encoding_cost`, in the time the images left (not run when they did not finish)."
+    left = None if time_limit is None else time_limit - im['wall_seconds']
+    if left is not None and left <= 0 and on_limit == 'extrapolate': left = 1e-9   # one batch of texts, extrapolated
+    if im['status'].startswith('DNF') or left is not None and left <= 0:
+        return dict(seconds=float('nan'), status=im['status'] if im['status'].startswith('DNF') else 'DNF (time limit)',
+                    peak_memory_gib=float('nan'), note='not encoded: ' + ('the images did not finish' if im['status'].startswith('DNF')
+                                                                           else 'the images took the whole time limit'))
+    tx = time_encoding(encode_texts, scale_by_duplication(texts, nt), batch_size, time_limit=left, desc=desc, **kw)
+    if left == 1e-9 and tx['status'].startswith('extrapolated'):
+        tx['note'] = (f"extrapolated linearly from {tx['n_done']:,} of {nt:,} items in {tx['wall_seconds']:.2f} s "
+                      f"(the images used up the scale's {time_limit:.3g} s limit: one batch was timed)")
+    return tx
+
+# %% ../nbs/13_cost.ipynb #b9731083
+def _scale_row(model: str, label: str, ni: int, nt: int, storage) -> dict:
+    "The start of one row of `encoding_cost`: the model, the scale and the GiB stored there (NaN without `storage`)."
+    row = dict(model=model, scale=label, n_images=int(ni), n_texts=int(nt), storage_gib=float('nan'), kept_gib=float('nan'))
+    if storage is not None:
+        row.update(storage_gib=storage[0].gib(ni, nt), kept_gib=float('nan') if storage[1] is None else storage[1].gib(ni, nt))
+    return row
+
+def _skipped_row(row: dict, failed: str, note: str, device) -> dict:
+    "A scale not attempted after a smaller one did not finish."
+    return dict(row, seconds=float('nan'), image_seconds=float('nan'), text_seconds=float('nan'),
+                items_per_s=float('nan'), peak_memory_gib=float('nan'), status='DNF (skipped)',
+                device=_device_name(device), note='; '.join(x for x in (f'not attempted: {failed}', note) if x))
+
+def _timed_row(row: dict, im: dict, tx: dict, ni: int, nt: int, note: str) -> dict:
+    "A timed scale: images and texts together (NaN seconds if either did not finish), the worse status, both notes."
+    status = _worst(im['status'], tx['status'])
+    seconds = im['seconds'] + tx['seconds'] if not status.startswith('DNF') else float('nan')
+    notes = [f'images: {im["note"]}' if im['note'] else '', f'texts: {tx["note"]}' if tx['note'] else '', note]
+    return dict(row, seconds=seconds, image_seconds=im['seconds'], text_seconds=tx['seconds'],
+                items_per_s=(ni + nt) / seconds if seconds > 0 else float('nan'),
+                peak_memory_gib=np.nanmax([im['peak_memory_gib'], tx['peak_memory_gib']]),
+                status=status, device=im['device'], note='; '.join(x for x in notes if x))
+
 # %% ../nbs/13_cost.ipynb #84075819
-def encoding_cost(model: str, encode_images, encode_texts, images, texts, scales=((1_000, 5_000), (10_000, 50_000)), batch_size: int = 64,
-                  text_batch_size: int | None = None, device='cpu', storage: tuple | None = None, warmup: int = 1,
-                  time_limit: float | None = None, on_limit: str = 'dnf', after_dnf: str = 'skip',
-                  keep_outputs: bool = False, note: str = '', progress: bool = True) -> pd.DataFrame:
+def encoding_cost(model: str,                                 # the row's name
+                  encode_images,                              # encode_images(batch) -> embeddings, e.g. from `_clip_encoders`
+                  encode_texts,                               # encode_texts(batch) -> embeddings
+                  images,                                     # the test images, duplicated to each scale (`scale_by_duplication`)
+                  texts,                                      # the test texts, likewise
+                  scales=((1_000, 5_000), (10_000, 50_000)),  # (n_images, n_texts) per row
+                  batch_size: int = 64,                       # images (and texts) per call
+                  text_batch_size: int | None = None,         # texts per call; None: `batch_size`
+                  device='cpu',                               # where the models run
+                  storage: tuple | None = None,               # (embeddings Stored, kept Stored or None): the GiB columns
+                  warmup: int = 1,                            # untimed batches first
+                  time_limit: float | None = None,            # seconds per scale; None: no limit
+                  on_limit: str = 'dnf',                      # at the limit: 'dnf' or 'extrapolate' linearly
+                  after_dnf: str = 'skip',                    # after a DNF, the larger scales: 'skip' or 'attempt'
+                  keep_outputs: bool = False,                 # keep the embeddings in memory, as a real run would
+                  note: str = '',                             # a note for every row
+                  progress: bool = True,                      # tqdm bars
+                 ) -> pd.DataFrame:
     "Encoding time of `images` and `texts` duplicated to each (n_images, n_texts) scale: one row per scale (Table 5's layout)."
     if after_dnf not in AFTER_DNF: raise ValueError(f"`after_dnf` must be one of {', '.join(AFTER_DNF)}, got {after_dnf!r}")
     if storage is not None and not (isinstance(storage, tuple) and len(storage) == 2 and isinstance(storage[0], Stored)):
@@ -351,39 +441,16 @@ def encoding_cost(model: str, encode_images, encode_texts, images, texts, scales
     rows, failed = [], None
     for ni, nt in scales:
         label = scale_label(ni, nt)
-        row = dict(model=model, scale=label, n_images=int(ni), n_texts=int(nt), storage_gib=float('nan'), kept_gib=float('nan'))
-        if storage is not None:
-            row.update(storage_gib=storage[0].gib(ni, nt), kept_gib=float('nan') if storage[1] is None else storage[1].gib(ni, nt))
+        row = _scale_row(model, label, ni, nt, storage)
         if failed is not None and after_dnf == 'skip':
-            rows.append(dict(row, seconds=float('nan'), image_seconds=float('nan'), text_seconds=float('nan'),
-                             items_per_s=float('nan'), peak_memory_gib=float('nan'), status='DNF (skipped)',
-                             device=device_name(device), note='; '.join(x for x in (f'not attempted: {failed}', note) if x)))
-            continue
+            rows.append(_skipped_row(row, failed, note, device)); continue
         kw = dict(device=device, warmup=warmup, on_limit=on_limit, keep_outputs=keep_outputs, progress=progress)
         im = time_encoding(encode_images, scale_by_duplication(images, ni), batch_size, time_limit=time_limit,
                            desc=f'{model} images {label}', **kw)
-        left = None if time_limit is None else time_limit - im['wall_seconds']
-        if left is not None and left <= 0 and on_limit == 'extrapolate': left = 1e-9   # one batch of texts, extrapolated
-        if im['status'].startswith('DNF') or left is not None and left <= 0:
-            tx = dict(seconds=float('nan'), status=im['status'] if im['status'].startswith('DNF') else 'DNF (time limit)',
-                      peak_memory_gib=float('nan'), note='not encoded: ' + ('the images did not finish' if im['status'].startswith('DNF')
-                                                                             else 'the images took the whole time limit'))
-        else:
-            tx = time_encoding(encode_texts, scale_by_duplication(texts, nt), text_batch_size or batch_size,
-                               time_limit=left, desc=f'{model} texts {label}', **kw)
-            if left == 1e-9 and tx['status'].startswith('extrapolated'):
-                tx['note'] = (f"extrapolated linearly from {tx['n_done']:,} of {nt:,} items in {tx['wall_seconds']:.2f} s "
-                              f"(the images used up the scale's {time_limit:.3g} s limit: one batch was timed)")
-        status = _worst(im['status'], tx['status'])
-        seconds = im['seconds'] + tx['seconds'] if not status.startswith('DNF') else float('nan')
-        notes = [f'images: {im["note"]}' if im['note'] else '', f'texts: {tx["note"]}' if tx['note'] else '', note]
-        rows.append(dict(row, seconds=seconds, image_seconds=im['seconds'], text_seconds=tx['seconds'],
-                         items_per_s=(ni + nt) / seconds if seconds > 0 else float('nan'),
-                         peak_memory_gib=np.nanmax([im['peak_memory_gib'], tx['peak_memory_gib']]),
-                         status=status, device=im['device'], note='; '.join(x for x in notes if x)))
-        if status.startswith('DNF'): failed = f'{status} at {label}'
+        tx = _time_texts(im, encode_texts, texts, nt, text_batch_size or batch_size, time_limit, on_limit, f'{model} texts {label}', kw)
+        rows.append(_timed_row(row, im, tx, ni, nt, note))
+        if rows[-1]['status'].startswith('DNF'): failed = f"{rows[-1]['status']} at {label}"
     return pd.DataFrame(rows)
-
 
 # %% ../nbs/13_cost.ipynb #ccf74fa1
 def _transformers():
@@ -393,7 +460,7 @@ def _transformers():
                           '(or pip install transformers)') from e
     return transformers
 
-def clip_config(name: str = 'ViT-B/16'):
+def _clip_config(name: str = 'ViT-B/16'):
     "A transformers CLIPConfig with OpenAI CLIP's published sizes ('ViT-B/16', 'ViT-L/14'), or a 'tiny' one for tests."
     CLIPConfig = _transformers().CLIPConfig
     sizes = {  # (vision width, layers, heads, patch, text width, layers, heads, projection)
@@ -408,7 +475,7 @@ def clip_config(name: str = 'ViT-B/16'):
                                        max_position_embeddings=77, vocab_size=49408),
                       projection_dim=proj)
 
-def blip2_retrieval_config(image_size: int = 364, tiny: bool = False):
+def _blip2_retrieval_config(image_size: int = 364, tiny: bool = False):
     "A transformers Blip2Config for Blip2ForImageTextRetrieval: ViT-g/14, BERT-base Q-Former (32 queries, text input), 256-D projections; or a tiny one."
     Blip2Config = _transformers().Blip2Config
     if not tiny:
@@ -423,7 +490,7 @@ def blip2_retrieval_config(image_size: int = 364, tiny: bool = False):
 
 
 # %% ../nbs/13_cost.ipynb #5ea030f9
-def random_weight_model(config, device='cpu', dtype=torch.float32):
+def _random_weight_model(config, device='cpu', dtype=torch.float32):
     "The model of a CLIPConfig (CLIPModel) or Blip2Config (Blip2ForImageTextRetrieval), random weights (seed 0), built on `device`, in eval mode."
     t = _transformers()
     kind = type(config).__name__
@@ -440,7 +507,7 @@ def _on(model, x):
     p = next(model.parameters())
     return x.to(p.device, p.dtype if x.is_floating_point() else x.dtype, non_blocking=True)
 
-def clip_encoders(model) -> tuple:
+def _clip_encoders(model) -> tuple:
     "(encode_images(pixels), encode_texts(ids)) of a transformers CLIPModel: L2-normalised projected embeddings."
     def encode_images(pixels):
         pooled = model.vision_model(pixel_values=_on(model, pixels)).pooler_output
@@ -450,14 +517,14 @@ def clip_encoders(model) -> tuple:
         return F.normalize(model.text_projection(pooled), dim=-1)
     return encode_images, encode_texts
 
-def blip2_vit_features(model, pixels):
+def _blip2_vit_features(model, pixels):
     "The ViT output (b x tokens x width) of a Blip2ForImageTextRetrieval: what its ITM rerank keeps per image."
     return model.vision_model(pixel_values=_on(model, pixels)).last_hidden_state
 
-def blip2_encoders(model, pad_id: int = 0) -> tuple:
+def _blip2_encoders(model, pad_id: int = 0) -> tuple:
     "(encode_images(pixels) -> b x queries x d, encode_texts(ids) -> b x d) of a Blip2ForImageTextRetrieval: normalised ITC embeddings."
     def encode_images(pixels):
-        feats = blip2_vit_features(model, pixels)
+        feats = _blip2_vit_features(model, pixels)
         queries = model.query_tokens.expand(len(feats), -1, -1)
         out = model.qformer(query_embeds=queries, encoder_hidden_states=feats).last_hidden_state
         return F.normalize(model.vision_projection(out), dim=-1)
@@ -470,7 +537,7 @@ def blip2_encoders(model, pad_id: int = 0) -> tuple:
 
 
 # %% ../nbs/13_cost.ipynb #0c79077d
-def blip2_itm_scorer(model, vit_features, text_ids, pad_id: int = 0):
+def _blip2_itm_scorer(model, vit_features, text_ids, pad_id: int = 0):
     "score_pairs(text_ids_idx, image_idx) -> ITM match logits, from kept ViT tokens (n_images x T x W) and token ids (n_texts x L); indices wrap around (duplicated sets)."
     def score_pairs(text_index, image_index):
         ids = _on(model, text_ids[text_index.cpu() % len(text_ids)])
@@ -484,7 +551,7 @@ def blip2_itm_scorer(model, vit_features, text_ids, pad_id: int = 0):
 
 
 # %% ../nbs/13_cost.ipynb #37f64b9e
-class VGGHashNet(nn.Module):
+class _VGGHashNet(nn.Module):
     "VGG-19 (16 convolutions, fc6/fc7 of `fc_width`) + an `n_bits` hashing layer for images; an MLP hashing net for `text_dim`-D text vectors. Codes in {-1,+1}."
     def __init__(self, n_bits: int = 64, text_dim: int = 300, width: float = 1.0, fc_width: int = 4096, image_size: int = 224):
         super().__init__()
@@ -504,9 +571,9 @@ class VGGHashNet(nn.Module):
     def encode_images(self, pixels):
         "Pixels -> VGG-19 fc7 -> {-1,+1} codes."
         return torch.sign(self.image_hash(self.fc(self.features(_on(self, pixels)))))
-    def encode_image_features(self, fc7):
+    def encode_image_features(self, _fc7):
         "Precomputed fc7 features (b x fc_width) -> codes: the hashing layer alone, as the paper's CG timing starts from VGG features."
-        return torch.sign(self.image_hash(_on(self, fc7)))
+        return torch.sign(self.image_hash(_on(self, _fc7)))
     def encode_texts(self, vectors):
         "Text vectors (b x text_dim) -> codes."
         return torch.sign(self.text_hash(_on(self, vectors)))
@@ -516,7 +583,7 @@ CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.261302
 
 
 # %% ../nbs/13_cost.ipynb #e31c996e
-def sample_images() -> list:
+def _sample_images() -> list:
     "The real photographs bundled with scikit-image (astronaut, coffee, chelsea) and scikit-learn (china, flower), H x W x 3 uint8."
     try:
         from skimage import data
@@ -526,7 +593,7 @@ def sample_images() -> list:
     return [data.astronaut(), data.coffee(), data.chelsea()] + list(load_sample_images().images)
 
 
-def pixel_batch(images, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+def _pixel_batch(images, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
     "H x W x 3 uint8 images -> n x 3 x size x size float32, bilinearly resized (antialiased) and normalised."
     out = []
     for i, im in enumerate(images):
@@ -537,7 +604,7 @@ def pixel_batch(images, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor
     x = torch.stack(out)
     return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
 
-def hash_token_ids(captions, max_length: int, vocab_size: int, bos: int, eos: int, pad: int, first_id: int = 1000) -> torch.Tensor:
+def _hash_token_ids(captions, max_length: int, vocab_size: int, bos: int, eos: int, pad: int, first_id: int = 1000) -> torch.Tensor:
     "A stand-in tokenizer (not the model's): [bos] + one stable id per lowercase word + [eos], padded with `pad` to `max_length`."
     import zlib, re
     if first_id >= vocab_size: raise ValueError(f'`first_id` {first_id} must be below `vocab_size` {vocab_size}')

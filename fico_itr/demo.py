@@ -17,10 +17,10 @@ from .evaluate import evaluate, tie_report, Results
 from .report import plot_pr_curves
 
 # %% auto #0
-__all__ = ['text_standin_split', 'TfidfSvdTextEncoder', 'synthetic_demo', 'standin_problem', 'run_demo']
+__all__ = ['synthetic_demo', 'run_demo']
 
 # %% ../nbs/22_demo.ipynb #83ebf128
-def text_standin_split(split: EvaluationSplit, name: str | None = None):
+def _text_standin_split(split: EvaluationSplit, name: str | None = None):
     "The text-only stand-in of a split: the first caption of each image stands in for it, the others are the gallery."
     first = np.unique(split.cap2img, return_index=True)[1]               # first caption of each image
     gallery = np.setdiff1d(np.arange(split.n_captions), first)
@@ -34,7 +34,7 @@ def text_standin_split(split: EvaluationSplit, name: str | None = None):
 
 # %% ../nbs/22_demo.ipynb #15f65563
 @dataclass
-class TfidfSvdTextEncoder:
+class _TfidfSvdTextEncoder:
     "Latent semantic analysis of captions: TF-IDF -> randomised truncated SVD -> `dim`-D vectors. A text model, not an image one."
     dim: int = 256
     min_df: int = 2
@@ -91,7 +91,10 @@ def _bars(progress: bool) -> bool:
     "Progress bars only where they can be seen: asked for and stderr is a terminal (not a log file or a notebook)."
     return bool(progress) and sys.stderr.isatty()
 
-def synthetic_demo(out: str = 'fico-itr-demo', n_images: int = 5000, seed: int = 0, progress: bool = True,
+def synthetic_demo(out: str = 'fico-itr-demo',   # the folder written
+                   n_images: int = 5000,         # images of the synthetic split
+                   seed: int = 0,                # seed of the synthetic data
+                   progress: bool = True,        # tqdm bars
                    shown_as: str | None = None,  # the folder the closing line names (the CLI writes to a staging folder first)
                    timed: bool = True,           # end the closing line with the run's wall-clock seconds
                   ) -> Results:
@@ -123,16 +126,16 @@ STANDIN_NOTE = ('TEXT-ONLY STAND-IN, not an image-text model: each COCO 5K test 
 
 
 # %% ../nbs/22_demo.ipynb #a749dee7
-def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
+def _standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
     "The demo's inputs: the stand-in split (with caption-derived labels), extended positives and both models' outputs."
     from fico_itr.labels import CaptionKeywordLabeler, coco5k_caption_ids, eccv_positives
     extended = importlib.util.find_spec('eccv_caption') is not None       # CxC / ECCV Caption data (a requirement)
     coco = coco5k_split()
     coco = dataclasses.replace(coco, labels=CaptionKeywordLabeler()(coco),
                                caption_ids=coco5k_caption_ids(coco.image_ids).tolist() if extended else None)
-    split, first, gallery = text_standin_split(coco, 'coco-5k text stand-in')
+    split, first, gallery = _text_standin_split(coco, 'coco-5k text stand-in')
     positives = {kind: eccv_positives(split.image_ids, split.caption_ids, kind) for kind in ('cxc', 'eccv') if extended}
-    enc = TfidfSvdTextEncoder(dim=dim, seed=seed).fit(coco.captions)
+    enc = _TfidfSvdTextEncoder(dim=dim, seed=seed).fit(coco.captions)
     feats = enc.encode(coco.captions)
     itq = ITQHasher(n_bits=n_bits, seed=seed).fit(feats)
     return dict(split=split, positives=positives,
@@ -140,7 +143,8 @@ def standin_problem(n_bits: int = 64, dim: int = 256, seed: int = 0):
 
 
 # %% ../nbs/22_demo.ipynb #99b4468c
-def run_demo(out: str = 'fico-itr-demo', progress: bool = True,
+def run_demo(out: str = 'fico-itr-demo',   # the folder written
+             progress: bool = True,        # tqdm bars
              shown_as: str | None = None,  # the folder the closing line names (the CLI writes to a staging folder first)
              timed: bool = True,           # end the closing line with the run's wall-clock seconds
             ) -> Results:
@@ -150,7 +154,7 @@ def run_demo(out: str = 'fico-itr-demo', progress: bool = True,
     print('  FG-style: TF-IDF + 256-D truncated SVD of the caption words (cosine); CG-style: 64-bit ITQ codes of the same '
           'features (Hamming); labels: COCO classes derived from caption words (a text heuristic); extended positives: '
           'CxC and ECCV Caption.')
-    P = standin_problem()
+    P = _standin_problem()
     split = P['split']
     fg, cg = 'text stand-in: TF-IDF+SVD 256-D (cosine)', 'text stand-in: ITQ 64-bit (Hamming)'
     runs = []

@@ -326,18 +326,22 @@ def search(self: ShardedGallery,
     return TopK(scores, indices, time.perf_counter() - t0)
 
 # %% ../nbs/15_distributed.ipynb #d17topk
-def sharded_topk(queries,                          # an array, memmap, HashCodes or .npy path, or a list of those
-                 gallery,                          # an array, memmap, HashCodes or .npy path (cut into n_shards), or a list of those (the shards)
-                 k: int = 100,                     # items per list
-                 measure: str = 'cosine',          # as in topk_search
-                 *, n_shards: int | None = None,   # row ranges to cut one gallery into; None for a list of shards
-                 query_block: int = 4096,          # queries sent to the shards at once
-                 max_in_flight: int = 2,           # query blocks out at once
-                 out=None,                         # a directory for scores.npy and indices.npy (memmaps), instead of memory
-                 n_bits: int | None = None,        # the files hold np.packbits codes of n_bits bits
-                 cpus_per_shard: float | None = None, gpus_per_shard: float = 0, max_retries: int = 3,
-                 address=None,                     # the Ray cluster to join ('auto'); None starts a local one
-                 progress: bool | None = None) -> TopK:
+def sharded_topk(queries,                              # an array, memmap, HashCodes or .npy path, or a list of those
+                 gallery,                              # an array, memmap, HashCodes or .npy path (cut into n_shards), or a list of those (the shards)
+                 k: int = 100,                         # items per list
+                 measure: str = 'cosine',              # as in topk_search
+                 *,
+                 n_shards: int | None = None,          # row ranges to cut one gallery into; None for a list of shards
+                 query_block: int = 4096,              # queries sent to the shards at once
+                 max_in_flight: int = 2,               # query blocks out at once
+                 out=None,                             # a directory for scores.npy and indices.npy (memmaps), instead of memory
+                 n_bits: int | None = None,            # the files hold np.packbits codes of n_bits bits
+                 cpus_per_shard: float | None = None,  # CPUs each shard's actor reserves; None: each node's CPUs shared evenly
+                 gpus_per_shard: float = 0,            # GPUs each actor reserves
+                 max_retries: int = 3,                 # times a dead actor is restarted
+                 address=None,                         # the Ray cluster to join ('auto'); None starts a local one
+                 progress: bool | None = None,         # a bar over the query blocks; None: for 2**31 pairs or more
+                ) -> TopK:
     "`topk_search` over a gallery held in shards by Ray actors: the same lists, ties by lower global index; see `ShardedGallery`."
     _check_queries(queries, gallery, k, n_bits, n_shards); _check_out(out)
     with ShardedGallery(gallery, measure, n_shards=n_shards, n_bits=n_bits, cpus_per_shard=cpus_per_shard,
@@ -345,19 +349,29 @@ def sharded_topk(queries,                          # an array, memmap, HashCodes
         return g.search(queries, k, query_block=query_block, max_in_flight=max_in_flight, out=out, progress=progress)
 
 # %% ../nbs/15_distributed.ipynb #d17ev
-def sharded_evaluate(split: EvaluationSplit,         # the split: its image and caption counts must match the inputs
-                     images, captions,               # arrays, memmaps, HashCodes or .npy paths (cut into n_shards), or lists of those (the shards);
-                                                     #   each side is the gallery of one direction and the queries of the other
-                     k: int = 100,                   # the depth of the lists: numbers past k are n/a, as in evaluate_topk
-                     measure: str = 'cosine',        # as in topk_search
-                     *, directions=('i2t', 't2i'),   # the directions to evaluate
-                     n_shards: int | None = None,    # row ranges to cut each gallery into
-                     query_block: int = 65536,       # the evaluation blocks too (evaluate_topk's block_size): equal blocks give equal bits
-                     max_in_flight: int = 2, n_bits: int | None = None,
-                     conventions='default', metrics=None, granularities=None, positives=None,   # as in evaluate_topk
-                     model: str = 'model', dataset: str | None = None,
-                     cpus_per_shard: float | None = None, gpus_per_shard: float = 0, max_retries: int = 3,
-                     address=None, progress: bool | None = None):
+def sharded_evaluate(split: EvaluationSplit,               # the split: its image and caption counts must match the inputs
+                     images,                               # image embeddings or codes: arrays, memmaps, HashCodes or .npy paths (cut into n_shards), or lists of those (the shards); the i2t queries and the t2i gallery
+                     captions,                             # caption embeddings or codes, likewise: the t2i queries and the i2t gallery
+                     k: int = 100,                         # the depth of the lists: numbers past k are n/a, as in evaluate_topk
+                     measure: str = 'cosine',              # as in topk_search
+                     *,
+                     directions=('i2t', 't2i'),            # the directions to evaluate
+                     n_shards: int | None = None,          # row ranges to cut each gallery into
+                     query_block: int = 65536,             # the evaluation blocks too (evaluate_topk's block_size): equal blocks give equal bits
+                     max_in_flight: int = 2,               # query blocks out at once
+                     n_bits: int | None = None,            # the files hold np.packbits codes of n_bits bits
+                     conventions='default',                # as in evaluate_topk
+                     metrics=None,                         # as in evaluate_topk
+                     granularities=None,                   # as in evaluate_topk
+                     positives=None,                       # as in evaluate_topk
+                     model: str = 'model',                 # the model's name in the results
+                     dataset: str | None = None,           # the data set's name; None: the split's
+                     cpus_per_shard: float | None = None,  # CPUs each shard's actor reserves; None: each node's CPUs shared evenly
+                     gpus_per_shard: float = 0,            # GPUs each actor reserves
+                     max_retries: int = 3,                 # times a dead actor is restarted
+                     address=None,                         # the Ray cluster to join ('auto'); None starts a local one
+                     progress: bool | None = None,         # a bar over the query blocks; None: for 2**31 pairs or more
+                    ):
     "The `Results` of `evaluate_topk(split, topk_search(images, captions, k), topk_search(captions, images, k), block_size=query_block)`, bit for bit, on Ray."
     sides, plans, joined = {'i2t': (images, captions, 'images'), 't2i': (captions, images, 'captions')}, {}, {}
     for d in directions:
@@ -401,18 +415,20 @@ def _check_encode_out(out) -> Path:
     if not p.resolve().parent.is_dir(): raise FileNotFoundError(f"`out`: the folder {str(p.resolve().parent)!r} does not exist")
     return p
 
-def encode(encoder_factory,                  # a function with no arguments returning a DualEncoder (run on each worker)
-           items,                            # image paths (or images) or caption strings, in row order
-           out,                              # a new directory for the shards: <modality>-<start>-<end>.npy and -ids.npy
-           modality: str = 'image',          # 'image' or 'text'
-           *, batch_size: int = 32,          # items per forward pass (as encode_images / encode_texts)
-           rows_per_shard: int = 4096,       # rows per task and file: a multiple of batch_size
-           n_actors: int = 2,                # model copies
+def encode(encoder_factory,                      # a function with no arguments returning a DualEncoder (run on each worker)
+           items,                                # image paths (or images) or caption strings, in row order
+           out,                                  # a new directory for the shards: <modality>-<start>-<end>.npy and -ids.npy
+           modality: str = 'image',              # 'image' or 'text'
+           *,
+           batch_size: int = 32,                 # items per forward pass (as encode_images / encode_texts)
+           rows_per_shard: int = 4096,           # rows per task and file: a multiple of batch_size
+           n_actors: int = 2,                    # model copies
            cpus_per_actor: float | None = None,  # CPUs each reserves (default: each node's CPUs shared evenly)
-           gpus_per_actor: float = 0,        # GPUs each reserves (the actor sees its GPU as cuda:0)
-           max_retries: int = 3,             # times a dead actor is restarted and its shard encoded again
-           address=None,                     # the Ray cluster to join ('auto'); None starts a local one
-           progress: bool | None = None) -> list:
+           gpus_per_actor: float = 0,            # GPUs each reserves (the actor sees its GPU as cuda:0)
+           max_retries: int = 3,                 # times a dead actor is restarted and its shard encoded again
+           address=None,                         # the Ray cluster to join ('auto'); None starts a local one
+           progress: bool | None = None,         # a bar over the shards; None: from 5,000 items on
+          ) -> list:
     "Embed `items` on a pool of Ray actors into shards of `out`; the sorted list of the embedding files (rows in order)."
     if modality not in ('image', 'text'): raise ValueError(f"`modality` must be 'image' or 'text', got {modality!r}")
     items, batch_size, max_retries = list(items), _count(batch_size, 'batch_size'), _count(max_retries, 'max_retries', 0)

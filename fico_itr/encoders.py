@@ -14,15 +14,13 @@ from torch import nn
 from torch.utils.data import Dataset, DataLoader
 from tqdm.auto import tqdm
 from PIL import Image
-from .core import check_array, EvaluationSplit
+from .core import check_array, EvaluationSplit, patch_to
 from .similarity import HashCodes, resolve_device
 
 # %% auto #0
-__all__ = ['Embeddings', 'to_pil', 'check_images', 'image_loader', 'DualEncoder', 'ClipDualEncoder', 'SiglipDualEncoder',
-           'BlipDualEncoder', 'Blip2DualEncoder', 'max_over_tokens_similarity', 'wordlevel_tokenizer', 'tiny_config',
-           'OpenClipDualEncoder', 'PairScorer', 'CallableScorer', 'Reranked', 'rerank', 'VGG19', 'fc7',
-           'ImageNetTransform', 'Vgg19Fc7Encoder', 'model_kind', 'load_encoder', 'weights_sha256', 'describe_model',
-           'split_image_paths', 'EncodedSplit', 'split_summary', 'encode_split']
+__all__ = ['Embeddings', 'DualEncoder', 'ClipDualEncoder', 'SiglipDualEncoder', 'BlipDualEncoder', 'Blip2DualEncoder',
+           'OpenClipDualEncoder', 'PairScorer', 'CallableScorer', 'rerank', 'Vgg19Fc7Encoder', 'load_encoder',
+           'encode_split']
 
 # %% ../nbs/11_encoders.ipynb #38f3cf08
 EMBEDDING_KINDS = ('continuous', 'binary')
@@ -55,34 +53,44 @@ class Embeddings:
 
     @property
     def n_items(self) -> int: return len(self.values)
-    @property
-    def dtype(self) -> str: return f'{self.values.n_bits}-bit code' if self.kind == 'binary' else str(self.values.dtype)
-    @property
-    def shape(self) -> tuple: return (len(self.values), self.values.n_bits) if self.kind == 'binary' else self.values.shape
-    @property
-    def bytes_per_item(self) -> int:
-        "Storage of one item: ceil(bits/8) for codes, dim x itemsize (x tokens) for floats."
-        if self.kind == 'binary': return math.ceil(self.values.n_bits / 8)
-        return int(np.prod(self.values.shape[1:])) * self.values.itemsize
-    @property
-    def nbytes(self) -> int: return self.n_items * self.bytes_per_item
-    @property
-    def items_per_second(self) -> float: return self.n_items / self.seconds if self.seconds > 0 else float('nan')
-    @property
-    def timing(self) -> str:
-        "The encoding wall time and throughput, e.g. '0.500 s = 2,000.0 items/s' (kept out of the repr: it changes from run to run)."
-        return f"{self.seconds:.3f} s = {self.items_per_second:,.1f} items/s"
     def __len__(self): return self.n_items
-    def __array__(self, dtype=None, copy=None):
-        "The values as an array (codes unpacked to {0,1} bits), so `evaluate(split, images=emb, captions=emb2)` takes Embeddings."
-        a = self.values.unpack() if self.kind == 'binary' else self.values
-        return np.array(a, dtype=dtype, copy=True) if copy else np.asarray(a, dtype=dtype)
-    def __repr__(self):
-        what = f'{self.modality} ' if self.modality else ''
-        shape = ' x '.join(str(s) for s in self.shape)
-        return (f"Embeddings({what}{self.kind}, {shape} {self.dtype}, {self.bytes_per_item:,} B/item, {self.nbytes:,} B; "
-                f"model {self.model!r})")
 
+# %% ../nbs/11_encoders.ipynb #4c8e2af8
+@patch_to(Embeddings, as_prop=True)
+def dtype(self) -> str: return f'{self.values.n_bits}-bit code' if self.kind == 'binary' else str(self.values.dtype)
+
+@patch_to(Embeddings, as_prop=True)
+def shape(self) -> tuple: return (len(self.values), self.values.n_bits) if self.kind == 'binary' else self.values.shape
+
+@patch_to(Embeddings, as_prop=True)
+def bytes_per_item(self) -> int:
+    "Storage of one item: ceil(bits/8) for codes, dim x itemsize (x tokens) for floats."
+    if self.kind == 'binary': return math.ceil(self.values.n_bits / 8)
+    return int(np.prod(self.values.shape[1:])) * self.values.itemsize
+
+@patch_to(Embeddings, as_prop=True)
+def nbytes(self) -> int: return self.n_items * self.bytes_per_item
+
+@patch_to(Embeddings, as_prop=True)
+def items_per_second(self) -> float: return self.n_items / self.seconds if self.seconds > 0 else float('nan')
+
+@patch_to(Embeddings, as_prop=True)
+def timing(self) -> str:
+    "The encoding wall time and throughput, e.g. '0.500 s = 2,000.0 items/s' (kept out of the repr: it changes from run to run)."
+    return f"{self.seconds:.3f} s = {self.items_per_second:,.1f} items/s"
+
+@patch_to(Embeddings)
+def __array__(self, dtype=None, copy=None):
+    "The values as an array (codes unpacked to {0,1} bits), so `evaluate(split, images=emb, captions=emb2)` takes Embeddings."
+    a = self.values.unpack() if self.kind == 'binary' else self.values
+    return np.array(a, dtype=dtype, copy=True) if copy else np.asarray(a, dtype=dtype)
+
+@patch_to(Embeddings)
+def __repr__(self):
+    what = f'{self.modality} ' if self.modality else ''
+    shape = ' x '.join(str(s) for s in self.shape)
+    return (f"Embeddings({what}{self.kind}, {shape} {self.dtype}, {self.bytes_per_item:,} B/item, {self.nbytes:,} B; "
+            f"model {self.model!r})")
 
 # %% ../nbs/11_encoders.ipynb #8a567a8e
 def _positive_int(value, name: str) -> int:
@@ -102,7 +110,7 @@ def _uint8(a: np.ndarray, name: str) -> np.ndarray:
 
 
 # %% ../nbs/11_encoders.ipynb #b6e56c00
-def to_pil(image, name: str = 'image') -> Image.Image:
+def _to_pil(image, name: str = 'image') -> Image.Image:
     "One image as an RGB PIL image: a path, a PIL image, a numpy array (H x W x C or H x W) or a torch tensor (C x H x W)."
     if isinstance(image, Image.Image): return image.convert('RGB')
     if isinstance(image, (str, Path)):
@@ -133,7 +141,7 @@ _IMAGE_TYPES = ((str, Path), Image.Image, np.ndarray, torch.Tensor)
 
 
 # %% ../nbs/11_encoders.ipynb #2f652f51
-def check_images(images, name: str = 'images') -> list:
+def _check_images(images, name: str = 'images') -> list:
     "A list of images of one type (paths, PIL images, numpy arrays or torch tensors); a stacked 4-D array becomes its rows."
     if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4: images = list(images)
     if isinstance(images, (str, Path, Image.Image, np.ndarray, torch.Tensor)):
@@ -155,13 +163,13 @@ def check_images(images, name: str = 'images') -> list:
     return images
 
 class _ImageDataset(Dataset):
-    "Images (checked by `check_images`) as a torch Dataset: item i is `transform(to_pil(images[i]))`."
+    "Images (checked by `_check_images`) as a torch Dataset: item i is `transform(_to_pil(images[i]))`."
     def __init__(self, images, transform: Callable, name: str = 'images'):
-        self.images, self.transform, self.name = check_images(images, name), transform, name
+        self.images, self.transform, self.name = _check_images(images, name), transform, name
     def __len__(self): return len(self.images)
-    def __getitem__(self, i): return self.transform(to_pil(self.images[i], f'{self.name}[{i}]'))
+    def __getitem__(self, i): return self.transform(_to_pil(self.images[i], f'{self.name}[{i}]'))
 
-def image_loader(images, transform: Callable, batch_size: int = 32, num_workers: int = 0, name: str = 'images') -> DataLoader:
+def _image_loader(images, transform: Callable, batch_size: int = 32, num_workers: int = 0, name: str = 'images') -> DataLoader:
     "A DataLoader over `images` in their order: `num_workers` processes decode and pre-process while the model runs."
     batch_size = _positive_int(batch_size, 'batch_size')
     if not isinstance(num_workers, (int, np.integer)) or num_workers < 0: raise ValueError(f"`num_workers` must be an int >= 0, got {num_workers!r}")
@@ -215,21 +223,28 @@ class DualEncoder:
     model_class_name: str = ''          # the transformers class an adapter wraps
     text_padding: bool | str = True     # tokenizer padding: per batch, or 'max_length' where the model pools a fixed position
 
-    def __init__(self, model: nn.Module, image_transform: Callable, tokenizer: Callable, name: str, device='cpu',
-                 dtype='float32', normalise: bool = True, max_length: int | None = None):
+    def __init__(self,
+                 model: nn.Module,               # the torch model (moved to `device` and `dtype`, eval mode)
+                 image_transform: Callable,      # PIL image -> pixel tensor (C x H x W)
+                 tokenizer: Callable,            # a transformers tokenizer (or any callable returning input_ids / attention_mask)
+                 name: str,                      # the model's name in the outputs
+                 device='cpu',                   # where the model runs: 'cpu', 'cuda', ...
+                 dtype='float32',                # 'float32', 'float16' or 'bfloat16'
+                 normalise: bool = True,         # L2-normalise the embeddings
+                 max_length: int | None = None,  # token limit; None: the tokenizer's
+                ):
         self.device, self.dtype = resolve_device(device), _resolve_dtype(dtype)
         self.model = model.eval().to(self.device, self.dtype)
         self.image_transform, self.tokenizer, self.name = image_transform, tokenizer, name
         self.normalise, self.max_length = bool(normalise), max_length
 
     # --- what an adapter defines
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor: raise NotImplementedError
-    def text_features(self, tokens: dict) -> torch.Tensor: raise NotImplementedError
-    def tokenize(self, texts: list) -> dict:
-        "Token tensors on the device: the inputs of `text_features`."
-        enc = self.tokenizer(texts, padding=self.text_padding, truncation=True, max_length=self.max_length, return_tensors='pt')
-        keep = [k for k in getattr(self.tokenizer, 'model_input_names', ['input_ids', 'attention_mask']) if k in ('input_ids', 'attention_mask')]
-        return {k: enc[k].to(self.device) for k in keep}
+    def image_features(self,
+                       pixel_values: torch.Tensor,  # a batch of pre-processed images (b x C x H x W) on the device
+                      ) -> torch.Tensor: raise NotImplementedError
+    def text_features(self,
+                      tokens: dict,  # `tokenize`'s tensors for a batch of texts
+                     ) -> torch.Tensor: raise NotImplementedError
 
     # --- the shared loop
     def _run(self, batches, fn, modality: str, n: int, progress) -> Embeddings:
@@ -244,52 +259,84 @@ class DualEncoder:
             bar.close()
         return Embeddings(np.concatenate(parts), 'continuous', self.name, time.perf_counter() - t0, modality)
 
-    def encode_images(self, images, batch_size: int = 32, num_workers: int = 0, progress: bool | None = None) -> Embeddings:
-        "Embed `images` (paths, PIL images, numpy H x W x C or torch C x H x W; one kind per call) in order, timed end to end."
-        loader = image_loader(images, self.image_transform, batch_size, num_workers)
-        return self._run(loader, lambda px: self.image_features(px.to(self.device, self.dtype)), 'image', len(loader.dataset), progress)
-
-    def encode_texts(self, texts, batch_size: int = 256, progress: bool | None = None) -> Embeddings:
-        "Embed a list of strings in order, `batch_size` at a time, timed end to end (tokenising included)."
-        texts = _check_texts(texts)
-        batch_size = _positive_int(batch_size, 'batch_size')
-        chunks = (texts[s:s + batch_size] for s in range(0, len(texts), batch_size))
-        return self._run(chunks, lambda c: self.text_features(self.tokenize(c)), 'text', len(texts), progress)
-
-    # --- constructors
-    @classmethod
-    def _transformers_model(cls):
-        if not cls.model_class_name: raise TypeError(f"{cls.__name__} does not wrap a transformers model: construct it directly")
-        return _transformers_class(cls.model_class_name)
-
-    @classmethod
-    def _default_max_length(cls, config) -> int | None:
-        text = getattr(config, 'text_config', None) or getattr(config, 'qformer_config', None)
-        return getattr(text, 'max_position_embeddings', None)
-
-    @classmethod
-    def from_pretrained(cls, name_or_folder, device='cpu', dtype='float32', normalise: bool = True, max_length: int | None = None):
-        "Load a checkpoint by hub name (from the local cache) or from a folder; never downloads (local_files_only=True)."
-        klass = cls._transformers_model()
-        try:
-            model = klass.from_pretrained(str(name_or_folder), local_files_only=True)
-            processor = _transformers_class('AutoProcessor').from_pretrained(str(name_or_folder), local_files_only=True)
-        except OSError as e: raise _no_weights(name_or_folder, e) from e
-        return cls(model, _ProcessorTransform(processor.image_processor), processor.tokenizer, str(name_or_folder), device, dtype,
-                   normalise, max_length or cls._default_max_length(model.config))
-
-    @classmethod
-    def from_config(cls, config, image_processor, tokenizer, seed: int = 0, device='cpu', dtype='float32', normalise: bool = True,
-                    max_length: int | None = None):
-        "A randomly initialised model of `config` (for tests and for timing real-size architectures): named 'random-init ... from config'."
-        klass = cls._transformers_model()
-        torch.manual_seed(seed)
-        model = klass(config)
-        return cls(model, _ProcessorTransform(image_processor), tokenizer, f'random-init {klass.__name__} from config', device, dtype,
-                   normalise, max_length or cls._default_max_length(config))
-
     def __repr__(self): return f"{type(self).__name__}({self.name!r}, device={self.device.type}, dtype={str(self.dtype)[6:]}, normalise={self.normalise})"
 
+# %% ../nbs/11_encoders.ipynb #6cef3b04
+@patch_to(DualEncoder)
+def tokenize(self,
+             texts: list,  # a list of strings
+            ) -> dict:
+    "Token tensors on the device: the inputs of `text_features`."
+    enc = self.tokenizer(texts, padding=self.text_padding, truncation=True, max_length=self.max_length, return_tensors='pt')
+    keep = [k for k in getattr(self.tokenizer, 'model_input_names', ['input_ids', 'attention_mask']) if k in ('input_ids', 'attention_mask')]
+    return {k: enc[k].to(self.device) for k in keep}
+
+@patch_to(DualEncoder)
+def encode_images(self,
+                  images,                      # paths, PIL images, numpy H x W x C or torch C x H x W (one kind per call)
+                  batch_size: int = 32,        # images per forward pass
+                  num_workers: int = 0,        # DataLoader processes that decode and pre-process while the model runs
+                  progress: bool | None = None,  # a tqdm bar; None: from 5,000 images on
+                 ) -> Embeddings:
+    "Embed `images` in order, timed end to end."
+    loader = _image_loader(images, self.image_transform, batch_size, num_workers)
+    return self._run(loader, lambda px: self.image_features(px.to(self.device, self.dtype)), 'image', len(loader.dataset), progress)
+
+@patch_to(DualEncoder)
+def encode_texts(self,
+                 texts,                       # a list of strings
+                 batch_size: int = 256,       # texts per forward pass
+                 progress: bool | None = None,  # a tqdm bar; None: from 5,000 texts on
+                ) -> Embeddings:
+    "Embed the texts in order, `batch_size` at a time, timed end to end (tokenising included)."
+    texts = _check_texts(texts)
+    batch_size = _positive_int(batch_size, 'batch_size')
+    chunks = (texts[s:s + batch_size] for s in range(0, len(texts), batch_size))
+    return self._run(chunks, lambda c: self.text_features(self.tokenize(c)), 'text', len(texts), progress)
+
+# %% ../nbs/11_encoders.ipynb #aedde85f
+@patch_to(DualEncoder, as_class=True)
+def _transformers_model(cls):
+    if not cls.model_class_name: raise TypeError(f"{cls.__name__} does not wrap a transformers model: construct it directly")
+    return _transformers_class(cls.model_class_name)
+
+@patch_to(DualEncoder, as_class=True)
+def _default_max_length(cls, config) -> int | None:
+    text = getattr(config, 'text_config', None) or getattr(config, 'qformer_config', None)
+    return getattr(text, 'max_position_embeddings', None)
+
+@patch_to(DualEncoder, as_class=True)
+def from_pretrained(cls,
+                    name_or_folder,             # a hub name (in the local cache) or a model folder
+                    device='cpu',               # where the model runs
+                    dtype='float32',            # 'float32', 'float16' or 'bfloat16'
+                    normalise: bool = True,     # L2-normalise the embeddings
+                    max_length: int | None = None,  # token limit; None: the model's
+                   ):
+    "Load a checkpoint by hub name (from the local cache) or from a folder; never downloads (local_files_only=True)."
+    klass = cls._transformers_model()
+    try:
+        model = klass.from_pretrained(str(name_or_folder), local_files_only=True)
+        processor = _transformers_class('AutoProcessor').from_pretrained(str(name_or_folder), local_files_only=True)
+    except OSError as e: raise _no_weights(name_or_folder, e) from e
+    return cls(model, _ProcessorTransform(processor.image_processor), processor.tokenizer, str(name_or_folder), device, dtype,
+               normalise, max_length or cls._default_max_length(model.config))
+
+@patch_to(DualEncoder, as_class=True)
+def from_config(cls,
+                config,                     # a transformers config of the adapter's model class
+                image_processor,            # a transformers image processor
+                tokenizer,                  # a tokenizer (e.g. `_wordlevel_tokenizer`)
+                seed: int = 0,              # torch seed of the random initialisation
+                device='cpu', dtype='float32', normalise: bool = True,  # as in `from_pretrained`
+                max_length: int | None = None,  # token limit; None: the config's
+               ):
+    "A randomly initialised model of `config` (for tests and for timing real-size architectures): named 'random-init ... from config'."
+    klass = cls._transformers_model()
+    torch.manual_seed(seed)
+    model = klass(config)
+    return cls(model, _ProcessorTransform(image_processor), tokenizer, f'random-init {klass.__name__} from config', device, dtype,
+               normalise, max_length or cls._default_max_length(config))
 
 # %% ../nbs/11_encoders.ipynb #46ee1a3b
 class ClipDualEncoder(DualEncoder):
@@ -310,7 +357,12 @@ class BlipDualEncoder(DualEncoder):
         return self.model.vision_proj(self.model.vision_model(pixel_values=pixel_values).last_hidden_state[:, 0])
     def text_features(self, tokens):
         return self.model.text_proj(self.model.text_encoder(**tokens).last_hidden_state[:, 0])
-    def itm_scorer(self, images, texts, output: str = 'logit', **kwargs) -> '_BlipItmScorer':
+    def itm_scorer(self,
+                   images,                 # the split's images (paths or arrays), in row order
+                   texts,                  # its captions, in row order
+                   output: str = 'logit',  # 'logit' or 'probability' (softmax of the ITM head)
+                   **kwargs,               # batch sizes, num_workers, progress
+                  ) -> '_BlipItmScorer':
         "The ITM head as a PairScorer over `images` and `texts` (pairs are indices into them); see `_BlipItmScorer`."
         return _BlipItmScorer(self, images, texts, output, **kwargs)
 
@@ -319,7 +371,7 @@ class BlipDualEncoder(DualEncoder):
 class Blip2DualEncoder(DualEncoder):
     """Blip2ForImageTextRetrieval's ITC stage. An image is the projections of its Q-Former query tokens: `encode_images`
     returns n x num_query_tokens x D (each token normalised); a text is the projection of its [CLS] state (n x D). The
-    image-text similarity is the max over query tokens (LAVIS and transformers do the same): `max_over_tokens_similarity`."""
+    image-text similarity is the max over query tokens (LAVIS and transformers do the same): `_max_over_tokens_similarity`."""
     model_class_name = 'Blip2ForImageTextRetrieval'
     def image_features(self, pixel_values):
         m = self.model
@@ -333,11 +385,17 @@ class Blip2DualEncoder(DualEncoder):
         out = m.qformer(query_embeds=m.embeddings(input_ids=tokens['input_ids']), query_length=0,
                         attention_mask=tokens['attention_mask']).last_hidden_state
         return m.text_projection(out[:, 0])
-    def itm_scorer(self, images, texts, output: str = 'logit', **kwargs) -> '_Blip2ItmScorer':
+    def itm_scorer(self,
+                   images,                 # the split's images (paths or arrays), in row order
+                   texts,                  # its captions, in row order
+                   output: str = 'logit',  # 'logit' or 'probability' (softmax of the ITM head)
+                   **kwargs,               # batch sizes, num_workers, progress
+                  ) -> '_Blip2ItmScorer':
         "The ITM head as a PairScorer over `images` and `texts` (pairs are indices into them); see `_Blip2ItmScorer`."
         return _Blip2ItmScorer(self, images, texts, output, **kwargs)
 
-def max_over_tokens_similarity(image_tokens, texts, device='cpu', budget: int = 1 << 25, progress: bool | None = None) -> np.ndarray:
+# %% ../nbs/11_encoders.ipynb #688b287e
+def _max_over_tokens_similarity(image_tokens, texts, device='cpu', budget: int = 1 << 25, progress: bool | None = None) -> np.ndarray:
     "images x captions: the max over each image's query tokens of token . text (BLIP-2's ITC score), in image blocks of bounded memory."
     I = image_tokens.values if isinstance(image_tokens, Embeddings) else image_tokens
     T = texts.values if isinstance(texts, Embeddings) else texts
@@ -354,13 +412,12 @@ def max_over_tokens_similarity(image_tokens, texts, device='cpu', budget: int = 
             out[s:s + len(blk)] = (blk.reshape(-1, blk.shape[2]) @ t.T).view(len(blk), q, -1).amax(1).cpu().numpy()
     return out
 
-
 # %% ../nbs/11_encoders.ipynb #b5c4e415
 TINY_MODELS = ('CLIPModel', 'SiglipModel', 'BlipForImageTextRetrieval', 'Blip2ForImageTextRetrieval')
 
 
 # %% ../nbs/11_encoders.ipynb #7c735386
-def wordlevel_tokenizer(texts: Sequence[str], vocab_size: int = 2000, max_length: int = 32, input_names=('input_ids', 'attention_mask')):
+def _wordlevel_tokenizer(texts: Sequence[str], vocab_size: int = 2000, max_length: int = 32, input_names=('input_ids', 'attention_mask')):
     """A lower-casing word-level tokenizer trained on `texts` ([CLS] text [SEP], pad id 0), as a PreTrainedTokenizerFast:
     a stand-in for a checkpoint's tokenizer where none can be downloaded (tests, timing random-init architectures)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
@@ -374,9 +431,9 @@ def wordlevel_tokenizer(texts: Sequence[str], vocab_size: int = 2000, max_length
                                    bos_token='[CLS]', eos_token='[SEP]', model_max_length=max_length, model_input_names=list(input_names))
 
 
-def tiny_config(model_class_name: str, vocab_size: int, image_size: int = 32, patch_size: int = 8, hidden: int = 32,
+def _tiny_config(model_class_name: str, vocab_size: int, image_size: int = 32, patch_size: int = 8, hidden: int = 32,
                 layers: int = 1, max_length: int = 32, projection: int = 16, query_tokens: int = 4):
-    "A tiny config of one of `TINY_MODELS` (for tests and examples with random weights), special ids as `wordlevel_tokenizer`'s."
+    "A tiny config of one of `TINY_MODELS` (for tests and examples with random weights), special ids as `_wordlevel_tokenizer`'s."
     import transformers as tf
     if model_class_name not in TINY_MODELS: raise ValueError(f"`model_class_name` {model_class_name!r} is not one of {', '.join(TINY_MODELS)}")
     block = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2)
@@ -403,7 +460,13 @@ def _open_clip():
 
 class OpenClipDualEncoder(DualEncoder):
     "An open_clip model: `create_model_and_transforms(model_name, pretrained=tag or checkpoint path)`, `encode_image` / `encode_text`."
-    def __init__(self, model_name: str, pretrained: str | None = None, device='cpu', dtype='float32', normalise: bool = True):
+    def __init__(self,
+                 model_name: str,                # an open_clip architecture, e.g. 'ViT-B-32'
+                 pretrained: str | None = None,  # a pretrained tag or a checkpoint path (never downloaded)
+                 device='cpu',                   # where the model runs: 'cpu', 'cuda', ...
+                 dtype='float32',                # 'float32', 'float16' or 'bfloat16'
+                 normalise: bool = True,         # L2-normalise the embeddings
+                ):
         oc = _open_clip()
         try: model, _, preprocess = oc.create_model_and_transforms(model_name, pretrained=pretrained)
         except (OSError, RuntimeError) as e:
@@ -428,12 +491,16 @@ def _indices(a, name: str, n: int | None = None, ndim: int | None = None) -> np.
     if n is not None and a.size and a.max() >= n: raise ValueError(f"`{name}` holds index {a.max()} but there are {n} items")
     return a.astype(np.int64, copy=False)
 
+# %% ../nbs/11_encoders.ipynb #a24719e4
 class PairScorer:
     """Query-time attention: scores (image, caption) pairs. `scorer(query_indices, candidates, direction)` scores each query
     against its row of candidate indices (n_q x d) and returns n_q x d scores, `batch_size` pairs per model call."""
     name: str = 'pair scorer'
     batch_size: int = 256
-    def score_pairs(self, image_indices: np.ndarray, caption_indices: np.ndarray) -> np.ndarray:
+    def score_pairs(self,
+                    image_indices: np.ndarray,    # image row of each pair
+                    caption_indices: np.ndarray,  # caption row of each pair
+                   ) -> np.ndarray:
         "Scores of the pairs (image_indices[j], caption_indices[j]), one per pair."
         raise NotImplementedError
     def __call__(self, query_indices, candidates, direction: str = 'i2t') -> np.ndarray:
@@ -451,13 +518,17 @@ class PairScorer:
         return out.reshape(c.shape)
     def __repr__(self): return f"{type(self).__name__}({self.name!r}, batch_size={self.batch_size})"
 
+# %% ../nbs/11_encoders.ipynb #bcd0515c
 class CallableScorer(PairScorer):
     "Any function `fn(image_indices, caption_indices) -> scores` (e.g. a cross-attention model over stored features) as a PairScorer."
-    def __init__(self, fn: Callable, name: str = 'callable scorer', batch_size: int = 256):
+    def __init__(self,
+                 fn: Callable,                   # fn(image_indices, caption_indices) -> one score per pair
+                 name: str = 'callable scorer',  # the scorer's name in reprs and messages
+                 batch_size: int = 256,          # pairs per call of `fn`
+                ):
         if not callable(fn): raise TypeError(f"`fn` must be callable fn(image_indices, caption_indices) -> scores, got {type(fn).__name__}")
         self.fn, self.name, self.batch_size = fn, name, _positive_int(batch_size, 'batch_size')
     def score_pairs(self, image_indices, caption_indices): return self.fn(image_indices, caption_indices)
-
 
 # %% ../nbs/11_encoders.ipynb #9e09ef6f
 class _ItmScorer(PairScorer):
@@ -468,7 +539,7 @@ class _ItmScorer(PairScorer):
         self.encoder, self.output, self.batch_size = encoder, output, _positive_int(batch_size, 'batch_size')
         self.name = f'{encoder.name} ITM ({output})'
         t0 = time.perf_counter()
-        loader = image_loader(images, encoder.image_transform, image_batch_size, num_workers)
+        loader = _image_loader(images, encoder.image_transform, image_batch_size, num_workers)
         with torch.inference_mode():   # the states a query-time attention model must keep for every gallery image
             self.image_states = torch.cat([encoder.model.vision_model(pixel_values=px.to(encoder.device, encoder.dtype)).last_hidden_state.cpu()
                                            for px in tqdm(loader, desc='image states', disable=not progress, leave=False)])
@@ -527,7 +598,7 @@ COMBINE = ('add', 'replace')
 
 # %% ../nbs/11_encoders.ipynb #8c2ac42a
 @dataclass(repr=False)
-class Reranked:
+class _Reranked:
     "The i2t (images x captions) and t2i (captions x images) matrices of a rerank, with what the rerank did and cost."
     i2t: np.ndarray | None     # for evaluate(i2t_similarity=...)
     t2i: np.ndarray | None     # for evaluate(t2i_similarity=...)
@@ -611,12 +682,39 @@ def _place(M, top, combined):
 
 
 # %% ../nbs/11_encoders.ipynb #4d8d244e
-def rerank(first_stage_i2t, scorer: Callable, depth: int, combine: str | Callable = 'add', directions: Sequence[str] = ('i2t', 't2i'),
-           query_block: int = 256, progress: bool | None = None) -> Reranked:
-    """Rescore, for every query, the top `depth` candidates of a first stage (images x captions scores; t2i uses its transpose),
-    as BLIP / BLIP-2 / X-VLM evaluate. Candidates tied at the depth boundary are taken in gallery order (lower index first,
-    the 'stable' tie rule). The new score of a candidate is `combine(first, rescored)`: 'add' (LAVIS: ITM + ITC),
-    'replace' (the rescored value alone) or a callable. Items beyond `depth` keep their first-stage scores and order below the
+def _rerank_direction(A, scorer, d: str, k: int, dtype, combine, how: str, query_block: int, progress) -> tuple:
+    "One direction of `rerank`: (the reranked matrix, candidates, their new scores, seconds) for the queries (rows) of `A`."
+    nq, ng = A.shape
+    M, C, S = np.empty((nq, ng), dtype), np.empty((nq, k), np.int64), np.empty((nq, k), dtype)
+    t0 = time.perf_counter()
+    bar = tqdm(total=nq, desc=f'rerank {d} (depth {k})', unit='query', leave=False,
+               disable=not (nq * k >= 100_000 if progress is None else progress))
+    for s in range(0, nq, query_block):
+        a = np.array(A[s:s + query_block], dtype=dtype)      # exact: `_work_dtype` holds every score
+        top = _top_candidates(a, k)
+        first = np.take_along_axis(a, top, 1)
+        rescored = np.asarray(scorer(np.arange(s, s + len(a)), top, d), np.float32)
+        if rescored.shape != top.shape: raise ValueError(f"`scorer` returned shape {rescored.shape} for candidates of shape {top.shape}")
+        if not np.isfinite(rescored).all(): raise ValueError(f"`scorer` returned NaN or Inf for {d} queries {s}..{s + len(a) - 1}")
+        comb = _combined(first, rescored, combine)
+        if not np.isfinite(comb).all(): raise ValueError(f"`combine` ({how}) gave NaN or Inf for {d} queries {s}..{s + len(a) - 1}")
+        M[s:s + len(a)], C[s:s + len(a)], S[s:s + len(a)] = _place(a, top, comb), top, comb
+        bar.update(len(a))
+    bar.close()
+    return M, C, S, time.perf_counter() - t0
+
+# %% ../nbs/11_encoders.ipynb #58a0cadd
+def rerank(first_stage_i2t,                   # images x captions first-stage scores (t2i uses the transpose)
+           scorer: Callable,                  # a `PairScorer`, or callable(query_indices, candidates, direction) -> scores
+           depth: int,                        # candidates rescored per query
+           combine: str | Callable = 'add',   # 'add' (LAVIS: ITM + ITC), 'replace', or callable(first, rescored)
+           directions: Sequence[str] = ('i2t', 't2i'),  # the directions to rerank
+           query_block: int = 256,            # queries scored per block
+           progress: bool | None = None,      # a tqdm bar; None: from 100,000 pairs on
+          ) -> _Reranked:
+    """Rescore, for every query, the top `depth` candidates of a first stage, as BLIP / BLIP-2 / X-VLM evaluate. Candidates
+    tied at the depth boundary are taken in gallery order (lower index first, the 'stable' tie rule). The new score of a
+    candidate is `combine(first, rescored)`. Items beyond `depth` keep their first-stage scores and order below the
     reranked ones; the matrices are float32, or float64 where float32 cannot hold the first-stage scores or the placements
     above them exactly. Evaluate with `evaluate(split, i2t_similarity=r.i2t, t2i_similarity=r.t2i, conventions=r.conventions(preset))`:
     metrics that look past `depth` are then n/a."""
@@ -632,27 +730,10 @@ def rerank(first_stage_i2t, scorer: Callable, depth: int, combine: str | Callabl
     out = {'i2t': None, 't2i': None}; cands, scores, seconds, pairs = {}, {}, {}, {}
     for d in directions:
         A = F if d == 'i2t' else F.T
-        nq, ng = A.shape
-        k = min(depth, ng)
-        M, C, S = np.empty((nq, ng), dtype), np.empty((nq, k), np.int64), np.empty((nq, k), dtype)
-        t0 = time.perf_counter()
-        bar = tqdm(total=nq, desc=f'rerank {d} (depth {k})', unit='query', leave=False,
-                   disable=not (nq * k >= 100_000 if progress is None else progress))
-        for s in range(0, nq, query_block):
-            a = np.array(A[s:s + query_block], dtype=dtype)      # exact: `_work_dtype` holds every score
-            top = _top_candidates(a, k)
-            first = np.take_along_axis(a, top, 1)
-            rescored = np.asarray(scorer(np.arange(s, s + len(a)), top, d), np.float32)
-            if rescored.shape != top.shape: raise ValueError(f"`scorer` returned shape {rescored.shape} for candidates of shape {top.shape}")
-            if not np.isfinite(rescored).all(): raise ValueError(f"`scorer` returned NaN or Inf for {d} queries {s}..{s + len(a) - 1}")
-            comb = _combined(first, rescored, combine)
-            if not np.isfinite(comb).all(): raise ValueError(f"`combine` ({how}) gave NaN or Inf for {d} queries {s}..{s + len(a) - 1}")
-            M[s:s + len(a)], C[s:s + len(a)], S[s:s + len(a)] = _place(a, top, comb), top, comb
-            bar.update(len(a))
-        bar.close()
-        out[d], cands[d], scores[d], seconds[d], pairs[d] = M, C, S, time.perf_counter() - t0, nq * k
-    return Reranked(out['i2t'], out['t2i'], depth, how, cands, scores, seconds, pairs)
-
+        k = min(depth, A.shape[1])
+        out[d], cands[d], scores[d], seconds[d] = _rerank_direction(A, scorer, d, k, dtype, combine, how, query_block, progress)
+        pairs[d] = A.shape[0] * k
+    return _Reranked(out['i2t'], out['t2i'], depth, how, cands, scores, seconds, pairs)
 
 # %% ../nbs/11_encoders.ipynb #885aa820
 VGG19_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512, 'M')
@@ -660,7 +741,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 # %% ../nbs/11_encoders.ipynb #6a22a0a3
-class VGG19(nn.Module):
+class _VGG19(nn.Module):
     """VGG-19 (configuration E of Simonyan & Zisserman) laid out as torchvision's `vgg19`, so that the state_dict keys and shapes
     are torchvision's and its weight files load; initialised as torchvision does (Kaiming-normal convolutions, N(0, 0.01) linears)."""
     def __init__(self, n_classes: int = 1000):
@@ -677,13 +758,13 @@ class VGG19(nn.Module):
             elif isinstance(m, nn.Linear): nn.init.normal_(m.weight, 0, 0.01); nn.init.zeros_(m.bias)
     def forward(self, x): return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
-def fc7(vgg: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+def _fc7(vgg: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     "The 4096-D fc7 features: the output of classifier.3 (the second 4096-D linear) after its ReLU, dropout off (eval mode)."
     x = torch.flatten(vgg.avgpool(vgg.features(pixel_values)), 1)
     return vgg.classifier[:5](x)
 
 
-class ImageNetTransform:
+class _ImageNetTransform:
     "ImageNet evaluation pre-processing: resize the shorter side to `resize` (bilinear), centre-crop `crop`, scale to [0, 1], normalise."
     def __init__(self, resize: int = 256, crop: int = 224):
         self.resize, self.crop = int(resize), int(crop)
@@ -700,17 +781,23 @@ class ImageNetTransform:
 
 # %% ../nbs/11_encoders.ipynb #e38a6ac6
 def _vgg19_module():
-    "torchvision's vgg19 when torchvision imports, else `VGG19` (same keys and shapes)."
+    "torchvision's vgg19 when torchvision imports, else `_VGG19` (same keys and shapes)."
     try:
         from torchvision.models import vgg19
         return vgg19(weights=None), 'torchvision'
-    except Exception: return VGG19(), 'fico_itr.encoders.VGG19'
+    except Exception: return _VGG19(), 'fico_itr.encoders._VGG19'
 
 class Vgg19Fc7Encoder(DualEncoder):
-    """The paper's CG image pre-processing: 4096-D VGG-19 fc7 features (`fc7`) after ImageNet pre-processing. `weights` is a
+    """The paper's CG image pre-processing: 4096-D VGG-19 fc7 features (`_fc7`) after ImageNet pre-processing. `weights` is a
     torchvision state_dict file (e.g. vgg19-dcbb9e9d.pth); without it the network is randomly initialised and named so.
     Images only: there is no text side."""
-    def __init__(self, weights=None, device='cpu', dtype='float32', normalise: bool = False, seed: int = 0):
+    def __init__(self,
+                 weights=None,             # a torchvision vgg19 state_dict file; None: random weights (named so)
+                 device='cpu',             # where the model runs
+                 dtype='float32',          # 'float32', 'float16' or 'bfloat16'
+                 normalise: bool = False,  # L2-normalise the features
+                 seed: int = 0,            # torch seed of random weights
+                ):
         torch.manual_seed(seed)
         vgg, source = _vgg19_module()
         if weights is not None:
@@ -719,10 +806,14 @@ class Vgg19Fc7Encoder(DualEncoder):
             vgg.load_state_dict(torch.load(p, map_location='cpu', weights_only=True))
             name = f'VGG-19 fc7 ({p.name})'
         else: name = 'random-init VGG-19 fc7'
-        super().__init__(vgg, ImageNetTransform(), None, name, device, dtype, normalise)
+        super().__init__(vgg, _ImageNetTransform(), None, name, device, dtype, normalise)
         self.source = source
-    def image_features(self, pixel_values): return fc7(self.model, pixel_values)
-    def encode_texts(self, texts, batch_size: int = 256, progress=None):
+    def image_features(self, pixel_values): return _fc7(self.model, pixel_values)
+    def encode_texts(self,
+                     texts,                  # (refused: VGG-19 encodes images only)
+                     batch_size: int = 256,  # unused
+                     progress=None,          # unused
+                    ):
         raise TypeError("VGG-19 fc7 encodes images only: encode texts with a text model (e.g. Doc2Vec, the paper's CG text features)")
 
 
@@ -739,7 +830,7 @@ FOLDER_LAYOUT = ("a local folder as written by `save_pretrained` or `hf download
 # %% ../nbs/11_encoders.ipynb #41c49d84
 _MODEL_TYPES = {'clip': 'clip', 'siglip': 'siglip', 'blip': 'blip', 'blip-2': 'blip2'}   # config.json model_type -> kind
 
-def model_kind(folder) -> str:
+def _model_kind(folder) -> str:
     "The kind ('clip', 'siglip', 'blip', 'blip2') of a transformers model folder, from config.json's model_type and architectures."
     folder = Path(folder)
     if not folder.is_dir():
@@ -776,12 +867,12 @@ def load_encoder(model,                     # a transformers model folder, or an
         if arch is None: raise ValueError("an open_clip checkpoint needs its architecture: pass `arch`, e.g. 'ViT-B-32'")
         if not Path(model).is_file(): raise FileNotFoundError(f"open_clip checkpoint {str(model)!r} does not exist: pass the .pt/.bin file")
         return OpenClipDualEncoder(arch, str(model), device, PRECISIONS[precision])
-    found = model_kind(model)
+    found = _model_kind(model)
     if kind is not None and kind != found:
         raise ValueError(f"--kind {kind} but model folder {str(model)!r} holds a {found} model: pass --kind {found} or the {kind} folder")
     return ENCODE_KINDS[found].from_pretrained(model, device, PRECISIONS[precision])
 
-def weights_sha256(model) -> str:
+def _weights_sha256(model) -> str:
     "SHA-256 over a model's weight files (a folder's *.safetensors, *.bin, *.pt, *.pth, *.ckpt, by name; or one file), read in 1 MiB blocks."
     p = Path(model)
     files = [p] if p.is_file() else sorted(f for f in p.rglob('*') if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
@@ -795,17 +886,17 @@ def weights_sha256(model) -> str:
 
 
 # %% ../nbs/11_encoders.ipynb #9310a0ef
-def describe_model(encoder: DualEncoder, model, kind: str, precision: str = 'fp32', name: str | None = None) -> dict:
+def _describe_model(encoder: DualEncoder, model, kind: str, precision: str = 'fp32', name: str | None = None) -> dict:
     "What identifies a model's embeddings: its name, folder, kind and class, the SHA-256 of its weights, pre-processing and precision."
     t = encoder.image_transform
     prep = t.image_processor.to_dict() if isinstance(t, _ProcessorTransform) else repr(t)
     return _jsonable({'name': name or Path(model).name, 'path': str(Path(model).resolve()), 'kind': kind, 'class': type(encoder.model).__name__,
-            'weights_sha256': weights_sha256(model), 'preprocessing': prep, 'precision': precision,
+            'weights_sha256': _weights_sha256(model), 'preprocessing': prep, 'precision': precision,
             'normalised': encoder.normalise, 'max_length': encoder.max_length})
 
 def _jsonable(d: dict) -> dict: return json.loads(json.dumps(d, default=str))   # as written to and read from a file
 
-def split_image_paths(split: EvaluationSplit,  # a split with `image_files` (Karpathy, LAVIS or a saved split)
+def _split_image_paths(split: EvaluationSplit,  # a split with `image_files` (Karpathy, LAVIS or a saved split)
                       images_dir,               # the folder holding its images
                       show: int = 5,            # how many missing files the error names
                      ) -> list:
@@ -835,14 +926,14 @@ def _ids(v, n):
 
 # %% ../nbs/11_encoders.ipynb #3e4cc311
 @dataclass(repr=False)
-class EncodedSplit:
+class _EncodedSplit:
     "A split's image and caption embeddings, their row ids and what made them (written by `save`, read by `load`)."
     images: Embeddings      # one row per image of the split, in its order
     captions: Embeddings    # one row per caption
     image_ids: np.ndarray   # the split's image ids (its file names where it has no ids)
     caption_ids: np.ndarray # the split's caption ids (row numbers where it has none)
     split: dict             # name, n_images, n_captions and a SHA-256 of the captions' texts
-    model: dict             # `describe_model`
+    model: dict             # `_describe_model`
 
     @property
     def seconds(self) -> dict: return {'images': self.images.seconds, 'captions': self.captions.seconds}
@@ -851,33 +942,9 @@ class EncodedSplit:
 
     def similarity(self, device='cpu') -> np.ndarray:
         "images x captions scores: dot products (cosine on normalised embeddings), or BLIP-2's max over query tokens."
-        if self.images.values.ndim == 3: return max_over_tokens_similarity(self.images, self.captions, device)
+        if self.images.values.ndim == 3: return _max_over_tokens_similarity(self.images, self.captions, device)
         from fico_itr.similarity import similarity
         return similarity(self.images.values, self.captions.values, 'inner_product')
-
-    def save(self, path) -> Path:
-        "Write one .npz (no pickle): images, captions, their ids and a JSON `meta` (split, model, seconds, bytes per item)."
-        meta = {'split': self.split, 'model': self.model, 'seconds': self.seconds, 'bytes_per_item': self.bytes_per_item}
-        with open(path, 'wb') as f:
-            np.savez(f, images=self.images.values, captions=self.captions.values, image_ids=self.image_ids,
-                     caption_ids=self.caption_ids, meta=np.array(json.dumps(meta)))
-        return Path(path)
-
-    @classmethod
-    def load(cls, path) -> 'EncodedSplit':
-        "Read a file written by `save`."
-        p = Path(path)
-        if not p.is_file(): raise FileNotFoundError(f"embeddings file {str(p)!r} does not exist")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                missing = {'images', 'captions', 'image_ids', 'caption_ids', 'meta'} - set(z.files)
-                if missing: raise ValueError(f"{p} lacks {', '.join(sorted(missing))}: it was not written by `fico-itr encode`")
-                arrays = {k: z[k] for k in ('images', 'captions', 'image_ids', 'caption_ids')}
-                meta = json.loads(str(z['meta']))
-        except (OSError, EOFError, zipfile.BadZipFile) as e: raise ValueError(f"{p} is not a readable .npz ({e}): encode again") from None
-        name = meta['model']['name']
-        emb = lambda k, mod: Embeddings(arrays[k], 'continuous', name, meta['seconds'][k], mod)
-        return cls(emb('images', 'image'), emb('captions', 'text'), arrays['image_ids'], arrays['caption_ids'], meta['split'], meta['model'])
 
     def __repr__(self):
         s = self.split
@@ -885,9 +952,34 @@ class EncodedSplit:
                 f"{s['n_captions']:,} captions {' x '.join(map(str, self.captions.shape[1:]))}; "
                 f"{self.bytes_per_item['images']:,} / {self.bytes_per_item['captions']:,} B per image / caption; model {self.model['name']!r})")
 
+# %% ../nbs/11_encoders.ipynb #b044ac33
+@patch_to(_EncodedSplit)
+def save(self, path) -> Path:
+    "Write one .npz (no pickle): images, captions, their ids and a JSON `meta` (split, model, seconds, bytes per item)."
+    meta = {'split': self.split, 'model': self.model, 'seconds': self.seconds, 'bytes_per_item': self.bytes_per_item}
+    with open(path, 'wb') as f:
+        np.savez(f, images=self.images.values, captions=self.captions.values, image_ids=self.image_ids,
+                 caption_ids=self.caption_ids, meta=np.array(json.dumps(meta)))
+    return Path(path)
+
+@patch_to(_EncodedSplit, as_class=True)
+def load(cls, path) -> _EncodedSplit:
+    "Read a file written by `save`."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"embeddings file {str(p)!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = {'images', 'captions', 'image_ids', 'caption_ids', 'meta'} - set(z.files)
+            if missing: raise ValueError(f"{p} lacks {', '.join(sorted(missing))}: it was not written by `fico-itr encode`")
+            arrays = {k: z[k] for k in ('images', 'captions', 'image_ids', 'caption_ids')}
+            meta = json.loads(str(z['meta']))
+    except (OSError, EOFError, zipfile.BadZipFile) as e: raise ValueError(f"{p} is not a readable .npz ({e}): encode again") from None
+    name = meta['model']['name']
+    emb = lambda k, mod: Embeddings(arrays[k], 'continuous', name, meta['seconds'][k], mod)
+    return cls(emb('images', 'image'), emb('captions', 'text'), arrays['image_ids'], arrays['caption_ids'], meta['split'], meta['model'])
 
 # %% ../nbs/11_encoders.ipynb #60c7ae2e
-def split_summary(split: EvaluationSplit) -> dict:
+def _split_summary(split: EvaluationSplit) -> dict:
     "What identifies a split's rows: its name, sizes and a SHA-256 of the caption texts (compared before embeddings are reused)."
     if split.captions is None: raise ValueError(f"split {split.name!r} holds no caption texts: encoding needs them")
     h = hashlib.sha256('\n'.join(split.captions).encode('utf-8')).hexdigest()
@@ -896,17 +988,17 @@ def split_summary(split: EvaluationSplit) -> dict:
 def encode_split(encoder: DualEncoder,                # e.g. from `load_encoder`
                  split: EvaluationSplit,              # the images (by file name) and captions to encode
                  images_dir,                          # the folder holding the split's images
-                 model_description: dict | None = None,  # `describe_model`, stored with the embeddings
+                 model_description: dict | None = None,  # `_describe_model`, stored with the embeddings
                  batch_size: int = 32,                # images per forward pass
                  text_batch_size: int = 256,          # captions per forward pass
                  num_workers: int = 0,                # DataLoader processes decoding images
                  progress: bool | None = None,        # a tqdm bar; None: for 5,000 items or more
-                ) -> EncodedSplit:
+                ) -> _EncodedSplit:
     "Encode the images of `split` found in `images_dir` and its captions (every image file is found before any is encoded)."
-    summary, paths = split_summary(split), split_image_paths(split, images_dir)
+    summary, paths = _split_summary(split), _split_image_paths(split, images_dir)
     img = encoder.encode_images(paths, batch_size, num_workers, progress)
     txt = encoder.encode_texts(split.captions, text_batch_size, progress)
     model = model_description or {'name': encoder.name}
-    return EncodedSplit(img, txt, _ids(split.image_ids if split.image_ids is not None else split.image_files, split.n_images),
+    return _EncodedSplit(img, txt, _ids(split.image_ids if split.image_ids is not None else split.image_files, split.n_images),
                         _ids(split.caption_ids, split.n_captions), summary, model)
 

@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from .core import EvaluationSplit, check_array, check_ks
+from .core import EvaluationSplit, check_array, check_ks, patch_to
 from .similarity import HashCodes, prepare, resolve_device
 from .search import TopK, topk_search, evaluate_topk, merge_topk, score_keys, decode_keys
 
 # %% auto #0
-__all__ = ['faiss_gpus', 'packed_codes', 'FaissIndex', 'FlatIndex', 'HNSWIndex', 'BinaryFlatIndex', 'BinaryIVFIndex',
-           'build_index', 'one_recall_at_k', 'overlap_recall_at_k', 'SyntheticRows', 'synthetic_dataset', 'lsh_codes',
-           'TwoStage', 'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
+__all__ = ['FlatIndex', 'HNSWIndex', 'BinaryFlatIndex', 'BinaryIVFIndex', 'one_recall_at_k', 'overlap_recall_at_k',
+           'coarse_to_fine', 'coarse_to_fine_sweep', 'plot_frontier']
 
 # %% ../nbs/14_indexes.ipynb #bb4474ce
 def _faiss():
@@ -27,7 +26,7 @@ def _faiss():
         raise ImportError("fico_itr.indexes needs FAISS: pip install faiss-cpu (or a faiss-gpu build for GPU indexes)") from e
     return faiss
 
-def faiss_gpus() -> int:
+def _faiss_gpus() -> int:
     "How many GPUs FAISS can use: 0 with faiss-cpu or without FAISS."
     try: faiss = _faiss()
     except ImportError: return 0
@@ -35,12 +34,12 @@ def faiss_gpus() -> int:
 
 def _faiss_device(device, kind: str, gpu_ok: bool) -> str:
     "'cpu' or 'cuda' for an index of `kind`; None picks the GPU where FAISS has one and the index type runs there."
-    if device is None: return 'cuda' if gpu_ok and faiss_gpus() > 0 else 'cpu'
+    if device is None: return 'cuda' if gpu_ok and _faiss_gpus() > 0 else 'cpu'
     dev = str(device).split(':')[0]
     if dev not in ('cpu', 'cuda'): raise ValueError(f"`device` must be 'cpu', 'cuda' or None, got {device!r}")
     if dev == 'cuda':
         if not gpu_ok: raise ValueError(f"FAISS has no GPU {kind} index: use device='cpu' (or None)")
-        if faiss_gpus() == 0:
+        if _faiss_gpus() == 0:
             raise ValueError("`device` is 'cuda' but this FAISS has no GPU support (faiss-cpu): install a faiss-gpu build "
                              "or use device='cpu'")
     return dev
@@ -63,7 +62,7 @@ def _float_rows(x, measure: str, name: str) -> np.ndarray:
     t, _ = prepare(x, measure, name, 'cpu')
     return np.ascontiguousarray(t.numpy(), dtype=np.float32)
 
-def packed_codes(codes, name: str = 'codes') -> tuple:
+def _packed_codes(codes, name: str = 'codes') -> tuple:
     "FAISS's packed uint8 codes (n x n_bits/8) and n_bits, from `HashCodes` or a {0,1} / {-1,+1} array."
     hc = HashCodes.from_array(codes, name)
     if hc.n_bits % 8:
@@ -74,7 +73,7 @@ def packed_codes(codes, name: str = 'codes') -> tuple:
 
 # %% ../nbs/14_indexes.ipynb #e85fdc55
 @dataclass
-class FaissIndex:
+class _FaissIndex:
     "A built FAISS index over a gallery: `search(queries, k)` gives a `TopK`; `build_seconds` and `search_seconds` are recorded."
     index: object
     kind: str
@@ -93,14 +92,14 @@ class FaissIndex:
 
     def _prepare(self, x, name: str):
         if self.binary:
-            x, n_bits = packed_codes(x, name)
+            x, n_bits = _packed_codes(x, name)
             if n_bits != self.dim: raise ValueError(f"{name} have {n_bits}-bit codes but the index holds {self.dim}-bit codes")
             return x
         x = _float_rows(x, self.measure, name)
         if x.shape[1] != self.dim: raise ValueError(f"{name} have dimension {x.shape[1]} but the index holds {self.dim}-D vectors")
         return x
 
-    def add(self, rows) -> 'FaissIndex':
+    def add(self, rows) -> '_FaissIndex':
         "Append gallery rows (vectors, or codes for a binary index) after the build: they take the next indices, and the time adds to `build_seconds`."
         x = self._prepare(rows, 'rows')
         t0 = time.perf_counter()
@@ -109,57 +108,71 @@ class FaissIndex:
         self.n += len(x)
         return self
 
-    def _search(self, q, k):
-        return self.index.search(q, k)
+# %% ../nbs/14_indexes.ipynb #c1c0f98b
+@patch_to(_FaissIndex)
+def _lists(self, D, I):
+    "FAISS's distances and labels as (scores float32, indices int64), empty slots at score -inf."
+    I = np.asarray(I, dtype=np.int64)
+    S = (self.dim - np.asarray(D, np.float32)) if self.binary else np.asarray(D, np.float32).copy()
+    S[I < 0] = -np.inf
+    return S, I
 
-    def _lists(self, D, I):
-        "FAISS's distances and labels as (scores float32, indices int64), empty slots at score -inf."
-        I = np.asarray(I, dtype=np.int64)
-        S = (self.dim - np.asarray(D, np.float32)) if self.binary else np.asarray(D, np.float32).copy()
-        S[I < 0] = -np.inf
-        return S, I
+@patch_to(_FaissIndex)
+def _search(self, q, k): return self.index.search(q, k)
 
-    def search(self, queries, k: int = 100) -> TopK:
-        "The top k of every query: TopK(scores best first, int64 indices, search seconds); missing slots are index -1."
-        check_ks([k], self.n, 'k')
-        q = self._prepare(queries, 'queries')
-        k, t0 = int(k), time.perf_counter()
-        deep = min(k + 1, self.n) if self.exact_cut else k
-        S, I = self._lists(*self._search(q, deep))
-        if deep > k:                                      # ties across the k-th place: search those queries deeper
-            rows = np.flatnonzero(S[:, k] == S[:, k - 1])
-            while len(rows):
-                deep = min(2 * deep, self.n)
-                S2, I2 = self._lists(*self._search(np.ascontiguousarray(q[rows]), deep))
-                done = (S2[:, -1] < S2[:, k - 1]) | (deep == self.n)   # the list ends below the tie: every tied item is in it
-                cut = merge_topk([(S2[done], I2[done])], [0], k)
-                S[rows[done], :k], I[rows[done], :k] = cut.scores, cut.indices
-                rows = rows[~done]
-            S, I = S[:, :k], I[:, :k]
-        keys = score_keys(torch.from_numpy(S), indices=torch.from_numpy(I))
-        if not bool((keys[:, 1:] >= keys[:, :-1]).all()):   # FAISS orders by score only: ties by index, missing last
-            top = merge_topk([(S, I)], [0], k)
-            S, I = top.scores, top.indices
-        self.search_seconds = time.perf_counter() - t0
-        self.missing = int((I < 0).sum())
-        if self.missing:
-            warnings.warn(f"{self.kind}: {self.missing} of {I.size} top-k slots are empty (index -1): raise nprobe/efSearch "
-                          "or lower k before evaluating these lists", stacklevel=2)
-        return TopK(np.ascontiguousarray(S, np.float32), np.ascontiguousarray(I), self.search_seconds)
+@patch_to(_FaissIndex)
+def _deeper(self, q, S, I, k: int, deep: int):
+    "The top k where the k-th and (k+1)-th scores tie: those queries searched twice as deep until their list ends below the tie, then cut by the lower index."
+    rows = np.flatnonzero(S[:, k] == S[:, k - 1])
+    while len(rows):
+        deep = min(2 * deep, self.n)
+        S2, I2 = self._lists(*self._search(np.ascontiguousarray(q[rows]), deep))
+        done = (S2[:, -1] < S2[:, k - 1]) | (deep == self.n)   # the list ends below the tie: every tied item is in it
+        cut = merge_topk([(S2[done], I2[done])], [0], k)
+        S[rows[done], :k], I[rows[done], :k] = cut.scores, cut.indices
+        rows = rows[~done]
+    return S[:, :k], I[:, :k]
 
-    @property
-    def timing(self) -> str:
-        "The recorded seconds, in words (the repr leaves them out, so that printed outputs are the same every run)."
-        return f"built in {self.build_seconds:.3f} s; last search {self.search_seconds:.3f} s"
+# %% ../nbs/14_indexes.ipynb #7b6dd3d1
+@patch_to(_FaissIndex)
+def search(self,
+           queries,       # vectors (codes for a binary index), one row per query
+           k: int = 100,  # the list length, at most the gallery size
+          ) -> TopK:
+    "The top k of every query: TopK(scores best first, int64 indices, search seconds); missing slots are index -1."
+    check_ks([k], self.n, 'k')
+    q = self._prepare(queries, 'queries')
+    k, t0 = int(k), time.perf_counter()
+    deep = min(k + 1, self.n) if self.exact_cut else k
+    S, I = self._lists(*self._search(q, deep))
+    if deep > k: S, I = self._deeper(q, S, I, k, deep)   # ties across the k-th place: search those queries deeper
+    keys = score_keys(torch.from_numpy(S), indices=torch.from_numpy(I))
+    if not bool((keys[:, 1:] >= keys[:, :-1]).all()):   # FAISS orders by score only: ties by index, missing last
+        top = merge_topk([(S, I)], [0], k)
+        S, I = top.scores, top.indices
+    self.search_seconds = time.perf_counter() - t0
+    self.missing = int((I < 0).sum())
+    if self.missing:
+        warnings.warn(f"{self.kind}: {self.missing} of {I.size} top-k slots are empty (index -1): raise nprobe/efSearch "
+                      "or lower k before evaluating these lists", stacklevel=2)
+    return TopK(np.ascontiguousarray(S, np.float32), np.ascontiguousarray(I), self.search_seconds)
 
-    def __repr__(self):
-        p = ', '.join(f'{k}={v}' for k, v in self.params.items())
-        return (f"{self.kind}({self.n:,} x {self.dim}{'-bit' if self.binary else '-D'} {self.measure}, {self.device}"
-                f"{', ' + p if p else ''})")
+@patch_to(_FaissIndex, as_prop=True)
+def timing(self) -> str:
+    "The recorded seconds, in words (the repr leaves them out, so that printed outputs are the same every run)."
+    return f"built in {self.build_seconds:.3f} s; last search {self.search_seconds:.3f} s"
 
+@patch_to(_FaissIndex)
+def __repr__(self):
+    p = ', '.join(f'{k}={v}' for k, v in self.params.items())
+    return (f"{self.kind}({self.n:,} x {self.dim}{'-bit' if self.binary else '-D'} {self.measure}, {self.device}"
+            f"{', ' + p if p else ''})")
 
 # %% ../nbs/14_indexes.ipynb #9527b12b
-def FlatIndex(gallery, measure: str = 'inner_product', device=None) -> FaissIndex:
+def FlatIndex(gallery,                         # the gallery: n x d float32 vectors
+              measure: str = 'inner_product',  # 'inner_product' or 'cosine' (rows normalised)
+              device=None,                     # None: a GPU where FAISS has one, else 'cpu'
+             ) -> _FaissIndex:
     "Exact inner-product (or cosine) search: FAISS `IndexFlatIP`, or `GpuIndexFlatIP` where FAISS has a GPU."
     faiss = _faiss()
     x = _float_rows(gallery, measure, 'gallery')
@@ -168,11 +181,16 @@ def FlatIndex(gallery, measure: str = 'inner_product', device=None) -> FaissInde
     index = faiss.IndexFlatIP(x.shape[1])
     if dev == 'cuda': index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     index.add(x)
-    return FaissIndex(index, 'FlatIndex', len(x), x.shape[1], measure, dev, time.perf_counter() - t0, exact_cut=True)
+    return _FaissIndex(index, 'FlatIndex', len(x), x.shape[1], measure, dev, time.perf_counter() - t0, exact_cut=True)
 
 # %% ../nbs/14_indexes.ipynb #253c1c10
-def HNSWIndex(gallery, M: int = 32, ef_construction: int = 40, ef_search: int = 128,
-              measure: str = 'inner_product', ef_at_least_k: bool = True) -> FaissIndex:
+def HNSWIndex(gallery,                         # the gallery: n x d float32 vectors
+              M: int = 32,                     # links per node
+              ef_construction: int = 40,       # candidate list while building
+              ef_search: int = 128,            # candidate list while searching
+              measure: str = 'inner_product',  # 'inner_product' or 'cosine'
+              ef_at_least_k: bool = True,      # search with efSearch = max(ef_search, k)
+             ) -> _FaissIndex:
     "FAISS `IndexHNSWFlat` (inner product or cosine), M links per node, searched with efSearch = max(ef_search, k); CPU only."
     faiss = _faiss()
     for name, v in (('M', M), ('ef_construction', ef_construction), ('ef_search', ef_search)):
@@ -182,7 +200,7 @@ def HNSWIndex(gallery, M: int = 32, ef_construction: int = 40, ef_search: int = 
     index = faiss.IndexHNSWFlat(x.shape[1], int(M), faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = int(ef_construction)
     index.add(x)
-    out = FaissIndex(index, 'HNSWIndex', len(x), x.shape[1], measure, 'cpu', time.perf_counter() - t0,
+    out = _FaissIndex(index, 'HNSWIndex', len(x), x.shape[1], measure, 'cpu', time.perf_counter() - t0,
                      dict(M=int(M), ef_construction=int(ef_construction), ef_search=int(ef_search), ef_at_least_k=ef_at_least_k))
     def _search(q, k):
         ef = max(out.params['ef_search'], k) if out.params['ef_at_least_k'] else out.params['ef_search']
@@ -191,25 +209,34 @@ def HNSWIndex(gallery, M: int = 32, ef_construction: int = 40, ef_search: int = 
     return out
 
 # %% ../nbs/14_indexes.ipynb #5fda3056
-def BinaryFlatIndex(gallery, device=None, use_heap: bool = True) -> FaissIndex:
+def BinaryFlatIndex(gallery,                # gallery codes: `HashCodes` or a {0,1} / {-1,+1} array
+                    device=None,            # None: a GPU where FAISS has one, else 'cpu'
+                    use_heap: bool = True,  # FAISS's heap (True) or counting k-NN (False)
+                   ) -> _FaissIndex:
     "Exact Hamming search over packed codes: FAISS `IndexBinaryFlat` (heap, or counting k-NN with use_heap=False), or `GpuIndexBinaryFlat`."
     faiss = _faiss()
-    x, n_bits = packed_codes(gallery, 'gallery')
+    x, n_bits = _packed_codes(gallery, 'gallery')
     dev = _faiss_device(device, 'binary flat', True)
     t0 = time.perf_counter()
     index = faiss.IndexBinaryFlat(n_bits)
     index.use_heap = bool(use_heap)
     if dev == 'cuda': index = faiss.GpuIndexBinaryFlat(_gpu_resources(), index)
     index.add(x)
-    return FaissIndex(index, 'BinaryFlatIndex', len(x), n_bits, 'hamming', dev, time.perf_counter() - t0,
+    return _FaissIndex(index, 'BinaryFlatIndex', len(x), n_bits, 'hamming', dev, time.perf_counter() - t0,
                       {} if use_heap else dict(use_heap=False))
 
-def BinaryIVFIndex(gallery, nlist: int | None = None, nprobe: int = 16, train=None, seed: int = 1234) -> FaissIndex:
+# %% ../nbs/14_indexes.ipynb #be265f2f
+def BinaryIVFIndex(gallery,                   # gallery codes: `HashCodes` or a {0,1} / {-1,+1} array
+                   nlist: int | None = None,  # lists; None: round(sqrt(n))
+                   nprobe: int = 16,          # lists scanned per query
+                   train=None,                # codes to train the lists on; None: the gallery
+                   seed: int = 1234,          # seed of the binary k-means
+                  ) -> _FaissIndex:
     "FAISS `IndexBinaryIVF`: binary k-means into `nlist` lists (default round(sqrt(n))), `nprobe` scanned; CPU only."
     faiss = _faiss()
-    x, n_bits = packed_codes(gallery, 'gallery')
+    x, n_bits = _packed_codes(gallery, 'gallery')
     nlist = max(1, int(round(math.sqrt(len(x))))) if nlist is None else nlist
-    xt = x if train is None else packed_codes(train, 'train')[0]
+    xt = x if train is None else _packed_codes(train, 'train')[0]
     if not isinstance(nlist, (int, np.integer)) or not 1 <= nlist <= len(xt):
         raise ValueError(f"`nlist` must be an int in 1..{len(xt)} (the training codes), got {nlist!r}")
     if not isinstance(nprobe, (int, np.integer)) or nprobe < 1: raise ValueError(f"`nprobe` must be a positive int, got {nprobe!r}")
@@ -220,7 +247,7 @@ def BinaryIVFIndex(gallery, nlist: int | None = None, nprobe: int = 16, train=No
     index.train(xt)
     index.add(x)
     index.nprobe = int(min(nprobe, nlist))
-    out = FaissIndex(index, 'BinaryIVFIndex', len(x), n_bits, 'hamming', 'cpu', time.perf_counter() - t0,
+    out = _FaissIndex(index, 'BinaryIVFIndex', len(x), n_bits, 'hamming', 'cpu', time.perf_counter() - t0,
                      dict(nlist=int(nlist), nprobe=int(min(nprobe, nlist))))
     out._quantizer = quantizer                                   # keep it alive beside the IVF
     def _search(q, k):
@@ -234,7 +261,7 @@ INDEX_KINDS = {'flat': FlatIndex, 'hnsw': HNSWIndex, 'binary_flat': BinaryFlatIn
 
 
 # %% ../nbs/14_indexes.ipynb #dbaa845b
-def build_index(kind: str, gallery, **params) -> FaissIndex:
+def _build_index(kind: str, gallery, **params) -> _FaissIndex:
     "Build an index by name: 'flat', 'hnsw', 'binary_flat' or 'binary_ivf' (params go to its wrapper)."
     if kind not in INDEX_KINDS: raise ValueError(f"unknown index kind {kind!r}: choose one of {', '.join(INDEX_KINDS)}")
     return INDEX_KINDS[kind](gallery, **params)
@@ -246,6 +273,7 @@ def _indices(x, name):
     if not np.issubdtype(np.asarray(idx).dtype, np.integer): raise TypeError(f"`{name}` must be a TopK or an integer index array")
     return np.asarray(idx)
 
+# %% ../nbs/14_indexes.ipynb #b14dc1d7
 def _check_pair(approx, exact, k, need_exact_k):
     A, E = _indices(approx, 'approx'), _indices(exact, 'exact')
     if len(A) != len(E): raise ValueError(f"`approx` has {len(A)} queries but `exact` has {len(E)}: pass lists of the same queries")
@@ -255,13 +283,24 @@ def _check_pair(approx, exact, k, need_exact_k):
         raise ValueError(f"`k`={k} but `exact` lists hold only {E.shape[1]} items: the overlap needs the exact top {k}")
     return A, E
 
-def one_recall_at_k(approx, exact, k: int, per_query: bool = False):
+# %% ../nbs/14_indexes.ipynb #2b3a5843
+def one_recall_at_k(approx,                   # the approximate top-k lists: a TopK or n x k indices
+                    exact,                    # the exact lists, the same way
+                    k: int,                   # the cut-off (<= both lists)
+                    per_query: bool = False,  # one value per query instead of the mean
+                   ):
     "FAISS's 1-recall@k: the share of queries whose exact nearest neighbour (exact's first item) is in approx's top k."
     A, E = _check_pair(approx, exact, k, False)
     hit = (A[:, :k] == E[:, :1]).any(1) & (E[:, 0] >= 0)
     return hit if per_query else float(hit.mean())
 
-def overlap_recall_at_k(approx, exact, k: int, per_query: bool = False, block: int = 4096):
+# %% ../nbs/14_indexes.ipynb #82d65c2f
+def overlap_recall_at_k(approx,                   # the approximate top-k lists: a TopK or n x k indices
+                        exact,                    # the exact lists, the same way
+                        k: int,                   # the cut-off (<= both lists)
+                        per_query: bool = False,  # one value per query instead of the mean
+                        block: int = 4096,        # queries per block (bounded memory)
+                       ):
     "|approx top-k ∩ exact top-k| / k per query (averaged unless `per_query`); missing slots (-1) never count."
     A, E = _check_pair(approx, exact, k, True)
     out = np.empty(len(A))
@@ -277,7 +316,7 @@ def overlap_recall_at_k(approx, exact, k: int, per_query: bool = False, block: i
     return out if per_query else float(out.mean())
 
 # %% ../nbs/14_indexes.ipynb #78ae28f2
-class SyntheticRows:
+class _SyntheticRows:
     "The vectors of faiss.contrib.datasets.SyntheticDataset(d, n_train, n_gallery, n_queries, seed=seed), made on demand in float32."
     def __init__(self, n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338):
         for name, v in (('n_queries', n_queries), ('n_gallery', n_gallery), ('d', d)):
@@ -318,14 +357,14 @@ class SyntheticRows:
 
 
 # %% ../nbs/14_indexes.ipynb #a9ac540f
-def synthetic_dataset(n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338,
+def _synthetic_dataset(n_queries: int, n_gallery: int, d: int = 2048, n_train: int = 0, seed: int = 1338,
                       chunk: int = 8192, n_threads: int | None = None) -> tuple:
     "(queries, gallery) as faiss.contrib.datasets.SyntheticDataset(d, n_train, n_gallery, n_queries, seed=seed) makes them, in float32 chunks."
-    src = SyntheticRows(n_queries, n_gallery, d, n_train, seed)
+    src = _SyntheticRows(n_queries, n_gallery, d, n_train, seed)
     out = src._fill(np.empty((n_gallery + n_queries, d), np.float32), n_train, n_threads, chunk)   # gallery rows, then query rows
     return out[n_gallery:], out[:n_gallery]
 
-def lsh_codes(x, n_bits: int = 64, seed: int = 0, projection: np.ndarray | None = None, block: int = 65536) -> HashCodes:
+def _lsh_codes(x, n_bits: int = 64, seed: int = 0, projection: np.ndarray | None = None, block: int = 65536) -> HashCodes:
     "Random-hyperplane LSH: bit j = [x . r_j >= 0], r_j the columns of a seeded d x n_bits Gaussian matrix (or `projection`)."
     d = x.shape[1]
     R = (np.random.default_rng(seed).standard_normal((d, n_bits)).astype(np.float32) if projection is None
@@ -334,6 +373,16 @@ def lsh_codes(x, n_bits: int = 64, seed: int = 0, projection: np.ndarray | None 
     bits = np.concatenate([np.asarray(x[s:s + block], np.float32) @ R >= 0 for s in range(0, len(x), block)]) if len(x) else np.zeros((0, R.shape[1]), bool)
     return HashCodes.from_bits(bits)
 
+
+# %% ../nbs/14_indexes.ipynb #ec77f0de
+def _fg_inputs(fg_queries, fg_gallery, measure: str, cand: np.ndarray, dev) -> tuple:
+    "(queries, their norms, gallery, its norms, gallery size) of the FG stage, prepared for `measure` on `dev` and checked against the candidates."
+    if measure == 'hamming': raise ValueError("the FG stage needs a float measure ('cosine', 'inner_product', 'euclidean'), not 'hamming'")
+    (q, qn), (g, gn) = prepare(fg_queries, measure, 'fg_queries', dev), prepare(fg_gallery, measure, 'fg_gallery', dev)
+    if len(q) != len(cand): raise ValueError(f"`fg_queries` has {len(q)} rows but `candidates` has {len(cand)} lists")
+    if q.shape[1] != g.shape[1]: raise ValueError(f"`fg_queries` have dimension {q.shape[1]} but `fg_gallery` has {g.shape[1]}")
+    if cand.max(initial=-1) >= len(g): raise ValueError(f"`candidates` refer to item {cand.max()} but `fg_gallery` has {len(g)}")
+    return q, qn, g, gn, len(g)
 
 # %% ../nbs/14_indexes.ipynb #4c050ee1
 def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosine', final_k: int | None = None, scorer=None,
@@ -344,15 +393,7 @@ def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosin
     final_k = k if final_k is None else final_k
     if not 1 <= final_k <= k: raise ValueError(f"`final_k` must be in 1..{k} (the candidates per query), got {final_k}")
     dev = resolve_device(device)
-    if scorer is None:
-        if measure == 'hamming': raise ValueError("the FG stage needs a float measure ('cosine', 'inner_product', 'euclidean'), not 'hamming'")
-        (q, qn), (g, gn) = prepare(fg_queries, measure, 'fg_queries', dev), prepare(fg_gallery, measure, 'fg_gallery', dev)
-        if len(q) != n: raise ValueError(f"`fg_queries` has {len(q)} rows but `candidates` has {n} lists")
-        if q.shape[1] != g.shape[1]: raise ValueError(f"`fg_queries` have dimension {q.shape[1]} but `fg_gallery` has {g.shape[1]}")
-        m = len(g)
-    else:
-        m = None
-    if m is not None and cand.max(initial=-1) >= m: raise ValueError(f"`candidates` refer to item {cand.max()} but `fg_gallery` has {m}")
+    q, qn, g, gn, m = _fg_inputs(fg_queries, fg_gallery, measure, cand, dev) if scorer is None else (None,) * 5
     out_s, out_i = np.empty((n, final_k), np.float32), np.empty((n, final_k), np.int64)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -364,8 +405,7 @@ def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosin
         for s in range(0, n, B):
             e = min(s + B, n)
             c = torch.from_numpy(cand[s:e]).to(dev)
-            miss = c < 0
-            cc = c.clamp(min=0)
+            miss, cc = c < 0, c.clamp(min=0)
             if scorer is not None:
                 sc = torch.as_tensor(np.asarray(scorer(np.arange(s, e), cand[s:e]), np.float32), device=dev)
                 if sc.shape != c.shape: raise ValueError(f"`scorer` returned shape {tuple(sc.shape)} for {tuple(c.shape)} candidates")
@@ -379,9 +419,7 @@ def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosin
             if scorer is None and measure == 'euclidean':
                 sc = -torch.sqrt(torch.clamp(qn[s:e, None] + gn[cc] - 2 * sc, min=0))
             sc = sc.masked_fill(miss, float('-inf'))
-            keys = score_keys(sc, indices=c)
-            best = torch.sort(keys, dim=1).values[:, :final_k]
-            ss, ii = decode_keys(best)
+            ss, ii = decode_keys(torch.sort(score_keys(sc, indices=c), dim=1).values[:, :final_k])   # best first, ties by index
             out_s[s:e], out_i[s:e] = ss.cpu().numpy(), ii.cpu().numpy()
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
     return TopK(out_s, out_i, time.perf_counter() - t0)
@@ -389,7 +427,7 @@ def _rerank_candidates(candidates, fg_queries, fg_gallery, measure: str = 'cosin
 
 # %% ../nbs/14_indexes.ipynb #161f6ac4
 @dataclass
-class TwoStage:
+class _TwoStage:
     "The reranked top-k lists of a coarse-to-fine search, with the seconds of each stage."
     top: TopK
     coarse_seconds: float
@@ -405,15 +443,25 @@ class TwoStage:
         return (f"coarse {self.coarse_seconds:.3f} s + rerank {self.rerank_seconds:.3f} s = {self.per_query_ms:.3f} ms/query")
     def __repr__(self): return f"TwoStage({len(self.top)} queries x k={self.top.k})"
 
-def coarse_to_fine(coarse, fg_queries, fg_gallery, k: int, *, cg_queries=None, measure: str = 'cosine',
-                   final_k: int | None = None, scorer=None, device='cpu') -> TwoStage:
+# %% ../nbs/14_indexes.ipynb #b57cb5b1
+def coarse_to_fine(coarse,                      # a built index of gallery codes, the gallery codes, or candidate lists (TopK)
+                   fg_queries,                  # FG query vectors (None with a `scorer`)
+                   fg_gallery,                  # FG gallery vectors (None with a `scorer`)
+                   k: int,                      # candidates the coarse stage passes on
+                   *,
+                   cg_queries=None,             # the queries' codes, to search `coarse`
+                   measure: str = 'cosine',     # the FG measure: 'cosine', 'inner_product' or 'euclidean'
+                   final_k: int | None = None,  # list length after the rerank; None: k
+                   scorer=None,                 # scorer(query_ids, candidates) -> scores, instead of the FG vectors
+                   device='cpu',                # where the rerank runs
+                  ) -> _TwoStage:
     "CG screening then FG rerank: the coarse stage's top k (a FaissIndex searched with cg_queries, gallery codes, or a TopK) reranked exactly."
     build = 0.0
     if isinstance(coarse, TopK):
         if k > coarse.k: raise ValueError(f"`k`={k} but the candidate lists hold {coarse.k}: compute them with k >= {k}")
         cand, coarse_s = coarse.indices[:, :k], coarse.seconds
     else:
-        if not isinstance(coarse, FaissIndex):
+        if not isinstance(coarse, _FaissIndex):
             coarse = BinaryFlatIndex(coarse, device='cpu', use_heap=False); build = coarse.build_seconds
         if cg_queries is None: raise ValueError("`cg_queries` are needed to search the coarse index: pass the queries' codes")
         if fg_queries is not None and len(cg_queries) != len(fg_queries):
@@ -421,7 +469,7 @@ def coarse_to_fine(coarse, fg_queries, fg_gallery, k: int, *, cg_queries=None, m
         c = coarse.search(cg_queries, k)
         cand, coarse_s = c.indices, c.seconds
     top = _rerank_candidates(cand, fg_queries, fg_gallery, measure, final_k, scorer, device)
-    return TwoStage(TopK(top.scores, top.indices, coarse_s + top.seconds), coarse_s, top.seconds, build)
+    return _TwoStage(TopK(top.scores, top.indices, coarse_s + top.seconds), coarse_s, top.seconds, build)
 
 # %% ../nbs/14_indexes.ipynb #1e17e3c1
 def _metrics_row(split, d, top, has_labels):
@@ -435,9 +483,17 @@ def _metrics_row(split, d, top, has_labels):
 
 
 # %% ../nbs/14_indexes.ipynb #a73c2e7e
-def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 200, 500, 1000), *,
-                         directions=('i2t', 't2i'), measure: str = 'cosine', depth: int = 100, repeats: int = 1,
-                         device='cpu') -> pd.DataFrame:
+def coarse_to_fine_sweep(split: EvaluationSplit,                # the split the outputs belong to
+                         fg,                                    # (image, caption) FG embeddings
+                         cg,                                    # (image, caption) codes
+                         ks=(10, 20, 50, 100, 200, 500, 1000),  # the coarse depths tried
+                         *,
+                         directions=('i2t', 't2i'),             # 'i2t' and/or 't2i'
+                         measure: str = 'cosine',               # the FG measure
+                         depth: int = 100,                      # ranking depth the metrics look at
+                         repeats: int = 1,                      # timings repeated, the best kept
+                         device='cpu',                          # where the FG stage runs
+                        ) -> pd.DataFrame:
     "FG-only, CG-only and CG top-k -> FG rerank per k: R@1/5/10, mAP@10 and ms per query, one row per (direction, method, k)."
     for name, pair in (('fg', fg), ('cg', cg)):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2): raise ValueError(f"`{name}` must be an (images, captions) pair")
@@ -448,12 +504,9 @@ def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 20
         if d not in ('i2t', 't2i'): raise ValueError(f"unknown direction {d!r}: use 'i2t' or 't2i'")
         fq, fgal = (fg[0], fg[1]) if d == 'i2t' else (fg[1], fg[0])
         cq, cgal = (cg[0], cg[1]) if d == 'i2t' else (cg[1], cg[0])
-        m = len(fgal)
-        dk = min(depth, m)
+        dk = min(depth, len(fgal))
         cidx = BinaryFlatIndex(cgal, device='cpu', use_heap=False)
-        def best(fn):
-            runs = [fn() for _ in range(repeats)]
-            return min(runs, key=lambda r: r[1])
+        best = lambda fn: min((fn() for _ in range(repeats)), key=lambda r: r[1])   # the fastest of `repeats` runs
         top, sec = best(lambda: (lambda t: (t, t.seconds))(topk_search(fq, fgal, dk, measure, device=device)))
         rows.append(dict(direction=d, method='FG only', k=dk, **_metrics_row(split, d, top, has_labels),
                          coarse_ms=float('nan'), rerank_ms=float('nan'), ms_per_query=1000 * sec / len(top), build_s=0.0))
@@ -462,7 +515,7 @@ def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 20
                          coarse_ms=1000 * sec / len(top), rerank_ms=float('nan'), ms_per_query=1000 * sec / len(top),
                          build_s=cidx.build_seconds))
         for k in ks:
-            if k > m: continue
+            if k > len(fgal): continue
             ts, _ = best(lambda: (lambda r: (r, r.seconds))(coarse_to_fine(cidx, fq, fgal, k, cg_queries=cq, measure=measure, device=device)))
             n = len(ts.top)
             rows.append(dict(direction=d, method='CG -> FG rerank', k=k, **_metrics_row(split, d, ts.top, has_labels),
@@ -472,7 +525,10 @@ def coarse_to_fine_sweep(split: EvaluationSplit, fg, cg, ks=(10, 20, 50, 100, 20
 
 
 # %% ../nbs/14_indexes.ipynb #8ab9c6df
-def plot_frontier(sweep: pd.DataFrame, metric: str = 'R@1', title: str | None = None):
+def plot_frontier(sweep: pd.DataFrame,       # a `coarse_to_fine_sweep` table
+                  metric: str = 'R@1',       # 'R@1', 'R@5', 'R@10' or 'mAP@10'
+                  title: str | None = None,  # None: the metric
+                 ):
     "Recall (or mAP@10) against ms per query for each direction of a `coarse_to_fine_sweep`."
     import matplotlib.pyplot as plt
     dirs = list(dict.fromkeys(sweep.direction))

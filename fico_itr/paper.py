@@ -19,19 +19,16 @@ from .search import TopK, topk_search, merge_topk
 from .similarity import HashCodes, resolve_device
 from .zoo import OUTPUT_KINDS, FAMILIES, ModelOutput
 from .cost import Stored, scale_label
-from .indexes import (_faiss_device, faiss_gpus, FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, one_recall_at_k,
-                            overlap_recall_at_k, SyntheticRows, synthetic_dataset, lsh_codes, coarse_to_fine)
+from .indexes import (_faiss_device, _faiss_gpus, FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, one_recall_at_k,
+                            overlap_recall_at_k, _SyntheticRows, _synthetic_dataset, _lsh_codes, coarse_to_fine)
 
 # %% auto #0
-__all__ = ['MODELS', 'DATASETS', 'PAPER_FIGURES', 'PAPER_SCALES', 'PAPER_TABLE5', 'PAPER_STORAGE_GIB', 'PAPER_TABLE6',
-           'PAPER_STORAGE', 'PAPER_TABLE7', 'ZooModel', 'zoo_model', 'models_table', 'fico_file_name', 'fico_inventory',
-           'load_fico_results', 'paper_table', 'paper_figure', 'side_by_side', 'conventions_table',
-           'describe_conventions', 'user_output', 'check_paper_storage', 'table5', 'table6', 'table7', 'table7_sampled',
-           'compare_table7', 'plot_table7', 'save_table7', 'load_table7']
+__all__ = ['MODELS', 'PAPER_FIGURES', 'fico_inventory', 'load_fico_results', 'paper_figure', 'side_by_side', 'user_output',
+           'table5', 'table6', 'table7', 'table7_sampled']
 
 # %% ../nbs/17_paper.ipynb #pap00010
 @dataclass(frozen=True)
-class ZooModel:
+class _ZooModel:
     "One model of the FiCo-ITR paper: its printed name, file-name key, family, output kind and rerank depth per data set."
     name: str                    # as printed in the paper's tables, e.g. 'BLIP-2'
     key: str                     # the name in FiCo-ITR's released files, e.g. 'blip2' in blip2_f30k_sim_i2t.npy
@@ -50,30 +47,30 @@ class ZooModel:
 
 _RERANK = {'f30k': 128, 'coco': 256}
 MODELS = {m.name: m for m in (
-    ZooModel('BLIP-2', 'blip2', 'FG', 'i2t_t2i', 'ITC first stage, ITM fusion rerank of its top k', _RERANK),
-    ZooModel('BLIP-2 NF', 'blip2(nf)', 'FG', 'similarity', "BLIP-2's ITC similarities alone (no fusion)"),
-    ZooModel('BEiT-3', 'beit3', 'FG', 'embeddings', 'dual-encoder embeddings'),
-    ZooModel('X-VLM', 'xvlm', 'FG', 'i2t_t2i', 'ITC first stage, ITM fusion rerank of its top k', _RERANK),
-    ZooModel('X-VLM NF', 'xvlm(nf)', 'FG', 'similarity', "X-VLM's ITC similarities alone (no fusion)"),
-    ZooModel('IMRAM', 'imram', 'FG', 'similarity', 'region-word cross attention at query time'),
-    ZooModel('VSRN', 'vsrn', 'FG', 'embeddings', 'region-graph reasoning, one embedding per image and caption'),
-    ZooModel('SCAN', 'scan', 'FG', 'similarity', 'stacked cross attention at query time'),
-    ZooModel('ADV 2048-bit', 'adv(2048bit)', 'CG', 'hash_codes', 'cross-modal hash codes', bits=2048, datasets=('f30k',)),
-    ZooModel('ADV 64-bit', 'adv(64bit)', 'CG', 'hash_codes', 'cross-modal hash codes', bits=64, datasets=('f30k',)),
-    ZooModel('UCCH', 'ucch', 'CG', 'hash_codes', 'unsupervised contrastive cross-modal hashing', bits=64),
-    ZooModel('DADH', 'dadh', 'CG', 'hash_codes', 'deep adversarial discrete hashing', bits=64),
+    _ZooModel('BLIP-2', 'blip2', 'FG', 'i2t_t2i', 'ITC first stage, ITM fusion rerank of its top k', _RERANK),
+    _ZooModel('BLIP-2 NF', 'blip2(nf)', 'FG', 'similarity', "BLIP-2's ITC similarities alone (no fusion)"),
+    _ZooModel('BEiT-3', 'beit3', 'FG', 'embeddings', 'dual-encoder embeddings'),
+    _ZooModel('X-VLM', 'xvlm', 'FG', 'i2t_t2i', 'ITC first stage, ITM fusion rerank of its top k', _RERANK),
+    _ZooModel('X-VLM NF', 'xvlm(nf)', 'FG', 'similarity', "X-VLM's ITC similarities alone (no fusion)"),
+    _ZooModel('IMRAM', 'imram', 'FG', 'similarity', 'region-word cross attention at query time'),
+    _ZooModel('VSRN', 'vsrn', 'FG', 'embeddings', 'region-graph reasoning, one embedding per image and caption'),
+    _ZooModel('SCAN', 'scan', 'FG', 'similarity', 'stacked cross attention at query time'),
+    _ZooModel('ADV 2048-bit', 'adv(2048bit)', 'CG', 'hash_codes', 'cross-modal hash codes', bits=2048, datasets=('f30k',)),
+    _ZooModel('ADV 64-bit', 'adv(64bit)', 'CG', 'hash_codes', 'cross-modal hash codes', bits=64, datasets=('f30k',)),
+    _ZooModel('UCCH', 'ucch', 'CG', 'hash_codes', 'unsupervised contrastive cross-modal hashing', bits=64),
+    _ZooModel('DADH', 'dadh', 'CG', 'hash_codes', 'deep adversarial discrete hashing', bits=64),
 )}
 
 
 # %% ../nbs/17_paper.ipynb #d4d03f55
-def zoo_model(name_or_key: str) -> ZooModel:
+def _zoo_model(name_or_key: str) -> _ZooModel:
     "The registry entry for a printed name ('BLIP-2') or a file-name key ('blip2'), case-insensitive."
     for m in MODELS.values():
         if str(name_or_key).lower() in (m.name.lower(), m.key): return m
     raise KeyError(f"unknown model {name_or_key!r}: use a name ({', '.join(MODELS)}) or a file key "
                    f"({', '.join(m.key for m in MODELS.values())})")
 
-def models_table() -> pd.DataFrame:
+def _models_table() -> pd.DataFrame:
     "The registry as a table: one row per model."
     return pd.DataFrame([dict(model=m.name, key=m.key, family=m.family, kind=m.kind, bits=m.bits or '',
                               rerank_depth=', '.join(f'{d} {k}' for d, k in (m.rerank_depth or {}).items()),
@@ -91,25 +88,25 @@ class _DatasetInfo:
     captions_per_image: int = 5
     about: str = ''
 
-DATASETS = {d.key: d for d in (
+_DATASETS = {d.key: d for d in (
     _DatasetInfo('coco', 'coco-5k', 'coco-karpathy-testall-lall.mat', 5000, 5, 'MS-COCO Karpathy 5K test'),
     _DatasetInfo('f30k', 'f30k-1k', 'flickr30k-karpathy-test-lall.mat', 1000, 5, 'Flickr30K Karpathy 1K test'),
 )}
 
 def _dataset(key) -> _DatasetInfo:
-    if key not in DATASETS: raise ValueError(f"unknown data set {key!r}: use one of {', '.join(DATASETS)} (FiCo-ITR's file-name keys)")
-    return DATASETS[key]
+    if key not in _DATASETS: raise ValueError(f"unknown data set {key!r}: use one of {', '.join(_DATASETS)} (FiCo-ITR's file-name keys)")
+    return _DATASETS[key]
 
 # %% ../nbs/17_paper.ipynb #74e5b6c6
 PARTS = {'embeddings': ('img', 'txt'), 'hash_codes': ('img', 'txt'), 'similarity': ('sim',), 'i2t_t2i': ('sim_i2t', 'sim_t2i')}
 
 
 # %% ../nbs/17_paper.ipynb #31c0bc8c
-def fico_file_name(model: str, dataset: str, part: str) -> str:
-    "A file name in FiCo-ITR's results folder: fico_file_name('BLIP-2', 'f30k', 'sim_i2t') -> 'blip2_f30k_sim_i2t.npy'."
+def _fico_file_name(model: str, dataset: str, part: str) -> str:
+    "A file name in FiCo-ITR's results folder: _fico_file_name('BLIP-2', 'f30k', 'sim_i2t') -> 'blip2_f30k_sim_i2t.npy'."
     if part not in {p for ps in PARTS.values() for p in ps}:
         raise ValueError(f"unknown part {part!r}: use one of img, txt, sim, sim_i2t, sim_t2i")
-    return f'{zoo_model(model).key}_{_dataset(dataset).key}_{part}.npy'
+    return f'{_zoo_model(model).key}_{_dataset(dataset).key}_{part}.npy'
 
 def _folder(folder) -> Path:
     if not isinstance(folder, (str, Path)): raise TypeError(f"`folder` must be a path, got {type(folder).__name__}")
@@ -119,12 +116,12 @@ def _folder(folder) -> Path:
                                 "files like blip2_f30k_sim_i2t.npy and flickr30k-karpathy-test-lall.mat)")
     return p
 
-def _kinds_to_try(m: ZooModel) -> list:
+def _kinds_to_try(m: _ZooModel) -> list:
     order = [m.kind] + [k for k in ('i2t_t2i', 'similarity', 'embeddings') if k != m.kind]
     if m.kind == 'hash_codes': order.remove('embeddings')   # the same img/txt files
     return order
 
-def _find(folder: Path, m: ZooModel, ds: str):
+def _find(folder: Path, m: _ZooModel, ds: str):
     "(kind, files) of the first kind whose files all exist, else (None, the files of the registry's kind)."
     for kind in _kinds_to_try(m):
         files = [folder / f'{m.key}_{ds}_{p}.npy' for p in PARTS[kind]]
@@ -132,19 +129,22 @@ def _find(folder: Path, m: ZooModel, ds: str):
     return None, [folder / f'{m.key}_{ds}_{p}.npy' for p in PARTS[m.kind]]
 
 def _select(models, datasets):
-    ms = list(MODELS.values()) if models is None else [zoo_model(m) for m in ([models] if isinstance(models, str) else models)]
-    ds = list(DATASETS) if datasets is None else [_dataset(d).key for d in ([datasets] if isinstance(datasets, str) else datasets)]
+    ms = list(MODELS.values()) if models is None else [_zoo_model(m) for m in ([models] if isinstance(models, str) else models)]
+    ds = list(_DATASETS) if datasets is None else [_dataset(d).key for d in ([datasets] if isinstance(datasets, str) else datasets)]
     return ms, ds
 
 
 # %% ../nbs/17_paper.ipynb #b24bc191
-def fico_inventory(folder, models=None, datasets=None) -> pd.DataFrame:
+def fico_inventory(folder,         # FiCo-ITR's results folder (files like blip2_f30k_sim_i2t.npy)
+                   models=None,    # model names or file keys (one or a list); None: the paper's twelve
+                   datasets=None,  # 'coco', 'f30k' (one or a list); None: both
+                  ) -> pd.DataFrame:
     "Which FiCo-ITR output files `folder` holds: one row per (model, data set) the paper reports, plus the label files."
     folder = _folder(folder)
     ms, ds = _select(models, datasets)
     rows = []
     for d in ds:
-        lab = folder / DATASETS[d].labels_file
+        lab = folder / _DATASETS[d].labels_file
         rows.append(dict(model='(labels)', dataset=d, kind='labels', status='found' if lab.exists() else 'missing', files=lab.name))
         for m in ms:
             if d not in m.datasets: continue
@@ -211,7 +211,7 @@ def _as_codes(arr, path, notes):
 
 
 # %% ../nbs/17_paper.ipynb #4f814087
-def _load_output(m: ZooModel, ds: str, kind: str, files: list, split: EvaluationSplit, mmap: bool) -> ModelOutput:
+def _load_output(m: _ZooModel, ds: str, kind: str, files: list, split: EvaluationSplit, mmap: bool) -> ModelOutput:
     notes, measure = [], 'cosine'
     arrs = [load_array(f, mmap=mmap) for f in files]
     if kind in ('embeddings', 'hash_codes'):
@@ -236,13 +236,18 @@ def _load_output(m: ZooModel, ds: str, kind: str, files: list, split: Evaluation
     if kind != m.kind and not {kind, m.kind} <= {'embeddings', 'hash_codes'}:
         notes.append(f'the registry expects {m.kind} files; found {kind} files')
     depth = (m.rerank_depth or {}).get(ds) if kind == 'i2t_t2i' else None
-    return ModelOutput(m.name, DATASETS[ds].name, m.family, kind, split, scores, measure, depth,
+    return ModelOutput(m.name, _DATASETS[ds].name, m.family, kind, split, scores, measure, depth,
                        ', '.join(str(f) for f in files), notes, m.name)
 
 
 # %% ../nbs/17_paper.ipynb #0d8eef3d
-def load_fico_results(folder, models=None, datasets=None, splits: Mapping[str, EvaluationSplit] | None = None,
-                      missing: str = 'skip', mmap: bool = True) -> list:
+def load_fico_results(folder,                                       # FiCo-ITR's results folder (files like blip2_f30k_sim_i2t.npy)
+                      models=None,                                  # model names or file keys (one or a list); None: the paper's twelve
+                      datasets=None,                                # 'coco', 'f30k' (one or a list); None: both
+                      splits: Mapping[str, EvaluationSplit] | None = None,  # data set key -> EvaluationSplit, e.g. the LAVIS COCO layout
+                      missing: str = 'skip',                        # 'skip' absent files, or 'error'
+                      mmap: bool = True,                            # memory-map the score matrices
+                     ) -> list:
     "Every model output in FiCo-ITR's results `folder` (see `fico_inventory`) as `ModelOutput`s, with each data set's own labels."
     folder = _folder(folder)
     if missing not in ('skip', 'error'): raise ValueError(f"`missing` must be 'skip' or 'error', got {missing!r}")
@@ -262,8 +267,8 @@ def load_fico_results(folder, models=None, datasets=None, splits: Mapping[str, E
         raise FileNotFoundError(f"{folder} lacks {len(absent)} file(s), e.g. {', '.join(absent[:4])}: pass `models` / "
                                 "`datasets` to load fewer, or missing='skip'")
     if not out:
-        raise FileNotFoundError(f"no FiCo-ITR outputs in {folder}: expected files like {fico_file_name('BLIP-2', 'f30k', 'sim_i2t')} "
-                                f"or {fico_file_name('VSRN', 'coco', 'img')} (see fico_inventory)")
+        raise FileNotFoundError(f"no FiCo-ITR outputs in {folder}: expected files like {_fico_file_name('BLIP-2', 'f30k', 'sim_i2t')} "
+                                f"or {_fico_file_name('VSRN', 'coco', 'img')} (see fico_inventory)")
     return out
 
 
@@ -322,7 +327,7 @@ PAPER_FIGURES = pd.DataFrame(
     + _parse_paper(_TABLE4, 'Table 4', 'category', ('mAP@10', 'mAP@100', 'mAP@N'), _BLOCKS),
     columns=['model', 'dataset', 'direction', 'granularity', 'metric', 'k', 'value', 'table'])
 
-def paper_table(granularity: str = 'instance', dataset: str | None = None) -> pd.DataFrame:
+def _paper_table(granularity: str = 'instance', dataset: str | None = None) -> pd.DataFrame:
     "The paper's printed figures as a wide table (rows: model, data set; columns: direction, metric); NaN = n/a."
     t = PAPER_FIGURES[PAPER_FIGURES.granularity == granularity]
     if dataset is not None: t = t[t.dataset == dataset]
@@ -354,17 +359,8 @@ def paper_figure(model: str,                # a printed model name, one of MODEL
     raise KeyError(f"the paper prints no {metric} {direction} for {model} on {dataset}: pass default= (e.g. nan) to accept that")
 
 # %% ../nbs/17_paper.ipynb #509e5df1
-def side_by_side(results: Results, dataset: str, granularity: str = 'instance', metrics: Sequence[str] | None = None,
-                 paper: pd.DataFrame | bool = True, models: Sequence[str] | None = None,
-                 paper_models: Mapping[str, str] | None = None,  # measured model -> the paper model it reproduces
-                 paper_rows: bool = False,  # add the paper's printed figures as rows '<model> (paper)'
-                 ) -> pd.DataFrame:
-    "One data set's numbers, one row per model; per (direction, metric): measured [, 1K (5-fold)] [, paper, Δ]."
-    if paper is True: paper = PAPER_FIGURES
-    elif paper is False or paper is None: paper = None
-    elif not isinstance(paper, pd.DataFrame):
-        raise TypeError(f"`paper` must be True (the paper's figures), False (none) or a DataFrame laid out as PAPER_FIGURES, "
-                        f"got {type(paper).__name__}")
+def _measured(results: Results, dataset: str, granularity: str, metrics) -> tuple:
+    "(rows of `dataset`, rows of its 1K 5-fold means, the (direction, metric) columns in order), `metrics` checked."
     t = results.table[(results.table.granularity == granularity) & (results.table.metric != 'PR')]
     folds = t[t.dataset.str.startswith(dataset + ' (') & t.dataset.str.contains('fold mean')]
     t = t[t.dataset == dataset]
@@ -379,28 +375,50 @@ def side_by_side(results: Results, dataset: str, granularity: str = 'instance', 
     if metrics is not None:
         dirs = list(dict.fromkeys(t.direction))
         cols = sorted(cols, key=lambda c: (dirs.index(c[0]), list(metrics).index(c[1])))
+    return t, folds, cols
+
+_by_label = lambda df: df.assign(label=[metric_label(m, k) for m, k in zip(df.metric, df.k)]).set_index(['model', 'direction', 'label']).value
+
+def _printed(paper: pd.DataFrame, dataset, granularity, order, cols, paper_models, paper_rows) -> tuple:
+    "(the rows: `order` [+ '<model> (paper)' rows], the paper's figure per (row, direction, metric)) for the models linked to a paper model."
+    p = paper[(paper.dataset == dataset) & (paper.granularity == granularity)]
+    link = {m: m for m in order if m in set(p.model)}          # a paper model's own output
+    for m, pm in (paper_models or {}).items():                  # an output that reproduces a paper model
+        if pm not in set(paper.model):
+            raise ValueError(f"`paper_models[{m!r}]` is {pm!r}, which has no printed figures: choose one of "
+                             f"{', '.join(dict.fromkeys(paper.model))}")
+        if m in order: link[m] = pm
+    p, rows = _by_label(p), list(order)
+    if paper_rows:                                               # paper models with a printed figure in these columns
+        shown = {i[0] for i, v in p.items() if (i[1], i[2]) in set(cols) and not np.isnan(v)}
+        extra = [pm for pm in dict.fromkeys(p.index.get_level_values(0)) if pm in shown and pm not in order]
+        rows += [f'{pm} (paper)' for pm in extra]
+        link.update({f'{pm} (paper)': pm for pm in extra})
+    return rows, {(m, d, lab): p.get((pm, d, lab), np.nan) for m, pm in link.items() for d, lab in cols}
+
+# %% ../nbs/17_paper.ipynb #839338d8
+def side_by_side(results: Results,                     # the measured numbers, e.g. `evaluate_outputs(...)`
+                 dataset: str,                         # the data set shown, e.g. 'coco-5k'
+                 granularity: str = 'instance',        # 'instance' or 'category'
+                 metrics: Sequence[str] | None = None, # the metrics shown, in this order; None: all in the results
+                 paper: pd.DataFrame | bool = True,    # the paper's figures (True), none (False), or a frame laid out as PAPER_FIGURES
+                 models: Sequence[str] | None = None,  # the rows, in this order; None: the results' models
+                 paper_models: Mapping[str, str] | None = None,  # measured model -> the paper model it reproduces
+                 paper_rows: bool = False,             # add the paper's printed figures as rows '<model> (paper)'
+                 ) -> pd.DataFrame:
+    "One data set's numbers, one row per model; per (direction, metric): measured [, 1K (5-fold)] [, paper, Δ]."
+    if paper is True: paper = PAPER_FIGURES
+    elif paper is False or paper is None: paper = None
+    elif not isinstance(paper, pd.DataFrame):
+        raise TypeError(f"`paper` must be True (the paper's figures), False (none) or a DataFrame laid out as PAPER_FIGURES, "
+                        f"got {type(paper).__name__}")
+    t, folds, cols = _measured(results, dataset, granularity, metrics)
     order = list(dict.fromkeys(t.model)) if models is None else list(models)
-    key = lambda df: df.set_index(['model', 'direction', 'label']).value
-    measured = key(t)
+    measured = t.set_index(['model', 'direction', 'label']).value
     parts = {'measured': measured}
-    if not folds.empty:
-        parts['1K (5-fold)'] = key(folds.assign(label=[metric_label(m, k) for m, k in zip(folds.metric, folds.k)]))
+    if not folds.empty: parts['1K (5-fold)'] = _by_label(folds)
     rows, printed = list(order), {}
-    if paper is not None:
-        p = paper[(paper.dataset == dataset) & (paper.granularity == granularity)]
-        link = {m: m for m in order if m in set(p.model)}          # a paper model's own output
-        for m, pm in (paper_models or {}).items():                  # an output that reproduces a paper model
-            if pm not in set(paper.model):
-                raise ValueError(f"`paper_models[{m!r}]` is {pm!r}, which has no printed figures: choose one of "
-                                 f"{', '.join(dict.fromkeys(paper.model))}")
-            if m in order: link[m] = pm
-        p = key(p.assign(label=[metric_label(m, k) for m, k in zip(p.metric, p.k)]))
-        if paper_rows:                                               # paper models with a printed figure in these columns
-            shown = {i[0] for i, v in p.items() if (i[1], i[2]) in set(cols) and not np.isnan(v)}
-            extra = [pm for pm in dict.fromkeys(p.index.get_level_values(0)) if pm in shown and pm not in order]
-            rows += [f'{pm} (paper)' for pm in extra]
-            link.update({f'{pm} (paper)': pm for pm in extra})
-        printed = {(m, d, lab): p.get((pm, d, lab), np.nan) for m, pm in link.items() for d, lab in cols}
+    if paper is not None: rows, printed = _printed(paper, dataset, granularity, order, cols, paper_models, paper_rows)
     if any(not np.isnan(v) for v in printed.values()):
         parts['paper'] = pd.Series(printed, dtype=float)
         parts['Δ'] = pd.Series({i: measured.get(i, np.nan) - v for i, v in printed.items()}, dtype=float)
@@ -409,9 +427,8 @@ def side_by_side(results: Results, dataset: str, granularity: str = 'instance', 
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=['direction', 'metric', ''])
     return out
 
-
 # %% ../nbs/17_paper.ipynb #6fdbcb31
-def conventions_table(results: Mapping[str, Results], dataset: str, metrics: Sequence[str],
+def _conventions_table(results: Mapping[str, Results], dataset: str, metrics: Sequence[str],
                       granularity: str = 'category') -> pd.DataFrame:
     "The same outputs under several conventions (name -> Results): rows (model, direction); per metric, the first convention's value, then each other's and its difference (Δ) from the first."
     if len(results) < 2: raise ValueError("`results` needs at least two conventions (name -> Results) to compare")
@@ -433,7 +450,7 @@ def conventions_table(results: Mapping[str, Results], dataset: str, metrics: Seq
     out.columns.names = ['metric', 'conventions']
     return out
 
-def describe_conventions(results: Results) -> str:
+def _describe_conventions(results: Results) -> str:
     "The conventions behind `results`, one line each, with the models computed under it."
     t = results.table
     lines = []
@@ -455,16 +472,37 @@ def _array(x, name: str, mmap: bool = False):
 
 
 # %% ../nbs/17_paper.ipynb #7f9f0741
-def user_output(model: str, dataset: str, *,
-                images=None,          # image embeddings or codes: a file path or an array, one row per image
-                captions=None,        # caption embeddings or codes, one row per caption
-                similarity=None,      # or one images x captions score matrix
-                i2t_similarity=None,  # or a reranker's images x captions matrix ...
-                t2i_similarity=None,  # ... and its captions x images matrix
-                measure: str | None = None,  # for images/captions: 'cosine' (default), 'ip', 'euclidean', 'hamming'
-                paper_model: str | None = None,  # the paper model this output reproduces, e.g. 'BEiT-3'
-                rerank_depth: int | None = None,  # k of a reranker's top-k rescoring
-                labels=None,          # multi-hot labels (array or label file) for category-level retrieval
+def _user_scores(kind: str, given: dict, measure: str, split: EvaluationSplit, dataset: str, notes: list) -> tuple:
+    "(kind, scores, files) of `user_output`: the arrays of `given` loaded (paths) and checked against `split`."
+    images, captions = given.get('images'), given.get('captions')
+    if kind == 'embeddings':
+        (img, pi), (txt, pt) = _array(images, 'images'), _array(captions, 'captions')
+        img, txt = _image_rows(img, split, pi, dataset, notes), _checked(split, txt, 'captions', pt, dataset)
+        if measure == 'hamming':
+            kind = 'hash_codes'
+            img, txt = (a if isinstance(a, HashCodes) else HashCodes.from_array(np.asarray(a), p.name)
+                        for a, p in ((img, pi), (txt, pt)))
+        return kind, {'images': img, 'captions': txt}, [pi, pt]
+    if kind == 'similarity':
+        S, p = _array(given['similarity'], 'similarity', mmap=True)
+        return kind, {'similarity': _checked(split, S, 'similarity', p, dataset)}, [p]
+    (A, pa), (B, pb) = _array(given['i2t_similarity'], 'i2t_similarity', mmap=True), _array(given['t2i_similarity'], 't2i_similarity', mmap=True)
+    return kind, {'i2t_similarity': _checked(split, A, 'i2t_similarity', pa, dataset),
+                  't2i_similarity': _checked(split, B, 't2i_similarity', pb, dataset)}, [pa, pb]
+
+# %% ../nbs/17_paper.ipynb #7728d56d
+def user_output(model: str,                            # your model's name in the result rows
+                dataset: str,                          # a shipped split ('coco-5k', 'f30k-1k') or your split's name
+                *,
+                images=None,                           # image embeddings or codes: a file path or an array, one row per image
+                captions=None,                         # caption embeddings or codes, one row per caption
+                similarity=None,                       # or one images x captions score matrix
+                i2t_similarity=None,                   # or a reranker's images x captions matrix ...
+                t2i_similarity=None,                   # ... and its captions x images matrix
+                measure: str | None = None,            # for images/captions: 'cosine' (default), 'ip', 'euclidean', 'hamming'
+                paper_model: str | None = None,        # the paper model this output reproduces, e.g. 'BEiT-3'
+                rerank_depth: int | None = None,       # k of a reranker's top-k rescoring
+                labels=None,                           # multi-hot labels (array or label file) for category-level retrieval
                 split: EvaluationSplit | None = None,  # your own split; default: the shipped split named `dataset`
                ) -> ModelOutput:
     "Your model's outputs on a shipped split ('coco-5k', 'f30k-1k') or on `split`, checked, as a `ModelOutput`."
@@ -480,58 +518,42 @@ def user_output(model: str, dataset: str, *,
         raise ValueError(f"`paper_model` {paper_model!r} is not one of the paper's models: {', '.join(MODELS)}")
     given = dict(images=images, captions=captions, similarity=similarity, i2t_similarity=i2t_similarity,
                  t2i_similarity=t2i_similarity)
-    given = frozenset(k for k, v in given.items() if v is not None)
+    given = {k: v for k, v in given.items() if v is not None}
     kind = {frozenset({'images', 'captions'}): 'embeddings', frozenset({'similarity'}): 'similarity',
-            frozenset({'i2t_similarity', 't2i_similarity'}): 'i2t_t2i'}.get(given)
+            frozenset({'i2t_similarity', 't2i_similarity'}): 'i2t_t2i'}.get(frozenset(given))
     if kind is None:
         raise ValueError(f"{model}: pass `images` and `captions` (embeddings or codes), or `similarity` (images x "
                          f"captions), or `i2t_similarity` and `t2i_similarity` (a reranker); got {sorted(given) or 'none'}")
     if measure is not None and kind != 'embeddings':
         raise ValueError(f"{model}: `measure` is for `images` / `captions`; a similarity matrix is used as it is")
     notes, measure = [], measure or 'cosine'
-    if kind == 'embeddings':
-        (img, pi), (txt, pt) = _array(images, 'images'), _array(captions, 'captions')
-        img, txt = _image_rows(img, split, pi, dataset, notes), _checked(split, txt, 'captions', pt, dataset)
-        if measure == 'hamming':
-            kind = 'hash_codes'
-            img, txt = (a if isinstance(a, HashCodes) else HashCodes.from_array(np.asarray(a), p.name)
-                        for a, p in ((img, pi), (txt, pt)))
-        scores, files = {'images': img, 'captions': txt}, [pi, pt]
-    elif kind == 'similarity':
-        S, p = _array(similarity, 'similarity', mmap=True)
-        scores, files = {'similarity': _checked(split, S, 'similarity', p, dataset)}, [p]
-    else:
-        (A, pa), (B, pb) = _array(i2t_similarity, 'i2t_similarity', mmap=True), _array(t2i_similarity, 't2i_similarity', mmap=True)
-        scores = {'i2t_similarity': _checked(split, A, 'i2t_similarity', pa, dataset),
-                  't2i_similarity': _checked(split, B, 't2i_similarity', pb, dataset)}
-        files = [pa, pb]
+    kind, scores, files = _user_scores(kind, given, measure, split, dataset, notes)
     return ModelOutput(model, dataset, 'CG' if kind == 'hash_codes' else 'FG', kind, split, scores, measure, rerank_depth,
                        ', '.join(str(f) for f in files), notes, paper_model)
 
-
 # %% ../nbs/17_paper.ipynb #196d2492
-PAPER_SCALES = ((1_000, 5_000), (10_000, 50_000), (100_000, 500_000), (1_000_000, 5_000_000))   # images/texts of Tables 5 and 6
+_PAPER_SCALES = ((1_000, 5_000), (10_000, 50_000), (100_000, 500_000), (1_000_000, 5_000_000))   # images/texts of Tables 5 and 6
 
 _T5 = {'BLIP-2': (93.27, 908.18, None, None), 'BEIT-3': (56.76, None, None, None), 'X-VLM': (12.42, 100.87, None, None),
        'IMRAM': (50.4, 47.35, 458.10, None), 'VSRN': (5.03, 19.55, 180.08, 1770.48), 'SCAN': (6.47, 51.7, 464.46, None),
        'ADV 2048-bit': (5.86, 37.19, 447.0, 9854.41), 'ADV 64-bit': (5.75, 35.29, 334.67, 3571.91),
        'UCCH': (0.40, 4.12, 60.57, 488.28), 'DADH': (0.53, 1.13, 6.46, 59.41)}
-PAPER_TABLE5 = pd.DataFrame([dict(model=m, scale=scale_label(*s), n_images=s[0], n_texts=s[1],
+_PAPER_TABLE5 = pd.DataFrame([dict(model=m, scale=scale_label(*s), n_images=s[0], n_texts=s[1],
                                   seconds=float('nan') if t is None else t, status='DNF' if t is None else 'ok')
-                             for m, ts in _T5.items() for s, t in zip(PAPER_SCALES, ts)])
-PAPER_STORAGE_GIB = pd.DataFrame([
+                             for m, ts in _T5.items() for s, t in zip(_PAPER_SCALES, ts)])
+_PAPER_STORAGE_GIB = pd.DataFrame([
     ('BLIP-2', 5.72, 4240.25), ('BEIT-3', 17.2, None), ('X-VLM', 5.72, 1126.82), ('IMRAM', 45.75, 3257.79),
     ('VSRN', 91.5, None), ('SCAN', 45.75, 3212.01), ('ADV 2048-bit', 11.71, None), ('ADV 64-bit', 0.36, None),
     ('UCCH', 0.36, None), ('DADH', 0.36, None)], columns=['model', 'embeddings_gib', 'kept_gib'])
 _T6 = {'BLIP-2 (fusion rerank, k=128)': (2376.89, 24314.27, None), 'X-VLM (fusion rerank)': (370.48, 3707.37, None),
        'IMRAM (cross-attention)': (190.67, 12200.28, None), 'SCAN (cross-attention)': (17.51, 1285.34, None)}
-PAPER_TABLE6 = pd.DataFrame([dict(model=m, scale=scale_label(*s), n_images=s[0], n_texts=s[1],
+_PAPER_TABLE6 = pd.DataFrame([dict(model=m, scale=scale_label(*s), n_images=s[0], n_texts=s[1],
                                   seconds=float('nan') if t is None else t, status='DNF' if t is None else 'ok')
-                             for m, ts in _T6.items() for s, t in zip(PAPER_SCALES, ts)])
+                             for m, ts in _T6.items() for s, t in zip(_PAPER_SCALES, ts)])
 
 # %% ../nbs/17_paper.ipynb #7aaaa197
 _f64_regions = Stored((('region_features', (36, 1024), 'float64'),), (('word_features', (77, 1024), 'float64'),))
-PAPER_STORAGE = {   # model: (embeddings, kept for query-time attention or None, how the layout was found)
+_PAPER_STORAGE = {   # model: (embeddings, kept for query-time attention or None, how the layout was found)
     'BLIP-2': (Stored.embedding(256), Stored((('vit_tokens', (677, 1408), 'float32'),),
                                               (('input_ids', (35,), 'int64'), ('attention_mask', (35,), 'int64'))),
                'ViT-g/14 output at 364 px (26 x 26 patches + CLS) x 1408, float32, for the ITM rerank'),
@@ -554,11 +576,11 @@ def _decimals(x: float) -> int:
     s = repr(float(x))
     return len(s.split('.')[1].rstrip('0')) if '.' in s else 0
 
-def check_paper_storage(tolerance: float = 1e-3) -> pd.DataFrame:
-    "Each PAPER_STORAGE layout at 1M/5M beside the paper's GiB: 'as printed' (rounds to it), 'within 0.1%' (`tolerance`) or 'NOT reproduced'."
-    paper = PAPER_STORAGE_GIB.set_index('model')
+def _check_paper_storage(tolerance: float = 1e-3) -> pd.DataFrame:
+    "Each _PAPER_STORAGE layout at 1M/5M beside the paper's GiB: 'as printed' (rounds to it), 'within 0.1%' (`tolerance`) or 'NOT reproduced'."
+    paper = _PAPER_STORAGE_GIB.set_index('model')
     rows = []
-    for model, (emb, kept, how) in PAPER_STORAGE.items():
+    for model, (emb, kept, how) in _PAPER_STORAGE.items():
         for what, s, p in (('embeddings', emb, paper.loc[model, 'embeddings_gib']), ('kept features', kept, paper.loc[model, 'kept_gib'])):
             if s is None: continue
             c = s.gib(1_000_000, 5_000_000)
@@ -588,15 +610,19 @@ def _wide(rows: pd.DataFrame, scales) -> pd.DataFrame:
     extra = [c for c in dict.fromkeys(cells.scale) if c not in labels]
     return wide.reindex(columns=labels + extra).fillna('-')
 
-def table5(measured: pd.DataFrame | None = None, storage: dict | None = None, paper: bool = True, scales=PAPER_SCALES,
-           storage_at: tuple = PAPER_SCALES[-1]) -> pd.DataFrame:
+def table5(measured: pd.DataFrame | None = None,   # rows of `encoding_cost` (or None: the paper's alone)
+           storage: dict | None = None,            # model -> (embeddings Stored, kept Stored or None)
+           paper: bool = True,                     # add the paper's rows
+           scales=_PAPER_SCALES,                   # (n_images, n_texts) per column
+           storage_at: tuple = _PAPER_SCALES[-1],  # the scale of the GiB columns
+          ) -> pd.DataFrame:
     "Table 5's layout: measured rows and the paper's, a column per scale (in `scales`' order), storage (GiB) at `storage_at` (1M/5M)."
-    out = _wide(_with_table56_paper(measured, PAPER_TABLE5 if paper else None), scales)
+    out = _wide(_with_table56_paper(measured, _PAPER_TABLE5 if paper else None), scales)
     big = tuple(storage_at)
-    ps = PAPER_STORAGE_GIB.set_index('model')
+    ps = _PAPER_STORAGE_GIB.set_index('model')
     def gib(model, source, col):
         if source.startswith('paper'):
-            v = ps.loc[model, col] if model in ps.index and big == PAPER_SCALES[-1] else None
+            v = ps.loc[model, col] if model in ps.index and big == _PAPER_SCALES[-1] else None
         else:
             spec = (storage or {}).get(model)
             v = None if spec is None or (col == 'kept_gib' and spec[1] is None) else spec[0 if col == 'embeddings_gib' else 1].gib(*big)
@@ -608,9 +634,12 @@ def table5(measured: pd.DataFrame | None = None, storage: dict | None = None, pa
 
 
 # %% ../nbs/17_paper.ipynb #825a849f
-def table6(measured: pd.DataFrame | None = None, paper: bool = True, scales=PAPER_SCALES[:3]) -> pd.DataFrame:
+def table6(measured: pd.DataFrame | None = None,  # rows (model, scale, seconds, status, device), e.g. from `time_rerank`
+           paper: bool = True,                    # add the paper's rows
+           scales=_PAPER_SCALES[:3],              # (n_images, n_texts) per column
+          ) -> pd.DataFrame:
     "Table 6's layout: query-time attention seconds per scale, measured rows (model, scale, seconds, status, device) and the paper's."
-    return _wide(_with_table56_paper(measured, PAPER_TABLE6 if paper else None), scales)
+    return _wide(_with_table56_paper(measured, _PAPER_TABLE6 if paper else None), scales)
 
 
 # %% ../nbs/17_paper.ipynb #1df37f6f
@@ -618,7 +647,7 @@ INDEX_LABELS = ('FG Flat', 'FG HNSW', 'CG Flat', 'CG IVF')
 
 
 # %% ../nbs/17_paper.ipynb #37c69543
-PAPER_TABLE7 = pd.DataFrame([
+_PAPER_TABLE7 = pd.DataFrame([
     # n_queries, n_gallery, index, R@1, R@100, R@1000, build_s, search_s
     (100_000, 500_000, 'FG Flat', 100.0, 100.0, 100.0, 1.93, 57.17),
     (100_000, 500_000, 'FG HNSW', 99.2, 99.2, 99.2, 32.44, 3.09),
@@ -679,7 +708,7 @@ class _Recorder:
                  + '  (overlap ' + ' '.join(f'{r[f"overlap@{kk}"]:.1f}' for kk in self.recall_ks) + ')'
                  + ('' if self.sampled is None else f'  [{self.sampled:,} sampled queries; search time scaled x{scale:g}]'))
         if callable(self.checkpoint): self.checkpoint(_with_table7_paper(pd.DataFrame(self.rows)))
-        elif self.checkpoint: save_table7(_with_table7_paper(pd.DataFrame(self.rows)), self.checkpoint, source='checkpoint (incomplete run)')
+        elif self.checkpoint: _save_table7(_with_table7_paper(pd.DataFrame(self.rows)), self.checkpoint, source='checkpoint (incomplete run)')
 
 
 # %% ../nbs/17_paper.ipynb #a6d458a7
@@ -708,38 +737,67 @@ def _table7_frame(rows) -> pd.DataFrame:                           # rows in the
     return _with_table7_paper(df.reset_index(drop=True))
 
 
-# %% ../nbs/17_paper.ipynb #2750954c
-def table7(scales=((10_000, 50_000),), k: int = 1000, d: int = 2048, n_bits: int = 64, seed: int = 1338,
-           indexes=INDEX_LABELS, hnsw_M: int = 32, ef_construction: int = 40, ef_search: int = 128,
-           nlist: int | None = None, nprobe: int = 16, recall_ks=(1, 100, 1000), flat: str = 'faiss', device=None,
-           rerank_ks=(), hnsw_fixed_ef=(), binary_use_heap: bool = True, checkpoint=None, log=print) -> pd.DataFrame:
-    "Table 7 on SyntheticDataset: one row per (scale, index) with 1-recall@k and overlap@k (percent), build and search seconds, the paper's figures beside."
+# %% ../nbs/17_paper.ipynb #83345dad
+def _table7_scales(scales, flat: str, indexes, recall_ks, k: int, n_bits: int, nlist, nprobe: int, rerank_ks) -> list:
+    "`scales` as (int, int) pairs, once every argument of `table7` is checked (before any vector is made)."
     if flat not in ('faiss', 'torch'): raise ValueError(f"`flat` must be 'faiss' or 'torch', got {flat!r}")
     _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe, rerank_ks)
     scales = [tuple(int(v) for v in s) for s in scales]
     for nq, nb in scales: _check_scale(k, nb, nlist, indexes)
-    log = log or (lambda *a, **kw: None)
-    # where each stage runs: FAISS indexes on the GPU only where FAISS has one; torch parts on `device`
+    return scales
+
+def _table7_devices(flat: str, device) -> tuple:
+    "(where torch runs, where FAISS's flat indexes run): FAISS on the GPU only where FAISS has one; torch parts on `device`."
     tdev = str(resolve_device(device)) if flat == 'torch' else 'cpu'
     fdev = (_faiss_device(device, 'flat', True) if flat == 'faiss' else
-            'cuda' if tdev.startswith('cuda') and faiss_gpus() else 'cpu')
+            'cuda' if tdev.startswith('cuda') and _faiss_gpus() else 'cpu')
+    return tdev, fdev
+
+def _table7_exact(record, xq, xb, k: int, flat: str, fdev: str, tdev: str, row: bool):
+    "The exact FG reference every recall is measured against (`record.exact`), and the FG Flat row where `row`."
+    if flat == 'faiss':
+        idx = FlatIndex(xb, device=fdev); record.exact = idx.search(xq, k); build = idx.build_seconds; del idx
+        params, dev = 'IndexFlatIP', fdev
+    else:
+        record.exact = topk_search(xq, xb, k, 'inner_product', device=tdev, progress=False)
+        build, params, dev = 0.0, f'exact torch topk_search on {tdev} (not FAISS)', tdev
+    if row: record('FG Flat', record.exact, build, params, dev=dev)
+
+# %% ../nbs/17_paper.ipynb #2750954c
+def table7(scales=((10_000, 50_000),),    # (n_queries, n_gallery) per scale, made by SyntheticDataset
+           k: int = 1000,                 # list length searched
+           d: int = 2048,                 # vector dimension
+           n_bits: int = 64,              # LSH code length of the CG indexes
+           seed: int = 1338,              # seed of the vectors and the LSH projection
+           indexes=INDEX_LABELS,          # rows among 'FG Flat', 'FG HNSW', 'CG Flat', 'CG IVF'
+           hnsw_M: int = 32,              # HNSW links per node
+           ef_construction: int = 40,     # HNSW build list
+           ef_search: int = 128,          # HNSW search list (at least k)
+           nlist: int | None = None,      # IVF lists; None: round(sqrt(n_gallery))
+           nprobe: int = 16,              # IVF lists scanned
+           recall_ks=(1, 100, 1000),      # the k of 1-recall@k and overlap@k
+           flat: str = 'faiss',           # the exact reference: 'faiss' (IndexFlatIP) or 'torch' (`topk_search`)
+           device=None,                   # where the torch parts run ('cpu', 'cuda'); FAISS uses a GPU only where it has one
+           rerank_ks=(),                  # CG top-k depths reranked by the FG vectors (extra rows)
+           hnsw_fixed_ef=(),              # efSearch values searched as they are (extra HNSW rows)
+           binary_use_heap: bool = True,  # FAISS's heap (True) or counting k-NN for CG Flat
+           checkpoint=None,               # a JSON path the rows are saved to after each index
+           log=print,                     # a print-like function for progress lines; None: silent
+          ) -> pd.DataFrame:
+    "Table 7 on SyntheticDataset: one row per (scale, index) with 1-recall@k and overlap@k (percent), build and search seconds, the paper's figures beside."
+    scales = _table7_scales(scales, flat, indexes, recall_ks, k, n_bits, nlist, nprobe, rerank_ks)
+    log = log or (lambda *a, **kw: None)
+    tdev, fdev = _table7_devices(flat, device)
     rows = []
     for nq, nb in scales:
-        t0 = time.perf_counter(); xq, xb = synthetic_dataset(nq, nb, d, seed=seed)
+        t0 = time.perf_counter(); xq, xb = _synthetic_dataset(nq, nb, d, seed=seed)
         log(f'[{scale_label(nq, nb)}] SyntheticDataset({d}-D) generated in {time.perf_counter() - t0:.1f} s')
         record = _Recorder(rows, nq, nb, tuple(recall_ks), log, checkpoint)
-        # the exact FG reference (the FG Flat row)
-        if flat == 'faiss':
-            idx = FlatIndex(xb, device=fdev); record.exact = idx.search(xq, k); build = idx.build_seconds; del idx
-            params, dev = 'IndexFlatIP', fdev
-        else:
-            record.exact = topk_search(xq, xb, k, 'inner_product', device=tdev, progress=False)
-            build, params, dev = 0.0, f'exact torch topk_search on {tdev} (not FAISS)', tdev
-        if 'FG Flat' in indexes: record('FG Flat', record.exact, build, params, dev=dev)
+        _table7_exact(record, xq, xb, k, flat, fdev, tdev, 'FG Flat' in indexes)
         if any(i.startswith('CG') for i in indexes) or rerank_ks:
             t0 = time.perf_counter()
             proj = _lsh_projection(d, n_bits, seed)
-            cq, cb = lsh_codes(xq, n_bits, projection=proj), lsh_codes(xb, n_bits, projection=proj)
+            cq, cb = _lsh_codes(xq, n_bits, projection=proj), _lsh_codes(xb, n_bits, projection=proj)
             _table7_cg(record, cq, cb, time.perf_counter() - t0, k, n_bits, indexes, nlist, nprobe, fdev, binary_use_heap,
                        rerank=dict(ks=rerank_ks, xq=xq, xb=xb, device=tdev))
         if 'FG HNSW' in indexes:                                   # last: the slowest row
@@ -790,58 +848,88 @@ def _table7_hnsw(record, idx, xq, k, fixed_ef):
 # %% ../nbs/17_paper.ipynb #1680f5c4
 def _with_table7_paper(df: pd.DataFrame) -> pd.DataFrame:
     "Add the paper's figures at the same scale and index (columns paper_R@1 ... paper_search_s; NaN where it has none)."
-    p = PAPER_TABLE7.rename(columns={c: f'paper_{c}' for c in ('R@1', 'R@100', 'R@1000', 'build_s', 'search_s')})
+    p = _PAPER_TABLE7.rename(columns={c: f'paper_{c}' for c in ('R@1', 'R@100', 'R@1000', 'build_s', 'search_s')})
     return df.merge(p, on=['n_queries', 'n_gallery', 'index'], how='left')
 
 
-# %% ../nbs/17_paper.ipynb #t7samp01
-def table7_sampled(n_queries: int, n_gallery: int, n_sample: int = 2000, k: int = 1000, d: int = 2048, n_bits: int = 64,
-                   seed: int = 1338, sample_seed: int = 0, indexes=('FG Flat', 'CG Flat', 'CG IVF'), hnsw_M: int = 32,
-                   ef_construction: int = 40, ef_search: int = 128, nlist: int | None = None, nprobe: int = 16,
-                   recall_ks=(1, 100, 1000), device=None, chunk: int = 1 << 16, hnsw_fixed_ef=(),
-                   binary_use_heap: bool = True, checkpoint=None, log=print, progress: bool | None = None) -> pd.DataFrame:
-    "Table 7 at a scale too large for memory or time: the gallery made and consumed in chunks, every index searched by a seeded random sample of the queries; recall with its standard error, search time scaled to the whole query set."
+# %% ../nbs/17_paper.ipynb #6ee3a999
+def _stream_gallery(rows: _SyntheticRows, xq, k: int, n_gallery: int, chunk: int, tdev: str, proj, n_bits: int, hnsw, show) -> tuple:
+    "The gallery made chunk by chunk and consumed at once: (exact top k of `xq`, LSH code words or [], HNSW index or None, seconds making, seconds encoding)."
+    exact, words, index, gen, enc = None, [], None, 0.0, 0.0
+    for s in tqdm(range(0, n_gallery, chunk), disable=not show, desc='gallery chunks', unit='chunk'):
+        t0 = time.perf_counter(); xb = rows.gallery(s, s + chunk); gen += time.perf_counter() - t0
+        part = topk_search(xq, xb, min(k, len(xb)), 'inner_product', device=tdev, progress=False)
+        exact = merge_topk([part], [s], k) if exact is None else merge_topk([exact, part], [0, s], k)
+        if proj is not None:
+            t0 = time.perf_counter(); words.append(_lsh_codes(xb, n_bits, projection=proj).words); enc += time.perf_counter() - t0
+        if hnsw is not None:
+            index = HNSWIndex(xb, *hnsw) if index is None else index.add(xb)
+        del xb
+    return exact, words, index, gen, enc
+
+# %% ../nbs/17_paper.ipynb #37d8a62f
+def _check_sampled(n_queries, n_gallery, n_sample, chunk, indexes, recall_ks, k, n_bits, nlist, nprobe):
+    "Every argument of `table7_sampled` checked before any vector is made."
     _check_table7_args(indexes, recall_ks, k, n_bits, nlist, nprobe)
     _check_scale(k, n_gallery, nlist, indexes)
     if not isinstance(n_sample, (int, np.integer)) or not 1 <= n_sample <= n_queries:
         raise ValueError(f"`n_sample` must be an int in 1..{n_queries} (n_queries), got {n_sample!r}")
     if not isinstance(chunk, (int, np.integer)) or chunk < 1: raise ValueError(f"`chunk` must be a positive int, got {chunk!r}")
-    tdev = str(resolve_device(device))
-    fdev = 'cuda' if tdev.startswith('cuda') and faiss_gpus() else 'cpu'   # FAISS's flat indexes follow torch to a GPU
-    src = SyntheticRows(n_queries, n_gallery, d, seed=seed)
-    qi = np.sort(np.random.default_rng(sample_seed).choice(n_queries, n_sample, replace=False))
-    xq = src.queries(qi)
-    cg = any(i.startswith('CG') for i in indexes)
-    proj = _lsh_projection(d, n_bits, seed)
-    t0 = time.perf_counter(); cq = lsh_codes(xq, n_bits, projection=proj) if cg else None
+
+def _sampled_rows(record, xq, cq, words, hnsw, enc, k, n_bits, indexes, nlist, nprobe, tdev, fdev, chunk, use_heap, fixed_ef):
+    "The rows of `table7_sampled` once the gallery has streamed: FG Flat (the exact lists), the CG indexes, then HNSW."
+    if 'FG Flat' in indexes:
+        record('FG Flat', record.exact, 0.0, f'exact torch topk_search on {tdev} (not FAISS), gallery streamed in chunks of {chunk:,}', dev=tdev)
+    if cq is not None:
+        cb = HashCodes(np.concatenate(words), n_bits); del words
+        _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, fdev, use_heap)
+        del cb
+    if hnsw is not None: _table7_hnsw(record, hnsw, xq, k, fixed_ef)
+
+# %% ../nbs/17_paper.ipynb #t7samp01
+def table7_sampled(n_queries: int,                            # queries of the scale (a sample of them is searched)
+                   n_gallery: int,                            # gallery vectors of the scale
+                   n_sample: int = 2000,                      # queries searched, drawn at random
+                   k: int = 1000,                             # list length searched
+                   d: int = 2048,                             # vector dimension
+                   n_bits: int = 64,                          # LSH code length of the CG indexes
+                   seed: int = 1338,                          # seed of the vectors and the LSH projection
+                   sample_seed: int = 0,                      # seed of the query sample
+                   indexes=('FG Flat', 'CG Flat', 'CG IVF'),  # rows among 'FG Flat', 'FG HNSW', 'CG Flat', 'CG IVF'
+                   hnsw_M: int = 32,                          # HNSW links per node
+                   ef_construction: int = 40,                 # HNSW build list
+                   ef_search: int = 128,                      # HNSW search list (at least k)
+                   nlist: int | None = None,                  # IVF lists; None: round(sqrt(n_gallery))
+                   nprobe: int = 16,                          # IVF lists scanned
+                   recall_ks=(1, 100, 1000),                  # the k of 1-recall@k and overlap@k
+                   device=None,                               # where the exact torch search runs ('cpu', 'cuda')
+                   chunk: int = 1 << 16,                      # gallery vectors made and consumed at a time (bounded memory)
+                   hnsw_fixed_ef=(),                          # efSearch values searched as they are (extra HNSW rows)
+                   binary_use_heap: bool = True,              # FAISS's heap (True) or counting k-NN for CG Flat
+                   checkpoint=None,                           # a JSON path the rows are saved to after each index
+                   log=print,                                 # a print-like function for progress lines; None: silent
+                   progress: bool | None = None,              # a tqdm bar over the chunks; None: from 4 chunks on, with a `log`
+                  ) -> pd.DataFrame:
+    "Table 7 at a scale too large for memory or time: the gallery made and consumed in chunks, every index searched by a seeded random sample of the queries; recall with its standard error, search time scaled to the whole query set."
+    _check_sampled(n_queries, n_gallery, n_sample, chunk, indexes, recall_ks, k, n_bits, nlist, nprobe)
+    tdev, fdev = _table7_devices('torch', device)    # FAISS's flat indexes follow torch to a GPU
+    rows = _SyntheticRows(n_queries, n_gallery, d, seed=seed)
+    xq = rows.queries(np.sort(np.random.default_rng(sample_seed).choice(n_queries, n_sample, replace=False)))
+    proj = _lsh_projection(d, n_bits, seed) if any(i.startswith('CG') for i in indexes) else None
+    t0 = time.perf_counter(); cq = _lsh_codes(xq, n_bits, projection=proj) if proj is not None else None
     enc = (time.perf_counter() - t0) * n_queries / n_sample        # the whole query set's encoding, scaled
-    exact, words, hnsw, gen = None, [], None, 0.0
     show = progress if progress is not None else log is not None and n_gallery >= 4 * chunk
-    for s in tqdm(range(0, n_gallery, chunk), disable=not show, desc='gallery chunks', unit='chunk'):
-        t0 = time.perf_counter(); xb = src.gallery(s, s + chunk); gen += time.perf_counter() - t0
-        part = topk_search(xq, xb, min(k, len(xb)), 'inner_product', device=tdev, progress=False)
-        exact = merge_topk([part], [s], k) if exact is None else merge_topk([exact, part], [0, s], k)
-        if cg:
-            t0 = time.perf_counter(); words.append(lsh_codes(xb, n_bits, projection=proj).words); enc += time.perf_counter() - t0
-        if 'FG HNSW' in indexes:
-            hnsw = HNSWIndex(xb, hnsw_M, ef_construction, ef_search) if hnsw is None else hnsw.add(xb)
-        del xb
+    exact, words, hnsw, gen, t_enc = _stream_gallery(rows, xq, k, n_gallery, chunk, tdev, proj, n_bits,
+                                                     (hnsw_M, ef_construction, ef_search) if 'FG HNSW' in indexes else None, show)
     log = log or (lambda *a, **kw: None)
     log(f'[{scale_label(n_queries, n_gallery)}] SyntheticDataset({d}-D) made in {gen:.1f} s, chunk by chunk; '
         f'{n_sample:,} of {n_queries:,} queries sampled (seed {sample_seed})')
     record = _Recorder([], n_queries, n_gallery, tuple(recall_ks), log, checkpoint, sampled=int(n_sample), exact=exact)
-    if 'FG Flat' in indexes:
-        record('FG Flat', exact, 0.0, f'exact torch topk_search on {tdev} (not FAISS), gallery streamed in chunks of {chunk:,}', dev=tdev)
-    if cg:
-        cb = HashCodes(np.concatenate(words), n_bits); del words
-        _table7_cg(record, cq, cb, enc, k, n_bits, indexes, nlist, nprobe, fdev, binary_use_heap)
-        del cb
-    if hnsw is not None: _table7_hnsw(record, hnsw, xq, k, hnsw_fixed_ef)
+    _sampled_rows(record, xq, cq, words, hnsw, enc + t_enc, k, n_bits, indexes, nlist, nprobe, tdev, fdev, chunk, binary_use_heap, hnsw_fixed_ef)
     return _table7_frame(record.rows)
 
-
 # %% ../nbs/17_paper.ipynb #73caa340
-def compare_table7(df: pd.DataFrame) -> pd.DataFrame:
+def _compare_table7(df: pd.DataFrame) -> pd.DataFrame:
     "Measured beside the paper (same scale and index), with measured/paper ratios of the times."
     d = df if 'paper_R@1' in df else _with_table7_paper(df)
     cols = ['scale', 'index']
@@ -857,7 +945,7 @@ _STYLE = {'FG Flat': ('C0', 'o'), 'FG HNSW': ('C1', 's'), 'CG Flat': ('C2', '^')
 
 
 # %% ../nbs/17_paper.ipynb #7325fd4e
-def plot_table7(df: pd.DataFrame, paper: bool = True, ks=(1, 100, 1000), title: str | None = None):
+def _plot_table7(df: pd.DataFrame, paper: bool = True, ks=(1, 100, 1000), title: str | None = None):
     "Figure-4-style panels: 1-recall@k and search time against gallery size; measured solid (rows from a GPU machine starred), paper dashed."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(ks) + 1, figsize=(4 * (len(ks) + 1), 3.8))
@@ -865,7 +953,7 @@ def plot_table7(df: pd.DataFrame, paper: bool = True, ks=(1, 100, 1000), title: 
     cols = [f'R@{k}' for k in ks] + ['search_s']
     for name, (color, marker) in _STYLE.items():
         m = df[df['index'] == name].assign(_gpu=src.str.contains('GPU|H100|H200')).sort_values('n_gallery')
-        p = PAPER_TABLE7[PAPER_TABLE7['index'] == name]
+        p = _PAPER_TABLE7[_PAPER_TABLE7['index'] == name]
         for ax, col in zip(axes, cols):
             if len(m): ax.plot(m.n_gallery, m[col], color=color, marker=marker, ls='-', label=f'{name} (measured)')
             g = m[m._gpu]
@@ -886,15 +974,15 @@ def plot_table7(df: pd.DataFrame, paper: bool = True, ks=(1, 100, 1000), title: 
 
 
 # %% ../nbs/17_paper.ipynb #f4e697e3
-def save_table7(df: pd.DataFrame, path, command: str = '', source: str = 'measured', **meta):
+def _save_table7(df: pd.DataFrame, path, command: str = '', source: str = 'measured', **meta):
     "Write a table7 result (rows, command, source, date, extra metadata) as JSON."
     rec = dict(command=command, source=source, date=time.strftime('%Y-%m-%d %H:%M:%S'), **meta,
                rows=json.loads(df.to_json(orient='records')))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(rec, indent=1))
 
-def load_table7(path) -> tuple:
-    "(rows as a DataFrame with a `source` column, the record's metadata) from `save_table7`'s JSON."
+def _load_table7(path) -> tuple:
+    "(rows as a DataFrame with a `source` column, the record's metadata) from `_save_table7`'s JSON."
     rec = json.loads(Path(path).read_text())
     df = pd.DataFrame(rec.pop('rows'))
     if 'source' not in df: df['source'] = rec.get('source', 'measured')

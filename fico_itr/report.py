@@ -14,11 +14,11 @@ from .core import EvaluationSplit, get_conventions, Conventions
 from .evaluate import evaluate, Results, metric_label, parse_metric, RESULT_COLUMNS, tie_report
 
 # %% auto #0
-__all__ = ['make_record', 'read_records', 'results_table', 'comparison_table', 'plot_pr_curves', 'plot_recall_at_k',
-           'families_of', 'plot_tie_spread', 'table_view', 'staged_output', 'write_report', 'run_metrics', 'run_model']
+__all__ = ['read_records', 'results_table', 'comparison_table', 'plot_pr_curves', 'plot_recall_at_k', 'plot_tie_spread',
+           'write_report', 'run_model']
 
 # %% ../nbs/18_report.ipynb #6a05f4ce
-def make_record(results: Results, split: EvaluationSplit, conventions: Conventions, model: str, command=None,
+def _make_record(results: Results, split: EvaluationSplit, conventions: Conventions, model: str, command=None,
                 inputs: dict | None = None, measure: str | None = None, **extra) -> dict:
     "One JSON record (as CLIP_benchmark): what was evaluated, on which split, under which conventions, with which package, and the numbers."
     return {'fico_itr_version': fico_itr.__version__, 'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -29,7 +29,8 @@ def make_record(results: Results, split: EvaluationSplit, conventions: Conventio
             'conventions': {k: v for k, v in dataclasses.asdict(conventions).items() if k != 'metrics'},
             **extra, 'results': json.loads(results.to_json())}
 
-def read_records(paths) -> Results:
+def read_records(paths,  # JSON record files (or one path)
+                ) -> Results:
     "Results from JSON records written by `fico-itr evaluate` / `fico-itr run` (or `Results.to_json`); each row remembers its file in `record`."
     tables = []
     for p in map(Path, paths):
@@ -210,13 +211,13 @@ def _grid(panels, title, xlabel, ylabel, lines, families, xscale='linear', ncols
 
 
 # %% ../nbs/18_report.ipynb #rep00001
-def plot_pr_curves(results: Results,                      # with 'PR' among the metrics
-                   title: str = '11-point interpolated precision-recall',
-                   datasets: Sequence[str] | None = None,  # panels for these data sets (None: all)
-                   directions: Sequence[str] | None = None,  # and these directions (None: all)
-                   families: Mapping[str, str] | None = None,  # model -> 'FG' or 'CG' (dashed), e.g. `families_of(outputs)`
-                   granularity: str | None = None,         # None: the first granularity with PR points
-                   path=None,                              # also save the figure there (PNG)
+def plot_pr_curves(results: Results,                             # with 'PR' among the metrics
+                   title: str = '11-point interpolated precision-recall',  # the figure's title
+                   datasets: Sequence[str] | None = None,        # panels for these data sets (None: all)
+                   directions: Sequence[str] | None = None,      # and these directions (None: all)
+                   families: Mapping[str, str] | None = None,    # model -> 'FG' or 'CG' (dashed), e.g. `_families_of(outputs)`
+                   granularity: str | None = None,               # None: the first granularity with PR points
+                   path=None,                                    # also save the figure there (PNG)
                   ):
     "The 11-point interpolated PR curves, one panel per (data set, direction), one line per model (the paper's Figure 3)."
     t = results.table[results.table.metric == 'PR']
@@ -236,12 +237,12 @@ def plot_pr_curves(results: Results,                      # with 'PR' among the 
 
 
 # %% ../nbs/18_report.ipynb #rep00002
-def plot_recall_at_k(results: Results,                      # with R@K at two or more K
-                     title: str = 'R@K against K',
-                     datasets: Sequence[str] | None = None,  # panels for these data sets (None: all)
+def plot_recall_at_k(results: Results,                           # with R@K at two or more K
+                     title: str = 'R@K against K',               # the figure's title
+                     datasets: Sequence[str] | None = None,      # panels for these data sets (None: all)
                      families: Mapping[str, str] | None = None,  # model -> 'FG' or 'CG' (dashed)
-                     granularity: str = 'instance',
-                     path=None,                              # also save the figure there (PNG)
+                     granularity: str = 'instance',              # 'instance' or 'category'
+                     path=None,                                  # also save the figure there (PNG)
                     ):
     "R@K against K (log scale), one panel per (data set, direction), one line per model."
     t = results.table[(results.table.granularity == granularity) & (results.table.metric == 'R@K')]
@@ -253,13 +254,16 @@ def plot_recall_at_k(results: Results,                      # with R@K at two or
     return _grid(panels, title, 'K (log scale)', _unit_label(t, 'R@K'), list(dict.fromkeys(t.line)), families,
                  xscale='log', ncols=2, path=path)
 
-def families_of(outputs) -> dict:
+def _families_of(outputs) -> dict:
     "Model name -> family ('FG' or 'CG') of `ModelOutput`s, for the plots' line styles."
     return {o.model: o.family for o in outputs}
 
 
 # %% ../nbs/18_report.ipynb #164c57ce
-def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each metric between its pessimistic and optimistic tie orders'):
+def plot_tie_spread(ties: pd.DataFrame,                           # a `tie_report` table
+                    path,                                         # the PNG written
+                    title: str = 'Tie spread: each metric between its pessimistic and optimistic tie orders',  # the figure's title
+                   ):
     """A `tie_report` table as intervals: each metric's value between the pessimistic and the optimistic order of tied items
     (the spread a tie rule can move it), the expected value marked; one panel per direction, one colour per model."""
     need = {'optimistic', 'expected', 'pessimistic'}
@@ -280,7 +284,7 @@ def plot_tie_spread(ties: pd.DataFrame, path, title: str = 'Tie spread: each met
         return _save(fig, path, title)
 
 # %% ../nbs/18_report.ipynb #428f7ad4
-def table_view(df: pd.DataFrame, caption: str, digits: int = 1, na: str = '–'):
+def _table_view(df: pd.DataFrame, caption: str, digits: int = 1, na: str = '–'):
     "A pandas Styler: `digits` decimals, `na` for missing numbers, `caption` above, compact and left-aligned."
     sty = df.style.format(precision=digits, na_rep=na).set_caption(caption)
     return sty.set_table_styles([
@@ -291,7 +295,7 @@ def table_view(df: pd.DataFrame, caption: str, digits: int = 1, na: str = '–')
 
 # %% ../nbs/18_report.ipynb #905e68f4
 @contextlib.contextmanager
-def staged_output(path,                 # the output's final name
+def _staged_output(path,                 # the output's final name
                   folder: bool = False, # a folder of outputs rather than one file
                  ):
     """Yield a temporary path beside `path` (a hidden '.NAME.partial-PID' file or folder); on success it replaces `path`
@@ -345,7 +349,7 @@ CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 # %% ../nbs/18_report.ipynb #6f7d798c
-def run_metrics(conventions: Conventions, split: EvaluationSplit, metrics=None) -> tuple:
+def _run_metrics(conventions: Conventions, split: EvaluationSplit, metrics=None) -> tuple:
     "`metrics` or the preset's instance metrics (the record's table), and the extra R@K and PR points the figures need (the record's curves)."
     from fico_itr.evaluate import DEFAULT_METRICS
     table = tuple(metrics or (conventions.metrics or {}).get('instance') or DEFAULT_METRICS['instance'])
@@ -358,6 +362,63 @@ def _same_encoding(e, model: dict, split: dict) -> bool:
     keys = ('weights_sha256', 'kind', 'class', 'preprocessing', 'precision', 'normalised', 'max_length')
     return e.split == split and all(e.model.get(k) == model.get(k) for k in keys)
 
+
+# %% ../nbs/18_report.ipynb #eaad03a5
+def _encoded(emb_path: Path, encoder, split: EvaluationSplit, images_dir, desc: dict, summary: dict, batch_size: int, progress) -> tuple:
+    "(embeddings, reused): `emb_path` where the same weights, pre-processing and precision made it on the same split, else encoded anew and saved."
+    from fico_itr.encoders import encode_split, _EncodedSplit
+    reused = False
+    if emb_path.is_file():
+        try: old = _EncodedSplit.load(emb_path)
+        except ValueError: old = None
+        reused = old is not None and _same_encoding(old, desc, summary)
+    emb_path.parent.mkdir(exist_ok=True)
+    if reused: return old, True
+    e = encode_split(encoder, split, images_dir, desc, batch_size, progress=progress)
+    with _staged_output(emb_path) as tmp: e.save(tmp)
+    return e, False
+
+def _evaluate_run(e, encoder, split: EvaluationSplit, paths, conv, metrics: dict, name: str, rerank_depth, device, progress) -> tuple:
+    "([the first stage's Results, the ITM rerank's Results where the model has an ITM head and a depth], what the rerank did)."
+    from fico_itr.encoders import rerank
+    itm = hasattr(encoder, 'itm_scorer')
+    S = e.similarity(device) if (e.images.values.ndim == 3 or itm) else None
+    label = f'{name} (ITC)' if itm else name
+    if S is None: res = evaluate(split, images=e.images.values, captions=e.captions.values, measure='cosine', conventions=conv,
+                                 metrics=metrics, model=label, progress=progress)
+    else: res = evaluate(split, S, conventions=conv, metrics=metrics, model=label, progress=progress)
+    runs, rr, depth = [res], None, rerank_depth or PAPER_RERANK_DEPTH.get(split.name)
+    if itm and depth:
+        r = rerank(S, encoder.itm_scorer(paths, split.captions, progress=progress), depth, 'add', progress=progress)
+        runs.append(evaluate(split, i2t_similarity=r.i2t, t2i_similarity=r.t2i, conventions=r.conventions(conv), metrics=metrics,
+                             model=f'{name} (ITC+ITM rerank, depth {depth})', progress=progress))
+        rr = {'depth': depth, 'combine': r.combine, 'seconds': r.seconds, 'n_pairs': r.n_pairs}
+    elif itm: rr = {'depth': None, 'skipped': f'no paper depth for split {split.name!r}: pass rerank_depth'}
+    return runs, rr
+
+# %% ../nbs/18_report.ipynb #51576efd
+def _checked_out_dir(out_dir: Path, rerank_depth) -> Path:
+    "`run_model`'s output folder, once it and the rerank depth are checked (before any model loads)."
+    if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"--out-dir {out_dir} is a file: pass a folder")
+    if not out_dir.parent.is_dir(): raise FileNotFoundError(f"the folder of --out-dir ({out_dir.parent}) does not exist")
+    if rerank_depth is not None and (isinstance(rerank_depth, bool) or not isinstance(rerank_depth, (int, np.integer)) or rerank_depth < 1):
+        raise ValueError(f"`rerank_depth` must be a positive int (the number of first-stage candidates rescored), got {rerank_depth!r}")
+    return out_dir
+
+def _written_report(allres: Results, table_metrics, folder: Path, title: str) -> tuple:
+    "(the table's Results, the curves' Results, the report's files): `write_report` of every run into `folder`, staged."
+    shown = {(m, str(k) if k is not None else '') for m, k in map(parse_metric, table_metrics)} | {('rsum', '')}
+    is_table = [(m, k) in shown for m, k in zip(allres.table.metric, allres.table.k)]
+    table, curves = Results(allres.table[is_table]), Results(allres.table[[not x for x in is_table]])
+    with _staged_output(folder, folder=True) as tmp:
+        files = write_report(allres, tmp, title)
+    return table, curves, [str(folder / Path(f).name) for f in files]
+
+def _described_encoder(model, kind, device, precision: str, arch, name) -> tuple:
+    "(the loaded encoder, `_describe_model` of it): what `run_model` runs and what identifies its embeddings."
+    from fico_itr.encoders import load_encoder, _model_kind, _describe_model
+    encoder = load_encoder(model, kind, device, precision, arch)
+    return encoder, _describe_model(encoder, model, kind or _model_kind(model), precision, name)
 
 # %% ../nbs/18_report.ipynb #5d12032f
 def run_model(model,                        # a local model folder (or an open_clip checkpoint with kind='open_clip')
@@ -376,63 +437,27 @@ def run_model(model,                        # a local model folder (or an open_c
               progress: bool | None = None, # tqdm bars
               command=None,                 # the command line, written in the record
              ) -> dict:
-    """Encode `split`'s images (from `images_dir`) and captions with a local model (or reuse `out_dir/emb.npz` made by the same
-    weights, pre-processing and precision on the same split), evaluate `metrics` (default: the preset's) under `preset`, rerank with the ITM head at
-    `rerank_depth` (default: the paper's depth on COCO 5K and Flickr30K 1K) where the model has one, and write
-    `out_dir/record.json` and the tables and figures in `out_dir/report/`. Returns the record."""
-    from fico_itr.encoders import load_encoder, model_kind, describe_model, split_image_paths, split_summary, encode_split, EncodedSplit, rerank
-    t0, out_dir = time.perf_counter(), Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"--out-dir {out_dir} is a file: pass a folder")
-    if not out_dir.parent.is_dir(): raise FileNotFoundError(f"the folder of --out-dir ({out_dir.parent}) does not exist")
+    """Encode `split`'s images and captions with a local model (or reuse `out_dir/emb.npz` made by the same weights,
+    pre-processing and precision on the same split), evaluate them under `preset`, rerank with the ITM head where the model has
+    one, and write `out_dir/record.json` and the tables and figures in `out_dir/report/`. Returns the record."""
+    from fico_itr.encoders import _split_image_paths, _split_summary
+    t0, out_dir = time.perf_counter(), _checked_out_dir(Path(out_dir), rerank_depth)
     conv = get_conventions(preset)
-    table_metrics, curve_metrics = run_metrics(conv, split, metrics)
-    if rerank_depth is not None and (isinstance(rerank_depth, bool) or not isinstance(rerank_depth, (int, np.integer)) or rerank_depth < 1):
-        raise ValueError(f"`rerank_depth` must be a positive int (the number of first-stage candidates rescored), got {rerank_depth!r}")
-    summary, paths = split_summary(split), split_image_paths(split, images_dir)   # every image is there before the model loads
-    encoder = load_encoder(model, kind, device, precision, arch)
-    kind = kind or model_kind(model)
-    desc = describe_model(encoder, model, kind, precision, name)
+    table_metrics, curve_metrics = _run_metrics(conv, split, metrics)
+    summary, paths = _split_summary(split), _split_image_paths(split, images_dir)   # every image is there before the model loads
+    encoder, desc = _described_encoder(model, kind, device, precision, arch, name)
     name, t_load = desc['name'], time.perf_counter()
-    emb_path, reused = out_dir / 'emb.npz', False
-    if emb_path.is_file():
-        try: old = EncodedSplit.load(emb_path)
-        except ValueError: old = None
-        reused = old is not None and _same_encoding(old, desc, summary)
-    out_dir.mkdir(exist_ok=True)
-    if reused: e = old
-    else:
-        e = encode_split(encoder, split, images_dir, desc, batch_size, progress=progress)
-        with staged_output(emb_path) as tmp: e.save(tmp)
+    e, reused = _encoded(out_dir / 'emb.npz', encoder, split, images_dir, desc, summary, batch_size, progress)
     t_enc = time.perf_counter()
-    metrics = {'instance': table_metrics + curve_metrics}
-    itm = hasattr(encoder, 'itm_scorer')
-    S = e.similarity(device) if (e.images.values.ndim == 3 or itm) else None
-    label = f'{name} (ITC)' if itm else name
-    if S is None: res = evaluate(split, images=e.images.values, captions=e.captions.values, measure='cosine', conventions=conv,
-                                 metrics=metrics, model=label, progress=progress)
-    else: res = evaluate(split, S, conventions=conv, metrics=metrics, model=label, progress=progress)
-    runs, rr, depth = [res], None, rerank_depth or PAPER_RERANK_DEPTH.get(split.name)
-    if itm and depth:
-        r = rerank(S, encoder.itm_scorer(paths, split.captions, progress=progress), depth, 'add', progress=progress)
-        runs.append(evaluate(split, i2t_similarity=r.i2t, t2i_similarity=r.t2i, conventions=r.conventions(conv), metrics=metrics,
-                             model=f'{name} (ITC+ITM rerank, depth {depth})', progress=progress))
-        rr = {'depth': depth, 'combine': r.combine, 'seconds': r.seconds, 'n_pairs': r.n_pairs}
-    elif itm: rr = {'depth': None, 'skipped': f'no paper depth for split {split.name!r}: pass rerank_depth'}
+    runs, rr = _evaluate_run(e, encoder, split, paths, conv, {'instance': table_metrics + curve_metrics}, name, rerank_depth,
+                             device, progress)
     t_eval = time.perf_counter()
-    allres = Results.concat(runs)
-    shown = {(m, str(k) if k is not None else '') for m, k in map(parse_metric, table_metrics)} | {('rsum', '')}
-    is_table = [(m, k) in shown for m, k in zip(allres.table.metric, allres.table.k)]
-    table, curves = Results(allres.table[is_table]), Results(allres.table[[not x for x in is_table]])
-    with staged_output(out_dir / 'report', folder=True) as tmp:
-        files = write_report(allres, tmp, f'{name} on {split.name}: ')
-    files = [str(out_dir / 'report' / Path(f).name) for f in files]
-    rec = make_record(table, split, conv.resolve_ties(False), name, command, inputs={'images_dir': str(Path(images_dir).resolve())},
+    table, curves, files = _written_report(Results.concat(runs), table_metrics, out_dir / 'report', f'{name} on {split.name}: ')
+    rec = _make_record(table, split, conv.resolve_ties(False), name, command, inputs={'images_dir': str(Path(images_dir).resolve())},
                       measure='max over query tokens' if e.images.values.ndim == 3 else 'cosine',
-                      encoding={'file': str(emb_path), 'reused': reused, 'model': e.model, 'seconds': e.seconds,
-                                'bytes_per_item': e.bytes_per_item, 'device': str(encoder.device)},
-                      rerank=rr, report=files, seconds={'load_model': t_load - t0, 'encode': t_enc - t_load, 'evaluate': t_eval - t_enc,
-                               'total': time.perf_counter() - t0},
+                      encoding=dict(file=str(out_dir / 'emb.npz'), reused=reused, model=e.model, seconds=e.seconds,
+                                    bytes_per_item=e.bytes_per_item, device=str(encoder.device)), rerank=rr, report=files,
+                      seconds={'load_model': t_load - t0, 'encode': t_enc - t_load, 'evaluate': t_eval - t_enc, 'total': time.perf_counter() - t0},
                       curves=json.loads(curves.to_json()))
-    with staged_output(out_dir / 'record.json') as tmp: tmp.write_text(json.dumps(rec, indent=1), encoding='utf-8')
+    with _staged_output(out_dir / 'record.json') as tmp: tmp.write_text(json.dumps(rec, indent=1), encoding='utf-8')
     return rec
-

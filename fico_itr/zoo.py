@@ -11,18 +11,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from .core import EvaluationSplit, Conventions, get_conventions, check_labels, check_ks
+from .core import EvaluationSplit, Conventions, get_conventions, check_labels, check_ks, patch_to
 from .similarity import iter_score_blocks, similarity
 from .ranking import SharedLabel
 from .evaluate import (evaluate, Results, DEFAULT_METRICS, RESULT_COLUMNS, parse_metric, block_values,
                                reduce_values)
 from .data import MirFlickr25K, HashingSplit, hashing_split, coco5k_split
-from .demo import text_standin_split, TfidfSvdTextEncoder
+from .demo import _text_standin_split, _TfidfSvdTextEncoder
 from .hashing import ITQHasher
 
 # %% auto #0
-__all__ = ['QueryDatabase', 'evaluate_query_database', 'ModelOutput', 'evaluate_outputs', 'outputs_table', 'tfidf_rows',
-           'text_standin_outputs', 'mirflickr_standin_outputs']
+__all__ = ['QueryDatabase', 'evaluate_query_database', 'ModelOutput', 'evaluate_outputs', 'outputs_table']
 
 # %% ../nbs/16_zoo.ipynb #05076684
 OUTPUT_KINDS = ('embeddings', 'hash_codes', 'similarity', 'i2t_t2i')
@@ -104,52 +103,73 @@ class ModelOutput:
     notes: list = field(default_factory=list)  # what the loader did (repeated rows dropped, a matrix transposed, ...)
     paper_model: str | None = None  # the MODELS name whose printed figures apply; None for a stand-in
 
-    def __post_init__(self):
-        if self.kind not in OUTPUT_KINDS: raise ValueError(f"`kind` {self.kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
-        if self.family not in FAMILIES: raise ValueError(f"`family` {self.family!r} is not one of {', '.join(FAMILIES)}")
-        want = ({'queries', 'database'} if isinstance(self.split, QueryDatabase) else
-                {'embeddings': {'images', 'captions'}, 'hash_codes': {'images', 'captions'}, 'similarity': {'similarity'},
-                 'i2t_t2i': {'i2t_similarity', 't2i_similarity'}}[self.kind])
-        if set(self.scores) != want:
-            raise ValueError(f"{self.model}: a {self.kind!r} output on a {type(self.split).__name__} needs `scores` with "
-                             f"keys {sorted(want)}, got {sorted(self.scores)}")
+    def __post_init__(self): _check_output(self)
 
-    def conventions(self, conventions: str | Conventions | None = 'default') -> Conventions:
-        "The caller's conventions with this output's rerank depth applied."
-        conv = get_conventions(conventions)
-        return conv.replace(rerank_depth=self.rerank_depth) if self.rerank_depth and conv.rerank_depth != self.rerank_depth else conv
+    def evaluate(self,
+                 conventions: str | Conventions | None = 'default',  # a preset name or a Conventions (the rerank depth is applied)
+                 metrics=None,            # as in `evaluate` (a list, or granularity -> list); None: `default_metrics`
+                 granularities=None,      # None: instance, and category where the split has labels
+                 progress: bool = False,  # a tqdm bar
+                 **kwargs,                # more arguments of `evaluate` (block_size, device, ...)
+                ) -> Results:
+        "Evaluate this output the way every other output is evaluated."
+        return _evaluated(self, conventions, metrics, granularities, progress, **kwargs)
 
-    def default_metrics(self, conventions: Conventions, granularities) -> dict:
-        "Metrics per granularity: the conventions' (or the engine's) defaults, plus R@50/100/200 for hash codes; cut-offs larger than the smaller gallery are left out."
-        out = {g: tuple((conventions.metrics or {}).get(g, DEFAULT_METRICS[g])) for g in granularities}
-        if 'instance' in out and self.family == 'CG': out['instance'] += tuple(m for m in DEEP_RECALL if m not in out['instance'])
-        qd = isinstance(self.split, QueryDatabase)
-        room = self.split.n_database if qd else min(self.split.n_images, self.split.n_captions)
-        fits = lambda m: not isinstance(parse_metric(m)[1], int) or parse_metric(m)[1] <= room
-        return {g: tuple(m for m in ms if fits(m)) for g, ms in out.items()}
+# %% ../nbs/16_zoo.ipynb #19de5e61
+def _check_output(o: ModelOutput):
+    "A known kind and family, and the `scores` keys that kind needs on that split."
+    if o.kind not in OUTPUT_KINDS: raise ValueError(f"`kind` {o.kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+    if o.family not in FAMILIES: raise ValueError(f"`family` {o.family!r} is not one of {', '.join(FAMILIES)}")
+    want = ({'queries', 'database'} if isinstance(o.split, QueryDatabase) else
+            {'embeddings': {'images', 'captions'}, 'hash_codes': {'images', 'captions'}, 'similarity': {'similarity'},
+             'i2t_t2i': {'i2t_similarity', 't2i_similarity'}}[o.kind])
+    if set(o.scores) != want:
+        raise ValueError(f"{o.model}: a {o.kind!r} output on a {type(o.split).__name__} needs `scores` with "
+                         f"keys {sorted(want)}, got {sorted(o.scores)}")
 
-    def evaluate(self, conventions: str | Conventions | None = 'default', metrics=None, granularities=None,
-                 progress: bool = False, **kwargs) -> Results:
-        "Evaluate under `conventions` (a preset name or a Conventions); `metrics` as in evaluate(), or a list."
-        conv = self.conventions(conventions)
-        if isinstance(self.split, QueryDatabase):
-            if metrics is None: metrics = self.default_metrics(conv, ['category'])
-            if isinstance(metrics, Mapping): metrics = metrics.get('category')
-            return evaluate_query_database(self.split, self.scores['queries'], self.scores['database'], self.measure,
-                                           conventions=conv, metrics=metrics, model=self.model, dataset=self.dataset,
-                                           **{k: v for k, v in kwargs.items() if k in ('block_size', 'device')})
-        if granularities is None:
-            granularities = ['instance'] + (['category'] if self.split.labels is not None else [])
-        if metrics is None: metrics = self.default_metrics(conv, granularities)
-        return evaluate(self.split, **self.scores, measure=self.measure, conventions=conv, metrics=metrics,
-                        granularities=granularities, model=self.model, dataset=self.dataset, progress=progress, **kwargs)
+def _evaluated(o: ModelOutput, conventions, metrics, granularities, progress, **kwargs) -> Results:
+    "`ModelOutput.evaluate`: a query-database output by `evaluate_query_database`, a split's by `evaluate`."
+    conv = o.conventions(conventions)
+    if isinstance(o.split, QueryDatabase):
+        if metrics is None: metrics = o.default_metrics(conv, ['category'])
+        if isinstance(metrics, Mapping): metrics = metrics.get('category')
+        return evaluate_query_database(o.split, o.scores['queries'], o.scores['database'], o.measure,
+                                       conventions=conv, metrics=metrics, model=o.model, dataset=o.dataset,
+                                       **{k: v for k, v in kwargs.items() if k in ('block_size', 'device')})
+    if granularities is None:
+        granularities = ['instance'] + (['category'] if o.split.labels is not None else [])
+    if metrics is None: metrics = o.default_metrics(conv, granularities)
+    return evaluate(o.split, **o.scores, measure=o.measure, conventions=conv, metrics=metrics,
+                    granularities=granularities, model=o.model, dataset=o.dataset, progress=progress, **kwargs)
 
-    def __repr__(self):
-        n = (f'{self.split.n_queries} queries x {self.split.n_database} database' if isinstance(self.split, QueryDatabase)
-             else f'{self.split.n_images} images x {self.split.n_captions} captions')
-        extra = f', rerank depth {self.rerank_depth}' if self.rerank_depth else ''
-        return f"ModelOutput({self.model!r} on {self.dataset!r}: {self.family} {self.kind}, {self.measure}{extra}; {n})"
+# %% ../nbs/16_zoo.ipynb #b5f4501f
+@patch_to(ModelOutput)
+def __repr__(self):
+    n = (f'{self.split.n_queries} queries x {self.split.n_database} database' if isinstance(self.split, QueryDatabase)
+         else f'{self.split.n_images} images x {self.split.n_captions} captions')
+    extra = f', rerank depth {self.rerank_depth}' if self.rerank_depth else ''
+    return f"ModelOutput({self.model!r} on {self.dataset!r}: {self.family} {self.kind}, {self.measure}{extra}; {n})"
 
+@patch_to(ModelOutput)
+def conventions(self,
+                conventions: str | Conventions | None = 'default',  # a preset name, a Conventions, or None (the default preset)
+               ) -> Conventions:
+    "The caller's conventions with this output's rerank depth applied."
+    conv = get_conventions(conventions)
+    return conv.replace(rerank_depth=self.rerank_depth) if self.rerank_depth and conv.rerank_depth != self.rerank_depth else conv
+
+@patch_to(ModelOutput)
+def default_metrics(self,
+                    conventions: Conventions,  # the conventions in force (their `metrics`, if any)
+                    granularities,             # 'instance', 'category', ...
+                   ) -> dict:
+    "Metrics per granularity: the conventions' (or the engine's) defaults, plus R@50/100/200 for hash codes; cut-offs larger than the smaller gallery are left out."
+    out = {g: tuple((conventions.metrics or {}).get(g, DEFAULT_METRICS[g])) for g in granularities}
+    if 'instance' in out and self.family == 'CG': out['instance'] += tuple(m for m in DEEP_RECALL if m not in out['instance'])
+    qd = isinstance(self.split, QueryDatabase)
+    room = self.split.n_database if qd else min(self.split.n_images, self.split.n_captions)
+    fits = lambda m: not isinstance(parse_metric(m)[1], int) or parse_metric(m)[1] <= room
+    return {g: tuple(m for m in ms if fits(m)) for g, ms in out.items()}
 
 # %% ../nbs/16_zoo.ipynb #ztie0001
 @patch_to(ModelOutput)
@@ -163,13 +183,17 @@ def tie_report(self: ModelOutput,
     return _tie_table(lambda c: self.evaluate(c, **kwargs), self.conventions(conventions), rules, reported)
 
 # %% ../nbs/16_zoo.ipynb #657976f0
-def evaluate_outputs(outputs: Sequence[ModelOutput], conventions='default', **kwargs) -> Results:
+def evaluate_outputs(outputs: Sequence[ModelOutput],  # `ModelOutput`s (or one)
+                     conventions='default',           # a preset name or a Conventions, the same for every output
+                     **kwargs,                        # more arguments of `ModelOutput.evaluate`
+                    ) -> Results:
     "Evaluate every output under the same conventions and stack the results in one table."
     if isinstance(outputs, ModelOutput): outputs = [outputs]
     if not outputs: raise ValueError("`outputs` is empty: load some with load_fico_results or make stand-ins")
     return Results.concat([o.evaluate(conventions, **kwargs) for o in outputs])
 
-def outputs_table(outputs: Sequence[ModelOutput]) -> pd.DataFrame:
+def outputs_table(outputs: Sequence[ModelOutput],  # `ModelOutput`s
+                 ) -> pd.DataFrame:
     "What is being compared: one row per output (family, kind, measure, rerank depth, source and notes)."
     return pd.DataFrame([dict(model=o.model, dataset=o.dataset, family=o.family, kind=o.kind,
                               measure=o.measure if o.kind in ('embeddings', 'hash_codes') else 'precomputed',
@@ -178,7 +202,7 @@ def outputs_table(outputs: Sequence[ModelOutput]) -> pd.DataFrame:
 
 
 # %% ../nbs/16_zoo.ipynb #32597e20
-def tfidf_rows(texts: Sequence[str], encoder: TfidfSvdTextEncoder) -> sp.csr_matrix:
+def _tfidf_rows(texts: Sequence[str], encoder: _TfidfSvdTextEncoder) -> sp.csr_matrix:
     "L2-normalised TF-IDF rows of `texts` in a fitted encoder's vocabulary and idf."
     return encoder.tfidf(texts).tocsr()
 
@@ -200,16 +224,16 @@ def _lavis_rerank(first_stage: np.ndarray, rescore: np.ndarray, depth: int, fill
 
 
 # %% ../nbs/16_zoo.ipynb #e37944c8
-def text_standin_outputs(split: EvaluationSplit, dataset: str | None = None, dim: int = 256, bits: Sequence[int] = (64,),
+def _text_standin_outputs(split: EvaluationSplit, dataset: str | None = None, dim: int = 256, bits: Sequence[int] = (64,),
                          rerank_depth: int = 128, seed: int = 0) -> list:
     "Text-only stand-in outputs of every kind on a captioned split (see the table above); each named as a stand-in."
     if not isinstance(split, EvaluationSplit) or split.captions is None:
         raise ValueError("`split` needs caption texts (split.captions): load it with load_vse_precomp, load_karpathy or "
                          "fico_itr.data.coco5k_split")
     dataset = dataset or f'{split.name} text stand-in'
-    sub, first, gallery = text_standin_split(split, dataset)
-    enc = TfidfSvdTextEncoder(dim=dim, seed=seed).fit(split.captions)
-    T, E = tfidf_rows(split.captions, enc), enc.encode(split.captions)
+    sub, first, gallery = _text_standin_split(split, dataset)
+    enc = _TfidfSvdTextEncoder(dim=dim, seed=seed).fit(split.captions)
+    T, E = _tfidf_rows(split.captions, enc), enc.encode(split.captions)
     scorer = np.asarray((T[first] @ T[gallery].T).todense(), np.float32)
     first_stage = similarity(E[first], E[gallery], 'cosine')
     i2t, t2i = _lavis_rerank(first_stage, scorer, rerank_depth)
@@ -230,7 +254,7 @@ def text_standin_outputs(split: EvaluationSplit, dataset: str | None = None, dim
 
 
 # %% ../nbs/16_zoo.ipynb #64d5a6ab
-def mirflickr_standin_outputs(mir: MirFlickr25K, split: HashingSplit | None = None, dim: int = 128,
+def _mirflickr_standin_outputs(mir: MirFlickr25K, split: HashingSplit | None = None, dim: int = 128,
                               bits: Sequence[int] = (16, 32, 64), seed: int = 0) -> list:
     "Tags-only stand-in outputs of the DCMH protocol on MIRFlickr-25K: continuous TF-IDF+SVD features and ITQ codes."
     if not isinstance(mir, MirFlickr25K): raise TypeError(f"`mir` must be a MirFlickr25K (load_mirflickr25k), got {type(mir).__name__}")

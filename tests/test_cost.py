@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 from fico_itr.cost import (scale_by_duplication, scale_label, time_encoding, time_rerank, encoding_cost, Stored,
-                           storage_from_config, vit_tokens, clip_config, blip2_retrieval_config, is_out_of_memory)
-from fico_itr.paper import PAPER_STORAGE, check_paper_storage, table5, PAPER_TABLE5
+                           storage_from_config, _vit_tokens, _clip_config, _blip2_retrieval_config, _is_out_of_memory)
+from fico_itr.paper import _PAPER_STORAGE, _check_paper_storage, table5, _PAPER_TABLE5
 from _helpers import raises
 
 
@@ -70,7 +70,7 @@ def test_out_of_memory_gives_a_dnf_record(error):
 
 
 def test_other_errors_propagate():
-    assert not is_out_of_memory(ValueError('out of memory'))           # only RuntimeError messages count
+    assert not _is_out_of_memory(ValueError('out of memory'))           # only RuntimeError messages count
     with pytest.raises(KeyError): time_encoding(lambda b: {}['x'], [1, 2], progress=False)
 
 
@@ -138,13 +138,13 @@ def test_storage_hand_checked():
     assert round(Stored.embedding(64, 'uint8').gib(*six_million), 2) == 0.36          # the paper's 64-bit figure
     assert round(Stored.embedding(256).gib(*six_million), 2) == 5.72                   # the paper's BLIP-2 / X-VLM figure
     assert Stored.embedding(2048, 'uint8').gib(*six_million) == pytest.approx(11.444, abs=1e-3)   # paper: 11.71, not reproduced
-    scan = PAPER_STORAGE['SCAN'][1]
+    scan = _PAPER_STORAGE['SCAN'][1]
     assert scan.bytes_per_image == 36 * 1024 * 8 and scan.bytes_per_text == 77 * 1024 * 8
     assert Stored((('a', (3, 5), 'float16'), ('b', 7, 'bit')), (('c', (2,), 'int64'),)).nbytes(10, 100) == 10 * (30 + 1) + 100 * 16
 
 
 def test_paper_storage_verdicts():
-    c = check_paper_storage().set_index(['model', 'stored'])
+    c = _check_paper_storage().set_index(['model', 'stored'])
     assert c.loc[('BLIP-2', 'embeddings'), 'verdict'] == 'as printed'
     assert c.loc[('X-VLM', 'kept features'), 'computed_gib'] == pytest.approx(1126.826, abs=1e-3)
     assert c.loc[('BLIP-2', 'kept features'), 'verdict'] == 'NOT reproduced'
@@ -153,12 +153,12 @@ def test_paper_storage_verdicts():
 
 def test_storage_from_real_configs():
     pytest.importorskip('transformers', reason='the random-weight architectures need transformers (fico-itr[models])')
-    emb, kept = storage_from_config(blip2_retrieval_config(image_size=364))
-    assert vit_tokens(364, 14) == 677
+    emb, kept = storage_from_config(_blip2_retrieval_config(image_size=364))
+    assert _vit_tokens(364, 14) == 677
     assert kept.bytes_per_image == 677 * 1408 * 4 and emb.bytes_per_image == 32 * 256 * 4 and emb.bytes_per_text == 256 * 4
-    assert storage_from_config(clip_config('ViT-B/16'))[0].bytes_per_image == 512 * 4
-    assert storage_from_config(clip_config('ViT-L/14'))[1] is None
-    raises(lambda: vit_tokens(100, 14), 'not a multiple of `patch_size`')
+    assert storage_from_config(_clip_config('ViT-B/16'))[0].bytes_per_image == 512 * 4
+    assert storage_from_config(_clip_config('ViT-L/14'))[1] is None
+    raises(lambda: _vit_tokens(100, 14), 'not a multiple of `patch_size`')
 
 
 def test_table5_layout():
@@ -168,7 +168,7 @@ def test_table5_layout():
     assert t.loc[('x', 'measured: cpu')].tolist()[:4] == ['2.00 s', 'DNF', '-', '-']
     assert t.loc[('x', 'measured: cpu'), 'embeddings @1M/5M'] == '0.36 GiB'
     assert t.loc[('UCCH', 'paper: one A100 80 GB'), '1M/5M'] == '488.28 s'
-    assert len(t) == 1 + PAPER_TABLE5.model.nunique()
+    assert len(t) == 1 + _PAPER_TABLE5.model.nunique()
 
 
 def test_scale_time_limit_shared_by_the_modalities():
@@ -186,12 +186,12 @@ def test_scale_time_limit_shared_by_the_modalities():
 # ---- the encode and ITM functions agree with transformers' own forward passes (tiny random-weight models)
 def test_clip_encoders_match_clipmodel_forward():
     pytest.importorskip('transformers', reason='the random-weight architectures need transformers (fico-itr[models])')
-    from fico_itr.cost import random_weight_model, clip_encoders, hash_token_ids, pixel_batch
-    m = random_weight_model(clip_config('tiny'))
+    from fico_itr.cost import _random_weight_model, _clip_encoders, _hash_token_ids, _pixel_batch
+    m = _random_weight_model(_clip_config('tiny'))
     tc = m.config.text_config
     px = torch.randn(3, 3, 64, 64)
-    ids = hash_token_ids(['a dog on a red sofa', 'two birds', 'a cat'], 77, tc.vocab_size, tc.bos_token_id, tc.eos_token_id, tc.eos_token_id)
-    ei, et = clip_encoders(m)
+    ids = _hash_token_ids(['a dog on a red sofa', 'two birds', 'a cat'], 77, tc.vocab_size, tc.bos_token_id, tc.eos_token_id, tc.eos_token_id)
+    ei, et = _clip_encoders(m)
     with torch.inference_mode():
         ref = m(input_ids=ids, pixel_values=px).logits_per_image
         ours = m.logit_scale.exp() * ei(px) @ et(ids).T
@@ -200,17 +200,17 @@ def test_clip_encoders_match_clipmodel_forward():
 
 def test_blip2_encoders_and_itm_match_the_retrieval_model():
     pytest.importorskip('transformers', reason='the random-weight architectures need transformers (fico-itr[models])')
-    from fico_itr.cost import random_weight_model, blip2_encoders, blip2_vit_features, blip2_itm_scorer, hash_token_ids
-    m = random_weight_model(blip2_retrieval_config(tiny=True))
+    from fico_itr.cost import _random_weight_model, _blip2_encoders, _blip2_vit_features, _blip2_itm_scorer, _hash_token_ids
+    m = _random_weight_model(_blip2_retrieval_config(tiny=True))
     px = torch.randn(3, 3, 56, 56)
-    ids = hash_token_ids(['a dog on a red sofa', 'two birds', 'a cat sleeping'], 35, 30522, 101, 102, 0)
+    ids = _hash_token_ids(['a dog on a red sofa', 'two birds', 'a cat sleeping'], 35, 30522, 101, 102, 0)
     mask = (ids != 0).long()
-    ei, et = blip2_encoders(m)
+    ei, et = _blip2_encoders(m)
     with torch.inference_mode():
         itc_ref = m(pixel_values=px, input_ids=ids, attention_mask=mask).logits_per_image            # 3 images x 3 texts
         itc = torch.einsum('iqd,td->iqt', ei(px), et(ids)).max(1).values
         itm_ref = m(pixel_values=px, input_ids=ids, attention_mask=mask, use_image_text_matching_head=True).logits_per_image[:, 1]
-        score = blip2_itm_scorer(m, blip2_vit_features(m, px), ids)
+        score = _blip2_itm_scorer(m, _blip2_vit_features(m, px), ids)
         itm = score(torch.arange(3), torch.arange(3))                                                # pairs (text i, image i)
         wrapped = score(torch.tensor([4]), torch.tensor([5]))                                        # indices wrap: pair (1, 2)
     torch.testing.assert_close(itc, itc_ref, rtol=1e-5, atol=1e-5)
@@ -233,7 +233,7 @@ NUMPY_OOM = 'Unable to allocate 8.00 PiB for an array with shape (11258999068426
 @pytest.mark.parametrize('error', [RuntimeError(TORCH_CPU_OOM), MemoryError(NUMPY_OOM), RuntimeError(NUMPY_OOM)])
 def test_cpu_allocation_failure_is_out_of_memory(error):
     "Finding 6: a failed CPU allocation (simulated message, see above) is a DNF (out of memory) record, not a crash."
-    assert is_out_of_memory(error)
+    assert _is_out_of_memory(error)
     def enc(batch):                                              # simulates the allocator failing from the third batch on
         if batch[0] >= 8: raise error
     r = time_encoding(enc, list(range(20)), 4, warmup=0, progress=False)
@@ -246,7 +246,7 @@ def test_cpu_allocation_failure_is_out_of_memory(error):
     df = encoding_cost('m', fills_up, fills_up, list(range(4)), list('abcde'), scales=[(4, 20), (16, 80), (32, 160)],
                        batch_size=4, warmup=0, progress=False)
     assert df.status.tolist() == ['ok', 'DNF (out of memory)', 'DNF (skipped)']
-    assert not is_out_of_memory(RuntimeError('mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)'))
+    assert not _is_out_of_memory(RuntimeError('mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)'))
     with pytest.raises(RuntimeError, match='shapes cannot be multiplied'):
         time_encoding(lambda b: torch.ones(2, 3) @ torch.ones(4, 5), [1, 2], progress=False)
 

@@ -220,10 +220,10 @@ def test_cli_evaluate_backend_ray_writes_evaluate_topks_numbers(ray, tmp_path, c
 def _stand_in(texts):
     "A random-init tiny CLIP built from a config (a stand-in: no weights are downloaded), the same on every worker (seed 0)."
     from transformers import CLIPImageProcessor
-    from fico_itr.encoders import ClipDualEncoder, tiny_config, wordlevel_tokenizer
-    tok = wordlevel_tokenizer(texts, 200)
+    from fico_itr.encoders import ClipDualEncoder, _tiny_config, _wordlevel_tokenizer
+    tok = _wordlevel_tokenizer(texts, 200)
     proc = CLIPImageProcessor(size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32})
-    return ClipDualEncoder.from_config(tiny_config('CLIPModel', len(tok)), proc, tok)
+    return ClipDualEncoder.from_config(_tiny_config('CLIPModel', len(tok)), proc, tok)
 
 
 def _broken():

@@ -12,10 +12,10 @@ from transformers import (BlipImageProcessor, BlipProcessor, CLIPImageProcessor,
 from fico_itr.core import EvaluationSplit, Conventions
 from fico_itr.similarity import HashCodes, similarity
 from fico_itr.evaluate import evaluate
-from fico_itr.encoders import (Embeddings, to_pil, check_images, image_loader, ClipDualEncoder, SiglipDualEncoder,
-                               BlipDualEncoder, Blip2DualEncoder, OpenClipDualEncoder, max_over_tokens_similarity,
-                               PairScorer, CallableScorer, rerank, wordlevel_tokenizer, tiny_config, VGG19, fc7,
-                               ImageNetTransform, Vgg19Fc7Encoder)
+from fico_itr.encoders import (Embeddings, _to_pil, _check_images, _image_loader, ClipDualEncoder, SiglipDualEncoder,
+                               BlipDualEncoder, Blip2DualEncoder, OpenClipDualEncoder, _max_over_tokens_similarity,
+                               PairScorer, CallableScorer, rerank, _wordlevel_tokenizer, _tiny_config, _VGG19, _fc7,
+                               _ImageNetTransform, Vgg19Fc7Encoder)
 from _helpers import DATA, raises
 
 CAPTIONS = DATA / 'coco_karpathy_test' / 'testall_caps.txt'
@@ -31,7 +31,7 @@ def captions():
 
 @pytest.fixture(scope='module')
 def tokenizer(captions):
-    return wordlevel_tokenizer(captions[:5000], 2000)
+    return _wordlevel_tokenizer(captions[:5000], 2000)
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +43,7 @@ def images():
 
 def _clip(tokenizer, **kw):
     proc = CLIPImageProcessor(size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32})
-    return ClipDualEncoder.from_config(tiny_config('CLIPModel', len(tokenizer)), proc, tokenizer, **kw)
+    return ClipDualEncoder.from_config(_tiny_config('CLIPModel', len(tokenizer)), proc, tokenizer, **kw)
 
 
 @pytest.fixture(scope='module')
@@ -52,18 +52,18 @@ def clip(tokenizer): return _clip(tokenizer)
 
 @pytest.fixture(scope='module')
 def blip(tokenizer):
-    return BlipDualEncoder.from_config(tiny_config('BlipForImageTextRetrieval', len(tokenizer)),
+    return BlipDualEncoder.from_config(_tiny_config('BlipForImageTextRetrieval', len(tokenizer)),
                                        BlipImageProcessor(size={'height': 32, 'width': 32}), tokenizer)
 
 
 @pytest.fixture(scope='module')
 def blip2(tokenizer):
-    return Blip2DualEncoder.from_config(tiny_config('Blip2ForImageTextRetrieval', len(tokenizer), layers=2),
+    return Blip2DualEncoder.from_config(_tiny_config('Blip2ForImageTextRetrieval', len(tokenizer), layers=2),
                                         BlipImageProcessor(size={'height': 32, 'width': 32}), tokenizer)
 
 
 def _pixels(encoder, images):
-    return torch.stack([encoder.image_transform(to_pil(i)) for i in images])
+    return torch.stack([encoder.image_transform(_to_pil(i)) for i in images])
 
 
 # ---------------------------------------------------------------- Embeddings and image input
@@ -87,23 +87,23 @@ def test_to_pil_routes(images):
     a = images[0]
     for route in (a, torch.from_numpy(a.copy()).permute(2, 0, 1), Image.fromarray(a), a.astype(np.float64) / 255,
                   torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255):
-        assert np.array_equal(np.asarray(to_pil(route)), a)
+        assert np.array_equal(np.asarray(_to_pil(route)), a)
     g = skimage_data.camera()
-    assert np.array_equal(np.asarray(to_pil(g)), np.repeat(g[:, :, None], 3, 2))
-    raises(lambda: to_pil(a.transpose(2, 0, 1), 'images[0]'), '`images[0]`', 'H x W x C')
-    raises(lambda: to_pil(torch.zeros(1, 3, 8, 8)), 'C x H x W')
-    raises(lambda: to_pil(a.astype(np.int32)), 'dtype int32', exc=TypeError)
-    raises(lambda: to_pil(3), 'is a int', exc=TypeError)
+    assert np.array_equal(np.asarray(_to_pil(g)), np.repeat(g[:, :, None], 3, 2))
+    raises(lambda: _to_pil(a.transpose(2, 0, 1), 'images[0]'), '`images[0]`', 'H x W x C')
+    raises(lambda: _to_pil(torch.zeros(1, 3, 8, 8)), 'C x H x W')
+    raises(lambda: _to_pil(a.astype(np.int32)), 'dtype int32', exc=TypeError)
+    raises(lambda: _to_pil(3), 'is a int', exc=TypeError)
 
 
 def test_bad_image_lists(images, tmp_path):
-    raises(lambda: check_images([images[0], Image.fromarray(images[1])]), '`images` mixes', 'Image', 'ndarray', exc=TypeError)
-    raises(lambda: check_images([str(tmp_path / 'missing.png')], 'gallery'), '`gallery`', 'missing.png', exc=FileNotFoundError)
-    raises(lambda: check_images([]), '`images` is empty')
-    raises(lambda: check_images(images[0]), 'a single image', exc=TypeError)
-    raises(lambda: check_images([images[0], 'x.png']), 'mixes', exc=TypeError)
-    raises(lambda: image_loader(images, lambda x: x, batch_size=0), '`batch_size`')
-    raises(lambda: image_loader(images, lambda x: x, num_workers=-1), '`num_workers`')
+    raises(lambda: _check_images([images[0], Image.fromarray(images[1])]), '`images` mixes', 'Image', 'ndarray', exc=TypeError)
+    raises(lambda: _check_images([str(tmp_path / 'missing.png')], 'gallery'), '`gallery`', 'missing.png', exc=FileNotFoundError)
+    raises(lambda: _check_images([]), '`images` is empty')
+    raises(lambda: _check_images(images[0]), 'a single image', exc=TypeError)
+    raises(lambda: _check_images([images[0], 'x.png']), 'mixes', exc=TypeError)
+    raises(lambda: _image_loader(images, lambda x: x, batch_size=0), '`batch_size`')
+    raises(lambda: _image_loader(images, lambda x: x, num_workers=-1), '`num_workers`')
 
 
 def test_same_image_same_embedding_by_every_route(clip, images, tmp_path):
@@ -150,8 +150,8 @@ def test_clip_matches_its_forward(clip, images):
 
 
 def test_siglip_matches_its_forward(captions, images):
-    tok = wordlevel_tokenizer(captions[:2000], 1000, input_names=('input_ids',))
-    sig = SiglipDualEncoder.from_config(tiny_config('SiglipModel', len(tok)), SiglipImageProcessor(size={'height': 32, 'width': 32}), tok)
+    tok = _wordlevel_tokenizer(captions[:2000], 1000, input_names=('input_ids',))
+    sig = SiglipDualEncoder.from_config(_tiny_config('SiglipModel', len(tok)), SiglipImageProcessor(size={'height': 32, 'width': 32}), tok)
     assert sig.tokenize(TEXTS[:2])['input_ids'].shape == (2, 32)     # SigLIP: padded to max_length, no attention mask
     img, txt = sig.encode_images(images[:3]), sig.encode_texts(TEXTS)
     with torch.inference_mode():
@@ -172,14 +172,14 @@ def test_blip2_query_tokens_and_max_similarity(blip2, images):
     tokens, txt = blip2.encode_images(images), blip2.encode_texts(TEXTS)
     assert tokens.values.shape == (6, 4, 16) and tokens.bytes_per_item == 4 * 16 * 4
     np.testing.assert_allclose(np.linalg.norm(tokens.values, axis=2), 1, atol=1e-5)
-    S = max_over_tokens_similarity(tokens, txt)
+    S = _max_over_tokens_similarity(tokens, txt)
     with torch.inference_mode():
         tok = blip2.tokenize(TEXTS)
         ref = blip2.model(pixel_values=_pixels(blip2, images), **tok).logits_per_image
     np.testing.assert_allclose(S, ref.numpy(), atol=1e-5)
-    np.testing.assert_array_equal(max_over_tokens_similarity(tokens.values, txt.values, budget=1), S)   # one image per block
-    raises(lambda: max_over_tokens_similarity(tokens.values, txt.values[:, :8]), 'dimension 16', '8')
-    raises(lambda: max_over_tokens_similarity(txt.values, txt.values), '`image_tokens` must be 3-D')
+    np.testing.assert_array_equal(_max_over_tokens_similarity(tokens.values, txt.values, budget=1), S)   # one image per block
+    raises(lambda: _max_over_tokens_similarity(tokens.values, txt.values[:, :8]), 'dimension 16', '8')
+    raises(lambda: _max_over_tokens_similarity(txt.values, txt.values), '`image_tokens` must be 3-D')
 
 
 def test_from_pretrained_folder_and_missing_weights(clip, tokenizer, images, tmp_path):
@@ -412,7 +412,7 @@ def test_grayscale_stacks(clip, images):
     "Review 11e: an N x H x W stack is refused with the layout that works (N x H x W x 1), which equals the list of H x W images."
     grays = [a[:, :, 1] for a in images[4:]]                    # the two scikit-learn photos, same size
     stack = np.stack(grays)
-    raises(lambda: check_images(stack), 'a single image', 'N x H x W x 1', exc=TypeError)
+    raises(lambda: _check_images(stack), 'a single image', 'N x H x W x 1', exc=TypeError)
     want = clip.encode_images(grays).values
     np.testing.assert_array_equal(clip.encode_images(stack[..., None]).values, want)
     np.testing.assert_allclose(clip.encode_images([np.repeat(g[:, :, None], 3, 2) for g in grays]).values, want, atol=1e-6)
@@ -455,7 +455,7 @@ def test_blip2_itm_scorer_matches_forward(blip2, images):
         ref = blip2.model(pixel_values=_pixels(blip2, [images[i] for i in pairs_i]), use_image_text_matching_head=True,
                           **tok).logits_per_image
     np.testing.assert_allclose(itm.score_pairs(pairs_i, pairs_c), ref[:, 1].numpy(), atol=1e-5)
-    S = max_over_tokens_similarity(blip2.encode_images(images[:2]), blip2.encode_texts(TEXTS[:4]))
+    S = _max_over_tokens_similarity(blip2.encode_images(images[:2]), blip2.encode_texts(TEXTS[:4]))
     r = rerank(S, itm, depth=2)          # BLIP-2 as LAVIS evaluates it: ITC first stage + ITM on its top 2
     assert r.n_pairs == {'i2t': 4, 't2i': 8}
 
@@ -481,9 +481,9 @@ def test_vgg19_layout_preprocessing_and_weights(images, tmp_path):
     enc = Vgg19Fc7Encoder(seed=0)
     assert [(k, tuple(v.shape)) for k, v in enc.model.state_dict().items()] == VGG19_KEYS
     assert enc.name == 'random-init VGG-19 fc7'
-    x = ImageNetTransform()(to_pil(images[1]))        # coffee, 400 x 600 -> 256 x 384 -> centre 224 x 224
+    x = _ImageNetTransform()(_to_pil(images[1]))        # coffee, 400 x 600 -> 256 x 384 -> centre 224 x 224
     assert x.shape == (3, 224, 224)
-    a = np.asarray(to_pil(images[1]).resize((384, 256), Image.BILINEAR), np.float32)[16:240, 80:304] / 255
+    a = np.asarray(_to_pil(images[1]).resize((384, 256), Image.BILINEAR), np.float32)[16:240, 80:304] / 255
     np.testing.assert_allclose(x.numpy(), ((a - (.485, .456, .406)) / (.229, .224, .225)).transpose(2, 0, 1), atol=1e-5)
     feats = enc.encode_images(images[1:2])
     assert feats.values.shape == (1, 4096) and (feats.values >= 0).all() and feats.bytes_per_item == 4096 * 4
@@ -522,8 +522,8 @@ def test_cuda_matches_cpu(tokenizer, blip, blip2, images):
     half = _clip(tokenizer, device='cuda', dtype='float16').encode_images(images)
     np.testing.assert_allclose(half.values, cpu.encode_images(images).values, atol=1e-2)
     tokens, txt = blip2.encode_images(images), blip2.encode_texts(TEXTS)
-    np.testing.assert_allclose(max_over_tokens_similarity(tokens, txt, device='cuda'), max_over_tokens_similarity(tokens, txt), atol=1e-5)
-    blip_gpu = BlipDualEncoder.from_config(tiny_config('BlipForImageTextRetrieval', len(tokenizer)),
+    np.testing.assert_allclose(_max_over_tokens_similarity(tokens, txt, device='cuda'), _max_over_tokens_similarity(tokens, txt), atol=1e-5)
+    blip_gpu = BlipDualEncoder.from_config(_tiny_config('BlipForImageTextRetrieval', len(tokenizer)),
                                            BlipImageProcessor(size={'height': 32, 'width': 32}), tokenizer, device='cuda')
     pi, pc = np.array([0, 1, 2]), np.array([4, 0, 7])     # same seed, same weights as the CPU fixture
     np.testing.assert_allclose(blip_gpu.itm_scorer(images[:3], TEXTS).score_pairs(pi, pc),
@@ -548,39 +548,39 @@ def _photo_split(images, tmp_path):
 
 
 def test_encode_split_round_trip_and_ids(clip, tokenizer, images, tmp_path):
-    from fico_itr.encoders import load_encoder, describe_model, encode_split, EncodedSplit, weights_sha256
+    from fico_itr.encoders import load_encoder, _describe_model, encode_split, _EncodedSplit, _weights_sha256
     folder = _saved_clip(clip, tokenizer, tmp_path / 'random-init-clip')
     split = _photo_split(images, tmp_path)
     enc = load_encoder(folder)
-    e = encode_split(enc, split, tmp_path / 'images', describe_model(enc, folder, 'clip', name='random-init CLIP'))
+    e = encode_split(enc, split, tmp_path / 'images', _describe_model(enc, folder, 'clip', name='random-init CLIP'))
     np.testing.assert_array_equal(e.images.values, enc.encode_images([tmp_path / 'images' / f'p{i}.jpg' for i in range(4)]).values)
     assert list(e.image_ids) == [f'train/p{i}.jpg' for i in range(4)]      # found by base name in the folder
-    back = EncodedSplit.load(e.save(tmp_path / 'emb.npz'))
+    back = _EncodedSplit.load(e.save(tmp_path / 'emb.npz'))
     np.testing.assert_array_equal(back.captions.values, e.captions.values)
     assert (back.model, back.split, back.seconds) == (e.model, e.split, e.seconds)
-    h = weights_sha256(folder)
+    h = _weights_sha256(folder)
     assert e.model['weights_sha256'] == h and len(h) == 64
     w = folder / 'model.safetensors'; w.write_bytes(w.read_bytes()[:-1] + bytes([w.read_bytes()[-1] ^ 1]))
-    assert weights_sha256(folder) != h                                       # one flipped bit: another hash
+    assert _weights_sha256(folder) != h                                       # one flipped bit: another hash
     (tmp_path / 'cut.npz').write_bytes((tmp_path / 'emb.npz').read_bytes()[:300])
-    raises(lambda: EncodedSplit.load(tmp_path / 'cut.npz'), 'is not a readable .npz')
+    raises(lambda: _EncodedSplit.load(tmp_path / 'cut.npz'), 'is not a readable .npz')
     np.savez(tmp_path / 'other.npz', images=np.zeros(3))
-    raises(lambda: EncodedSplit.load(tmp_path / 'other.npz'), 'lacks caption_ids, captions, image_ids, meta')
+    raises(lambda: _EncodedSplit.load(tmp_path / 'other.npz'), 'lacks caption_ids, captions, image_ids, meta')
 
 
 def test_split_images_and_model_folder_errors(clip, tokenizer, images, tmp_path):
-    from fico_itr.encoders import load_encoder, split_image_paths, model_kind
+    from fico_itr.encoders import load_encoder, _split_image_paths, _model_kind
     split = _photo_split(images, tmp_path)
     (tmp_path / 'images' / 'p1.jpg').unlink(); (tmp_path / 'images' / 'p3.jpg').unlink()
-    raises(lambda: split_image_paths(split, tmp_path / 'images'), '2 of the 4 images', 'train/p1.jpg, train/p3.jpg', exc=FileNotFoundError)
-    raises(lambda: split_image_paths(split, tmp_path / 'images', show=1), '(first: train/p1.jpg)', exc=FileNotFoundError)
+    raises(lambda: _split_image_paths(split, tmp_path / 'images'), '2 of the 4 images', 'train/p1.jpg, train/p3.jpg', exc=FileNotFoundError)
+    raises(lambda: _split_image_paths(split, tmp_path / 'images', show=1), '(first: train/p1.jpg)', exc=FileNotFoundError)
     (tmp_path / 'empty').mkdir()
-    raises(lambda: split_image_paths(split, tmp_path / 'empty'), 'is empty', 'train/p0.jpg', exc=FileNotFoundError)
-    raises(lambda: split_image_paths(EvaluationSplit.uniform(2, 1), tmp_path / 'images'), 'names no image files')
+    raises(lambda: _split_image_paths(split, tmp_path / 'empty'), 'is empty', 'train/p0.jpg', exc=FileNotFoundError)
+    raises(lambda: _split_image_paths(EvaluationSplit.uniform(2, 1), tmp_path / 'images'), 'names no image files')
     (tmp_path / 'images' / 'p1.jpg').write_bytes(b'\xff\xd8\xff' + b'\0' * 50)
-    raises(lambda: to_pil(tmp_path / 'images' / 'p1.jpg'), 'p1.jpg', 'is not a readable image')
+    raises(lambda: _to_pil(tmp_path / 'images' / 'p1.jpg'), 'p1.jpg', 'is not a readable image')
     folder = _saved_clip(clip, tokenizer, tmp_path / 'random-init-clip')
-    assert model_kind(folder) == 'clip'
+    assert _model_kind(folder) == 'clip'
     raises(lambda: load_encoder(folder, 'siglip'), '--kind siglip but model folder', 'pass --kind clip')
     raises(lambda: load_encoder(folder, 'vgg19'), "unknown kind 'vgg19'", 'clip, siglip, blip, blip2, open_clip')
     raises(lambda: load_encoder(folder, precision='fp8'), "`precision` 'fp8'", 'fp32, fp16, bf16')

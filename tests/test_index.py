@@ -10,10 +10,10 @@ from fico_itr.core import EvaluationSplit
 from fico_itr.evaluate import evaluate
 from fico_itr.similarity import HashCodes, similarity
 from fico_itr.search import TopK, topk_search, evaluate_topk, merge_topk
-from fico_itr.indexes import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, build_index, packed_codes,
-                            one_recall_at_k, overlap_recall_at_k, synthetic_dataset, lsh_codes, _rerank_candidates,
-                            SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, TwoStage)
-from fico_itr.paper import table7, table7_sampled, compare_table7, PAPER_TABLE7
+from fico_itr.indexes import (FlatIndex, HNSWIndex, BinaryFlatIndex, BinaryIVFIndex, _build_index, _packed_codes,
+                            one_recall_at_k, overlap_recall_at_k, _synthetic_dataset, _lsh_codes, _rerank_candidates,
+                            _SyntheticRows, coarse_to_fine, coarse_to_fine_sweep, _TwoStage)
+from fico_itr.paper import table7, table7_sampled, _compare_table7, _PAPER_TABLE7
 from _helpers import raises
 
 
@@ -83,7 +83,7 @@ def test_binary_flat_equals_exact_hamming(n_bits):
 
 def test_packed_layout_matches_hashcodes():
     bits = np.random.default_rng(2).integers(0, 2, (10, 24))
-    p, n = packed_codes(HashCodes.from_bits(bits))
+    p, n = _packed_codes(HashCodes.from_bits(bits))
     np.testing.assert_array_equal(p, np.packbits(bits, axis=1))
     assert n == 24
 
@@ -170,7 +170,7 @@ def test_index_errors(floats):
     raises(lambda: BinaryIVFIndex(np.ones((30, 16)), nlist=31), '`nlist` must be an int in 1..30')
     raises(lambda: BinaryIVFIndex(np.ones((30, 16)), nprobe=0), '`nprobe` must be a positive int')
     raises(lambda: HNSWIndex(g, M=0), '`M` must be a positive int')
-    raises(lambda: build_index('lsh', g), "unknown index kind 'lsh'")
+    raises(lambda: _build_index('lsh', g), "unknown index kind 'lsh'")
     raises(lambda: FlatIndex(g, device='tpu'), "`device` must be 'cpu', 'cuda' or None")
     if faiss.get_num_gpus() == 0:
         raises(lambda: FlatIndex(g, device='cuda'), 'faiss-gpu', "device='cpu'")
@@ -186,7 +186,7 @@ def test_coarse_to_fine_full_depth_is_fg_only(floats, measure):
     cq, cg = HashCodes.from_bits(rng.integers(0, 2, (len(q), 64))), HashCodes.from_bits(rng.integers(0, 2, (len(g), 64)))
     fg_only = topk_search(q, g, len(g), measure, device='cpu')
     ts = coarse_to_fine(cg, q, g, len(g), cg_queries=cq, measure=measure)     # codes unrelated to the vectors
-    assert isinstance(ts, TwoStage)
+    assert isinstance(ts, _TwoStage)
     np.testing.assert_array_equal(ts.top.indices, fg_only.indices)
     np.testing.assert_allclose(ts.top.scores, fg_only.scores, atol=1e-5)
     top10 = coarse_to_fine(BinaryFlatIndex(cg), q, g, len(g), cg_queries=cq, measure=measure, final_k=10)
@@ -232,10 +232,10 @@ def test_sweep_full_depth_equals_fg_only():
 def test_synthetic_dataset_matches_faiss():
     from faiss.contrib.datasets import SyntheticDataset
     ref = SyntheticDataset(96, 50, 700, 120, seed=11)
-    xq, xb = synthetic_dataset(120, 700, d=96, n_train=50, seed=11, chunk=97, n_threads=3)
+    xq, xb = _synthetic_dataset(120, 700, d=96, n_train=50, seed=11, chunk=97, n_threads=3)
     np.testing.assert_allclose(xb, ref.get_database(), atol=1e-6)
     np.testing.assert_allclose(xq, ref.get_queries(), atol=1e-6)
-    c1, c2 = lsh_codes(xq, 64, seed=4), lsh_codes(xq, 64, seed=4, block=7)
+    c1, c2 = _lsh_codes(xq, 64, seed=4), _lsh_codes(xq, 64, seed=4, block=7)
     np.testing.assert_array_equal(c1.words, c2.words)
 
 
@@ -248,15 +248,15 @@ def test_table7_small():
     assert ((vals >= 0) & (vals <= 100) | np.isnan(vals)).all()
     # reranking the CG top 50 finds the exact neighbour whenever the CG top 50 holds it; its lists hold 50 items
     assert np.isnan(r.loc['CG Flat + FG rerank (k=50)', 'R@100'])
-    cg50 = one_recall_at_k(BinaryFlatIndex(lsh_codes(synthetic_dataset(200, 2000, d=64)[1], 64, seed=1338)).search(
-        lsh_codes(synthetic_dataset(200, 2000, d=64)[0], 64, seed=1338), 50), topk_search(
-        *synthetic_dataset(200, 2000, d=64), 1, 'inner_product', device='cpu'), 50)
+    cg50 = one_recall_at_k(BinaryFlatIndex(_lsh_codes(_synthetic_dataset(200, 2000, d=64)[1], 64, seed=1338)).search(
+        _lsh_codes(_synthetic_dataset(200, 2000, d=64)[0], 64, seed=1338), 50), topk_search(
+        *_synthetic_dataset(200, 2000, d=64), 1, 'inner_product', device='cpu'), 50)
     assert r.loc['CG Flat + FG rerank (k=50)', 'R@1'] == pytest.approx(100 * cg50)
     assert r.loc['CG Flat', 'overlap@100'] <= r.loc['CG Flat', 'R@100']
     torch_df = table7([(200, 2000)], k=100, d=64, recall_ks=(1, 100), indexes=('FG Flat', 'CG Flat'), flat='torch', log=None)
     t = torch_df.set_index('index')
     assert t.loc['CG Flat', 'R@100'] == pytest.approx(r.loc['CG Flat', 'R@100'], abs=1.0)   # same neighbours, either exact search
-    cmp = compare_table7(df)
+    cmp = _compare_table7(df)
     assert cmp['paper R@1'].isna().all()
     raises(lambda: table7(flat='numpy'), "`flat` must be 'faiss' or 'torch'")
 
@@ -307,13 +307,13 @@ def test_flat_index_tie_example_of_the_issue():
 def test_synthetic_rows_match_faiss():
     from faiss.contrib.datasets import SyntheticDataset
     ref = SyntheticDataset(40, 30, 900, 150, seed=5)
-    rows = SyntheticRows(150, 900, d=40, n_train=30, seed=5)
+    rows = _SyntheticRows(150, 900, d=40, n_train=30, seed=5)
     np.testing.assert_allclose(rows.gallery(100, 400, n_threads=2), ref.get_database()[100:400], atol=1e-6)
     np.testing.assert_allclose(rows.gallery(850, 10_000), ref.get_database()[850:], atol=1e-6)
     np.testing.assert_allclose(rows.queries([0, 149, 7]), ref.get_queries()[[0, 149, 7]], atol=1e-6)
     raises(lambda: rows.gallery(-3, 2), '`start` must lie in 0..2')
     raises(lambda: rows.queries([1.7]), 'query numbers must be integers', exc=TypeError)
-    raises(lambda: SyntheticRows(5, 5, n_train=-1), '`n_train` must be an int >= 0')
+    raises(lambda: _SyntheticRows(5, 5, n_train=-1), '`n_train` must be an int >= 0')
 
 
 def test_table7_sampled():
@@ -325,9 +325,9 @@ def test_table7_sampled():
     assert (every[['R@1_se', 'R@10_se', 'R@50_se']] == 0).all().all()          # no sampling, no sampling error
     part = table7_sampled(150, 900, n_sample=60, sample_seed=3, chunk=256, **kw).set_index('index')
     # the sampled row is the full run's per-query hits averaged over the sampled queries
-    xq, xb = synthetic_dataset(150, 900, d=32)
+    xq, xb = _synthetic_dataset(150, 900, d=32)
     proj = np.random.default_rng(1338).standard_normal((32, 64)).astype(np.float32)
-    hits = one_recall_at_k(BinaryFlatIndex(lsh_codes(xb, projection=proj)).search(lsh_codes(xq, projection=proj), 50),
+    hits = one_recall_at_k(BinaryFlatIndex(_lsh_codes(xb, projection=proj)).search(_lsh_codes(xq, projection=proj), 50),
                            topk_search(xq, xb, 50, 'inner_product', device='cpu'), 10, per_query=True)
     pick = np.sort(np.random.default_rng(3).choice(150, 60, replace=False))
     assert part.loc['CG Flat', 'R@10'] == pytest.approx(100 * hits[pick].mean())
@@ -339,11 +339,11 @@ def test_table7_sampled():
     raises(lambda: table7_sampled(150, 900, n_sample=10, chunk=0, **kw), '`chunk` must be a positive int')
     raises(lambda: table7_sampled(150, 900, n_sample=10, n_bits=12, **kw), '`n_bits` must be a positive multiple of 8')
     raises(lambda: table7_sampled(150, 900, n_sample=10, nprobe=0, **kw), '`nprobe` must be a positive int')
-    raises(lambda: SyntheticRows(150, 900).queries([150]), 'query numbers must lie in 0..149')
+    raises(lambda: _SyntheticRows(150, 900).queries([150]), 'query numbers must lie in 0..149')
 
 
 def test_paper_table7_as_printed():
-    p = PAPER_TABLE7.set_index(['n_gallery', 'index'])
+    p = _PAPER_TABLE7.set_index(['n_gallery', 'index'])
     assert p.loc[(500_000, 'CG Flat'), 'R@1000'] == 93.6
     assert p.loc[(5_000_000, 'FG Flat'), 'search_s'] == 4728.18
-    assert len(PAPER_TABLE7) == 12
+    assert len(_PAPER_TABLE7) == 12

@@ -50,7 +50,7 @@ def table_html(nb, caption_start: str) -> str:
 
 
 def rows_of(html: str) -> list:
-    "The row names of a table rendered by `table_view` (a pandas Styler)."
+    "The row names of a table rendered by `_table_view` (a pandas Styler)."
     return [unescape(r) for r in re.findall(r'class="row_heading level0 row\d+" >(.*?)</th>', html)]
 
 

@@ -8,8 +8,8 @@ from PIL import Image
 from fico_itr.core import EvaluationSplit, get_conventions
 from fico_itr.evaluate import evaluate, Results, tie_report
 from fico_itr.similarity import HashCodes
-from fico_itr.report import (make_record, read_records, results_table, comparison_table, plot_recall_at_k, plot_pr_curves,
-                             plot_tie_spread, staged_output, write_report, run_metrics)
+from fico_itr.report import (_make_record, read_records, results_table, comparison_table, plot_recall_at_k, plot_pr_curves,
+                             plot_tie_spread, _staged_output, write_report, _run_metrics)
 from _helpers import raises
 
 SP = EvaluationSplit.uniform(20, 5, name='uniform-20')
@@ -41,7 +41,7 @@ def test_same_numbers_from_two_records_stay_apart(tmp_path):
     good, bad = S, -np.repeat(np.eye(20), 5, 1)
     for name, scores in (('good', good), ('bad', bad)):
         res = evaluate(SP, scores, metrics=['R@1'])
-        (tmp_path / f'{name}.json').write_text(json.dumps(make_record(res, SP, get_conventions('default'), 'model')))
+        (tmp_path / f'{name}.json').write_text(json.dumps(_make_record(res, SP, get_conventions('default'), 'model')))
     both = read_records([tmp_path / 'good.json', tmp_path / 'bad.json'])
     w = results_table(both)
     assert list(w.record) == [str(tmp_path / 'good.json'), str(tmp_path / 'bad.json')]
@@ -105,18 +105,18 @@ def test_tie_spread_of_hash_codes(tmp_path):
 
 def test_staged_output_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
-        with staged_output(tmp_path / 'rec.json') as t: t.write_text('{"half'); raise RuntimeError('disk full')
+        with _staged_output(tmp_path / 'rec.json') as t: t.write_text('{"half'); raise RuntimeError('disk full')
     with pytest.raises(KeyboardInterrupt):
-        with staged_output(tmp_path / 'rep', folder=True) as t: (t / 'a.md').write_text('x'); raise KeyboardInterrupt
+        with _staged_output(tmp_path / 'rep', folder=True) as t: (t / 'a.md').write_text('x'); raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
     (tmp_path / 'rep').mkdir(); (tmp_path / 'rep' / 'old.md').write_text('old'); (tmp_path / 'rep' / 'a.md').write_text('old')
-    with staged_output(tmp_path / 'rep', folder=True) as t: (t / 'a.md').write_text('new')
+    with _staged_output(tmp_path / 'rep', folder=True) as t: (t / 'a.md').write_text('new')
     assert {p.name: p.read_text() for p in (tmp_path / 'rep').iterdir()} == {'old.md': 'old', 'a.md': 'new'}
     assert sorted(p.name for p in tmp_path.iterdir()) == ['rep']
 
 
 def test_run_metrics_table_and_curves():
-    table, curves = run_metrics(get_conventions('default'), EvaluationSplit.uniform(5000, 5))
+    table, curves = _run_metrics(get_conventions('default'), EvaluationSplit.uniform(5000, 5))
     assert table == ('R@1', 'R@5', 'R@10', 'MedR', 'MeanR') and curves == ('R@2', 'R@20', 'R@50', 'R@100', 'R@200', 'R@500', 'R@1000', 'PR')
-    assert run_metrics(get_conventions('clip_benchmark'), SP)[0] == ('R@1', 'R@5', 'R@10')
-    raises(lambda: run_metrics(get_conventions('default'), SP, ['R1']), "unknown metric 'R1'")
+    assert _run_metrics(get_conventions('clip_benchmark'), SP)[0] == ('R@1', 'R@5', 'R@10')
+    raises(lambda: _run_metrics(get_conventions('default'), SP, ['R1']), "unknown metric 'R1'")

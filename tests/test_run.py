@@ -13,8 +13,8 @@ from fico_itr.data import load_lavis_annotations
 from test_cli import one_line_error
 from fico_itr.evaluate import evaluate
 from fico_itr.similarity import similarity
-from fico_itr.encoders import (ClipDualEncoder, SiglipDualEncoder, BlipDualEncoder, Blip2DualEncoder, EncodedSplit,
-                               load_encoder, max_over_tokens_similarity, wordlevel_tokenizer, tiny_config)
+from fico_itr.encoders import (ClipDualEncoder, SiglipDualEncoder, BlipDualEncoder, Blip2DualEncoder, _EncodedSplit,
+                               load_encoder, _max_over_tokens_similarity, _wordlevel_tokenizer, _tiny_config)
 
 FICO = str(Path(sys.executable).parent / 'fico-itr')
 PHOTOS = {'astronaut': ['a woman in a space suit', 'an astronaut in front of a flag'],
@@ -47,10 +47,10 @@ def photos(tmp_path_factory):
 def models(tmp_path_factory, photos):
     "One tiny random-init model folder per kind, written with save_pretrained (weights, config, processor, tokenizer)."
     root = tmp_path_factory.mktemp('models')
-    tok = wordlevel_tokenizer([c for cs in PHOTOS.values() for c in cs], 200)
+    tok = _wordlevel_tokenizer([c for cs in PHOTOS.values() for c in cs], 200)
     out = {}
     for kind, (adapter, cls, processor, image_processor) in KINDS.items():
-        enc = adapter.from_config(tiny_config(cls, len(tok)), image_processor, tok)
+        enc = adapter.from_config(_tiny_config(cls, len(tok)), image_processor, tok)
         folder = root / f'random-init-{kind}'
         extra = {'num_query_tokens': 4} if kind == 'blip2' else {}
         processor(image_processor=image_processor, tokenizer=tok, **extra).save_pretrained(folder)
@@ -105,7 +105,7 @@ def test_encode_each_kind_equals_the_encoder(photos, models, tmp_path, kind):
     r = run('encode', '--model', models[kind], '--name', f'random-init {kind}', '--split-file', photos / 'split.json',
             '--images-dir', photos / 'images', '--out', tmp_path / 'emb.npz')
     assert r.returncode == 0, r.stderr
-    e = EncodedSplit.load(tmp_path / 'emb.npz')
+    e = _EncodedSplit.load(tmp_path / 'emb.npz')
     enc = load_encoder(models[kind])
     split = load_lavis_annotations(photos / 'split.json')
     np.testing.assert_array_equal(e.images.values, enc.encode_images(_paths(photos)).values)
@@ -142,7 +142,7 @@ def test_run_blip2_first_stage_is_the_max_over_query_tokens(photos, models, tmp_
     assert rec['measure'] == 'max over query tokens' and rec['rerank']['depth'] is None    # no paper depth for this split
     enc = load_encoder(models['blip2'])
     split = load_lavis_annotations(photos / 'split.json')
-    S = max_over_tokens_similarity(enc.encode_images(_paths(photos)), enc.encode_texts(split.captions))
+    S = _max_over_tokens_similarity(enc.encode_images(_paths(photos)), enc.encode_texts(split.captions))
     direct = evaluate(split, S, metrics=METRICS.split(','), model='random-init BLIP-2 (ITC)')
     assert _values(rec['results']) == _values(direct.table.to_dict('records'))
 

@@ -18,10 +18,10 @@ from fico_itr.core import EvaluationSplit, get_conventions
 from fico_itr.data import hashing_split, load_mirflickr25k
 from fico_itr.evaluate import Results, evaluate
 from fico_itr.similarity import HashCodes
-from fico_itr.paper import (DATASETS, MODELS, PAPER_FIGURES, conventions_table, fico_file_name, fico_inventory,
-                            load_fico_results, paper_table, side_by_side, zoo_model)
+from fico_itr.paper import (_DATASETS, MODELS, PAPER_FIGURES, _conventions_table, _fico_file_name, fico_inventory,
+                            load_fico_results, _paper_table, side_by_side, _zoo_model)
 from fico_itr.zoo import (ModelOutput, QueryDatabase, evaluate_outputs, evaluate_query_database,
-                          mirflickr_standin_outputs, outputs_table, _lavis_rerank, text_standin_outputs)
+                          _mirflickr_standin_outputs, outputs_table, _lavis_rerank, _text_standin_outputs)
 from fico_itr.report import plot_pr_curves, plot_recall_at_k
 
 from _helpers import DATA, raises
@@ -35,7 +35,7 @@ def make_folder(folder, seed=0):
     for ds, n in N.items():
         L = rng.random((n, 3 if ds == 'f30k' else 4)) < .5
         L[L.sum(1) == 0, 0] = True
-        scipy.io.savemat(folder / DATASETS[ds].labels_file, {'LAll': L.astype(np.uint8)})
+        scipy.io.savemat(folder / _DATASETS[ds].labels_file, {'LAll': L.astype(np.uint8)})
         written['labels', ds] = L
         img = rng.standard_normal((n, 12))
         txt = np.repeat(img, 5, axis=0) + 1.5 * rng.standard_normal((5 * n, 12))
@@ -74,10 +74,10 @@ def test_registry():
     assert [n for n, k in kinds.items() if k == 'embeddings'] == ['BEiT-3', 'VSRN']
     assert {m.name for m in MODELS.values() if m.family == 'CG'} == {'ADV 2048-bit', 'ADV 64-bit', 'UCCH', 'DADH'}
     assert MODELS['BLIP-2'].rerank_depth == {'f30k': 128, 'coco': 256}
-    assert zoo_model('xvlm(nf)').name == 'X-VLM NF' and zoo_model('beit-3').key == 'beit3'
-    assert fico_file_name('BLIP-2 NF', 'coco', 'sim') == 'blip2(nf)_coco_sim.npy'
-    raises(lambda: fico_file_name('SCAN', 'coco', 'emb'), "unknown part 'emb'")
-    raises(lambda: zoo_model('CLIP'), "unknown model 'CLIP'", exc=KeyError)
+    assert _zoo_model('xvlm(nf)').name == 'X-VLM NF' and _zoo_model('beit-3').key == 'beit3'
+    assert _fico_file_name('BLIP-2 NF', 'coco', 'sim') == 'blip2(nf)_coco_sim.npy'
+    raises(lambda: _fico_file_name('SCAN', 'coco', 'emb'), "unknown part 'emb'")
+    raises(lambda: _zoo_model('CLIP'), "unknown model 'CLIP'", exc=KeyError)
 
 
 def test_inventory(released):
@@ -152,7 +152,7 @@ def test_loader_errors(tmp_path, released):
            "splits={'coco': load_lavis_annotations")
     rep = tmp_path / 'rep'; rep.mkdir()
     np.save(rep / 'vsrn_f30k_txt.npy', np.ones((5000, 4)))
-    scipy.io.savemat(rep / DATASETS['f30k'].labels_file, {'LAll': np.ones((1000, 2), np.uint8)})
+    scipy.io.savemat(rep / _DATASETS['f30k'].labels_file, {'LAll': np.ones((1000, 2), np.uint8)})
     np.save(rep / 'vsrn_f30k_img.npy', np.concatenate([np.ones((1, 4)), np.zeros((4999, 4))]))
     raises(lambda: load_fico_results(rep), 'the rows of one image differ')
 
@@ -179,8 +179,8 @@ def test_paper_figures():
     assert math.isnan(P['BLIP-2', 'coco-5k', 'i2t', 'category', 'mAP@K', 'N'])
     assert ('ADV 2048-bit', 'coco-5k') not in set(zip(PAPER_FIGURES.model, PAPER_FIGURES.dataset))
     assert not PAPER_FIGURES.duplicated(['model', 'dataset', 'direction', 'granularity', 'metric', 'k']).any()
-    assert paper_table('category', 'coco-5k').shape == (10, 6)
-    raises(lambda: paper_table('extended'), 'the paper prints no extended figures')
+    assert _paper_table('category', 'coco-5k').shape == (10, 6)
+    raises(lambda: _paper_table('extended'), 'the paper prints no extended figures')
 
 
 def test_side_by_side_difference_with_the_papers_figures(released, loaded):
@@ -213,7 +213,7 @@ def test_conventions_table_differences(loaded):
     kw = dict(metrics={'category': ('mAP@10', 'mAP@N')}, granularities=['category'])
     runs = {'default': evaluate_outputs(outs, **kw), 'ucch': evaluate_outputs(outs, get_conventions('ucch', units='percent'), **kw),
             'trec_eval': evaluate_outputs(outs, get_conventions('trec_eval', units='percent'), **kw)}
-    t = conventions_table(runs, 'coco-5k', ['mAP@10', 'mAP@N'])
+    t = _conventions_table(runs, 'coco-5k', ['mAP@10', 'mAP@N'])
     assert list(t.columns.get_level_values(1)[:5]) == ['default', 'ucch', 'Δ ucch', 'trec_eval', 'Δ trec_eval']
     for (model, d) in t.index:
         for m in ('mAP@10', 'mAP@N'):
@@ -222,7 +222,7 @@ def test_conventions_table_differences(loaded):
                 got = t.loc[(model, d), (m, f'Δ {p}')]
                 assert (math.isnan(want) and math.isnan(got)) or got == pytest.approx(want, abs=1e-12)
     assert math.isnan(t.loc[('BLIP-2', 'i2t'), ('mAP@N', 'default')])          # n/a past the rerank depth, in every column
-    raises(lambda: conventions_table(runs, 'coco-1k', ['mAP@10']), "holds no category results for data set 'coco-1k'")
+    raises(lambda: _conventions_table(runs, 'coco-1k', ['mAP@10']), "holds no category results for data set 'coco-1k'")
 
 
 def test_no_paper_column_beside_a_stand_in():
@@ -263,7 +263,7 @@ def test_rerank_matrices():
 def test_text_standins_on_real_captions():
     from fico_itr.data import coco5k_split
     split, _ = coco5k_split().subset(np.arange(200), 'coco-200')
-    outs = text_standin_outputs(split, dim=48, bits=(8, 32), rerank_depth=16)
+    outs = _text_standin_outputs(split, dim=48, bits=(8, 32), rerank_depth=16)
     assert [o.kind for o in outs] == ['similarity', 'i2t_t2i', 'embeddings', 'hash_codes', 'hash_codes']
     assert all(o.model.startswith('stand-in: ') and o.paper_model is None and o.dataset == 'coco-200 text stand-in'
                for o in outs)
@@ -272,14 +272,14 @@ def test_text_standins_on_real_captions():
     r1 = {o.model: res.get('R@1', 'i2t', model=o.model) for o in outs}
     assert r1['stand-in: TF-IDF cosine (similarity matrix)'] > r1['stand-in: ITQ 8-bit (hash codes)']
     assert math.isnan(res.get('MeanR', 'i2t', model=outs[1].model))            # past the rerank depth
-    raises(lambda: text_standin_outputs(EvaluationSplit.uniform(4, 2)), 'needs caption texts')
+    raises(lambda: _text_standin_outputs(EvaluationSplit.uniform(4, 2)), 'needs caption texts')
 
 
 @pytest.mark.skipif(not (DATA / 'mirflickr25k').is_dir(), reason='MIRFlickr-25K reference files not present')
 def test_mirflickr_standin_protocol():
     mir = load_mirflickr25k(DATA / 'mirflickr25k')
     hs = hashing_split(mir, 2000, 10000, seed=0)
-    outs = mirflickr_standin_outputs(mir, hs, dim=64, bits=(16,))
+    outs = _mirflickr_standin_outputs(mir, hs, dim=64, bits=(16,))
     assert [o.model for o in outs] == ['stand-in: tags TF-IDF+SVD 64-D (embeddings)', 'stand-in: tags ITQ 16-bit (hash codes)']
     qd = outs[0].split
     assert (qd.n_queries, qd.n_database, qd.direction) == (2000, 18015, 't2t')
