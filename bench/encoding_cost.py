@@ -41,7 +41,7 @@ from fico_itr.cost import (RANDOM_WEIGHTS_NOTE, Stored, _clip_config, _blip2_ret
                            storage_table, scale_label, _device_name, _is_out_of_memory)
 from fico_itr.paper import _PAPER_SCALES, _check_paper_storage, table5, table6
 from fico_itr.data import coco5k_test_captions
-from fico_itr.demo import _TfidfSvdTextEncoder
+from fico_itr.zoo import _TfidfSvdTextEncoder
 
 MODELS = ('clip-b16', 'clip-l14', 'blip2', 'vgg19-hash', 'hash-head')
 TOKENIZER_NOTE = 'token ids from a stand-in word-hash tokenizer (not the model\'s), padded to the model\'s fixed length'

@@ -11,7 +11,7 @@ import argparse, json, time, sys
 import numpy as np
 import torch
 from fico_itr.search import topk_search
-from fico_itr.ranking import ranked_from_topk
+from fico_itr.ranking import _ranked_from_topk
 from fico_itr import metrics as M
 
 p = argparse.ArgumentParser()
@@ -41,7 +41,7 @@ def make(nq, nb, d, seed=0):
     return queries, gallery, gt.cpu().numpy()
 
 def recall(top, gt, nb):
-    ranked = ranked_from_topk(top.indices == gt[:, None], np.ones(len(gt), np.int64), nb)
+    ranked = _ranked_from_topk(top.indices == gt[:, None], np.ones(len(gt), np.int64), nb)
     return {f'R@{k}': float(M.recall_at_k(ranked, k).mean() * 100) for k in (1, 10, 100) if k <= top.k}
 
 last = None

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import EvaluationSplit, check_array, check_ks
 from .similarity import HashCodes, prepare, MEASURES
-from .search import (TopK, topk_search, merge_topk, topk_block_values, join_block_values, _topk_plan,
+from .search import (TopK, topk_search, merge_topk, _topk_block_values, _join_block_values, _topk_plan,
                              _topk_results)
 
 # %% auto #0
@@ -178,7 +178,7 @@ def _merge_block(k, offsets, plan, start, *parts):
     top = merge_topk(parts, offsets, k)
     if plan is None: return top.scores, top.indices
     conv, granularities = plan
-    return {g: topk_block_values(rel, top.indices, start, specs, conv) for g, (specs, rel) in granularities.items()}
+    return {g: _topk_block_values(rel, top.indices, start, specs, conv) for g, (specs, rel) in granularities.items()}
 
 # %% ../nbs/15_distributed.ipynb #d17chk
 def _check_out(out):
@@ -387,7 +387,7 @@ def sharded_evaluate(split: EvaluationSplit,               # the split: its imag
             blocks = {g_: [] for g_ in plans[d][1]}
             for s, e, vals in sg._blocks(qparts, k, query_block, max_in_flight, plans[d], progress, f'sharded {d}'):
                 for g_, v in vals.items(): blocks[g_].append((s, v))
-        joined[d] = {g_: join_block_values(b, sum(p.n for p in qparts)) for g_, b in blocks.items()}
+        joined[d] = {g_: _join_block_values(b, sum(p.n for p in qparts)) for g_, b in blocks.items()}
     return _topk_results(split, plans, joined, model, dataset)
 
 # %% ../nbs/15_distributed.ipynb #d17encact

@@ -15,13 +15,12 @@ from tqdm.auto import tqdm
 from .core import (EvaluationSplit, Conventions, get_conventions, check_array, check_ks, check_labels, check_scores,
                            check_count, GRANULARITIES, patch_to)
 from .similarity import iter_score_blocks, HashCodes, resolve_device, _block_rows
-from .ranking import SameItem, SharedLabel, Positives, rank_relevant, first_relevant_rank
+from .ranking import SameItem, SharedLabel, Positives, rank_relevant, _first_relevant_rank
 from . import metrics as M
 from . import ties as T
 
 # %% auto #0
-__all__ = ['DEFAULT_METRICS', 'RESULT_COLUMNS', 'parse_metric', 'block_values', 'reduce_values', 'unique_image_rows', 'evaluate',
-           'metric_label', 'Results', 'tie_report']
+__all__ = ['DEFAULT_METRICS', 'reduce_values', 'unique_image_rows', 'evaluate', 'Results', 'tie_report']
 
 # %% ../nbs/06_evaluate.ipynb #f2b837f2
 DEFAULT_METRICS = {
@@ -31,7 +30,7 @@ DEFAULT_METRICS = {
 }
 _NEEDS_ALL_RANKS = {'mAP@K', 'P@K', 'PR', 'R-Precision'}
 
-def parse_metric(name: str,  # a printed metric name: R@K, MedR, MeanR, mAP@K, P@K, R-Precision or PR (K an int, N or R)
+def _parse_metric(name: str,  # a printed metric name: R@K, MedR, MeanR, mAP@K, P@K, R-Precision or PR (K an int, N or R)
                 ) -> tuple:
     "A metric name as (family, cut-off): 'R@5' -> ('R@K', 5), 'mAP@N' -> ('mAP@K', 'N'), 'PR' -> ('PR', None)."
     if name in ('MedR', 'MeanR', 'PR'): return name, None
@@ -49,7 +48,7 @@ import torch
 from .ranking import _rank_relevant_torch, _first_relevant_rank_torch
 
 # %% ../nbs/06_evaluate.ipynb #3c2a6bcf
-def block_values(scores,                # B x m scores: numpy, or a torch tensor (ranked on its device)
+def _block_values(scores,                # B x m scores: numpy, or a torch tensor (ranked on its device)
                  rel: np.ndarray,       # B x m relevance
                  specs: Sequence[tuple],  # (family, k) metric specs
                  conventions: Conventions,  # tie rule, AP denominator, PR rule, ...
@@ -65,7 +64,7 @@ def block_values(scores,                # B x m scores: numpy, or a torch tensor
     if ties == 'expected': return _expected_values(scores.cpu().numpy() if on_device else scores, rel, specs, conventions, groups)
     need_all = any(f in _NEEDS_ALL_RANKS for f, _ in specs)
     seed = conventions.tie_seed
-    rank = (_rank_relevant_torch if need_all else _first_relevant_rank_torch) if on_device else (rank_relevant if need_all else first_relevant_rank)
+    rank = (_rank_relevant_torch if need_all else _first_relevant_rank_torch) if on_device else (rank_relevant if need_all else _first_relevant_rank)
     ranked = rank(scores, rel, ties, seed)
     if conventions.nonpositive_irrelevant and need_all:
         # torchmetrics' rule touches AP, P@K and recall, not the hit rate (ITR R@K) nor retrieval_r_precision: rank the
@@ -119,10 +118,10 @@ def reduce_values(values: dict, specs, conventions: Conventions) -> list:
         v = values[(fam, k)]
         if fam == 'MedR': val = M.median_rank(v)
         elif fam == 'MeanR': val = M.mean_rank(v)
-        else: val = M.reduce_mean(v, conventions.empty) * conventions.scale
+        else: val = M._reduce_mean(v, conventions.empty) * conventions.scale
         if fam == 'PR':
             ok = _depth_ok(fam, k, depth, n_rel)
-            rows += [(fam, f'{t:.1f}', float(x) if ok else np.nan) for t, x in zip(M.PR_LEVELS, val)]
+            rows += [(fam, f'{t:.1f}', float(x) if ok else np.nan) for t, x in zip(M._PR_LEVELS, val)]
             continue
         ok = _depth_ok(fam, k, depth, n_rel, val)
         rows.append((fam, '' if k is None else str(k), float(val) if ok else np.nan))
@@ -191,7 +190,7 @@ def _resolve_metrics(metrics, granularities, conventions):
         if metrics is None: names = (conventions.metrics or {}).get(g, DEFAULT_METRICS[g])
         elif isinstance(metrics, Mapping): names = metrics.get(g, DEFAULT_METRICS[g])
         else: names = metrics
-        out[g] = [parse_metric(n) for n in names]
+        out[g] = [_parse_metric(n) for n in names]
     return out
 
 def _default_block_size(n_gallery, budget=1 << 22):
@@ -204,7 +203,7 @@ def _run_direction(blocks, n_queries, relevances, specs, conventions, n_threads,
         s, e, scores = item
         rels = {g: rel.block(s, e) for g, rel in relevances.items()}
         groups = dict(zip(rels, T.tie_groups_multi(scores, list(rels.values())))) if joint else {}
-        return {g: block_values(scores, r, specs[g], conventions, g, groups.get(g)) for g, r in rels.items()}
+        return {g: _block_values(scores, r, specs[g], conventions, g, groups.get(g)) for g, r in rels.items()}
     parts = {g: [] for g in relevances}
     bar = tqdm(total=n_queries, desc=desc, disable=not progress, leave=False, unit='query')
     for s_e_vals in _bounded_map(lambda it: (it[0], it[1], work(it)), blocks, n_threads):
@@ -370,7 +369,7 @@ def evaluate(split: EvaluationSplit,           # the images, captions (and label
     return _to_results(parts, model, dataset, keep_per_query)
 
 # %% ../nbs/06_evaluate.ipynb #2591c346
-RESULT_COLUMNS = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k', 'value', 'convention']
+_RESULT_COLUMNS = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k', 'value', 'convention']
 
 def _with_rsum(df):
     extra = []
@@ -378,7 +377,7 @@ def _with_rsum(df):
     for (model, dataset), grp in inst.groupby(['model', 'dataset'], sort=False):
         if len(grp) == 6:
             extra.append((model, dataset, 'both', 'instance', 'rsum', '', float(grp.value.sum()), grp.convention.iloc[0]))
-    return pd.concat([df, pd.DataFrame(extra, columns=RESULT_COLUMNS)], ignore_index=True) if extra else df
+    return pd.concat([df, pd.DataFrame(extra, columns=_RESULT_COLUMNS)], ignore_index=True) if extra else df
 
 def _to_results(parts, model: str, dataset: str, keep_per_query: bool = False) -> 'Results':
     "Results from per-query values: `parts` are (direction, granularity, values, specs, conventions), reduced in that order."
@@ -386,7 +385,7 @@ def _to_results(parts, model: str, dataset: str, keep_per_query: bool = False) -
     for d, g, vals, specs, conv in parts:
         rows += [(model, dataset, d, g, fam, k, v, conv.describe(g)) for fam, k, v in reduce_values(vals, specs, conv)]
         if keep_per_query: per_query.update({(d, g) + key: a for key, a in vals.items() if key != '_n_relevant'})
-    return Results(_with_rsum(pd.DataFrame(rows, columns=RESULT_COLUMNS)), per_query)
+    return Results(_with_rsum(pd.DataFrame(rows, columns=_RESULT_COLUMNS)), per_query)
 
 # %% ../nbs/06_evaluate.ipynb #e8a6df26
 def _as_slice(idx):
@@ -431,10 +430,10 @@ def _fold_results(split, args):
     keys = ['model', 'direction', 'granularity', 'metric', 'k', 'convention']
     mean = t.groupby(keys, sort=False, dropna=False)['value'].mean().reset_index()
     mean['dataset'] = f"{args['dataset'] or split.name} ({conv.folds}-fold mean, {split.n_images // conv.folds} images each)"
-    return Results(pd.concat([full.table, mean[RESULT_COLUMNS]], ignore_index=True), full.per_query)
+    return Results(pd.concat([full.table, mean[_RESULT_COLUMNS]], ignore_index=True), full.per_query)
 
 # %% ../nbs/06_evaluate.ipynb #15c58104
-def metric_label(metric: str,  # a results table's metric family: 'R@K', 'mAP@K', 'MedR', 'PR', ...
+def _metric_label(metric: str,  # a results table's metric family: 'R@K', 'mAP@K', 'MedR', 'PR', ...
                  k: str,       # its cut-off as the table stores it: '5', 'N', 'R', '' or a PR recall level
                 ) -> str:
     "The printed name of a (metric, k) row: ('R@K', '5') -> 'R@5', ('PR', '0.3') -> 'PR@0.3'."
@@ -450,10 +449,10 @@ _KEYS = ['model', 'dataset', 'direction', 'granularity', 'metric', 'k', 'convent
 
 def _check_table(t: pd.DataFrame) -> pd.DataFrame:
     "A results table: every column present and filled, and no two numbers that cannot be told apart."
-    missing = [col for col in RESULT_COLUMNS if col not in t.columns]
+    missing = [col for col in _RESULT_COLUMNS if col not in t.columns]
     if missing:
-        extra = [col for col in t.columns if col not in RESULT_COLUMNS]
-        raise ValueError(f"a results table needs the columns {', '.join(RESULT_COLUMNS)}; missing {', '.join(missing)}"
+        extra = [col for col in t.columns if col not in _RESULT_COLUMNS]
+        raise ValueError(f"a results table needs the columns {', '.join(_RESULT_COLUMNS)}; missing {', '.join(missing)}"
                          + (f" (found {', '.join(map(repr, extra))})" if extra else '')
                          + ": read records written by Results.to_json or `fico-itr evaluate`")
     empty = [col for col in _KEYS if t[col].isna().any()]
@@ -462,7 +461,7 @@ def _check_table(t: pd.DataFrame) -> pd.DataFrame:
     if dup.any():
         r = t[dup].iloc[0]
         raise ValueError(f"{int(dup.sum())} rows cannot be told apart (model {r.model!r}, dataset {r.dataset!r}, "
-                         f"{r.direction} {metric_label(r.metric, r.k)}, same conventions): a table would have to average "
+                         f"{r.direction} {_metric_label(r.metric, r.k)}, same conventions): a table would have to average "
                          "them; pass a distinct `model=` (or `dataset=`) to each evaluation")
     return t
 
@@ -488,7 +487,7 @@ _RAISE = object()   # `Results.get`'s default: no match is an error
 class Results:
     "Evaluation results: a tidy table (model, dataset, direction, granularity, metric, k, value, convention)."
     def __init__(self,
-                 table: pd.DataFrame,            # one row per number, columns RESULT_COLUMNS
+                 table: pd.DataFrame,            # one row per number, columns _RESULT_COLUMNS
                  per_query: dict | None = None,  # per-query values by (direction, granularity, family, k), if kept
                 ):
         self.table, self.per_query = _check_table(table.reset_index(drop=True)), per_query or {}
@@ -503,7 +502,7 @@ class Results:
             default=_RAISE,                 # returned when no row matches (e.g. nan); without it that is a KeyError
            ) -> float:
         "One number by its printed name, e.g. `res.get('R@1', 't2i')`; several matching rows are always an error."
-        fam, k = parse_metric(metric) if metric != 'rsum' else ('rsum', None)
+        fam, k = _parse_metric(metric) if metric != 'rsum' else ('rsum', None)
         t = self.table
         sel = (t.metric == fam) & (t.k == ('' if k is None else str(k)))
         if fam != 'rsum': sel &= t.direction == direction
@@ -529,7 +528,7 @@ def wide(self, granularity: str = 'instance') -> pd.DataFrame:
     "One row per (model, dataset) and, where one pair was evaluated under several conventions, per conventions; columns (direction, metric) in the order they were computed; PR points left out. Never averages."
     t = self.table[(self.table.granularity == granularity) & (self.table.metric != 'PR')]
     if t.empty: return pd.DataFrame()
-    t, keys = _row_keys(t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)]))
+    t, keys = _row_keys(t.assign(label=[_metric_label(m, k) for m, k in zip(t.metric, t.k)]))
     cols = list(dict.fromkeys(zip(t.direction, t.label)))
     w = t.pivot_table(index=keys, columns=['direction', 'label'], values='value', sort=False, dropna=False,
                       aggfunc='first')   # one value per cell: `_check_table` refused rows that cannot be told apart
@@ -576,7 +575,7 @@ def from_json(cls, path_or_text) -> 'Results':
         rec = rec['results']
     if not isinstance(rec, list) or not all(isinstance(r, dict) for r in rec):
         raise ValueError("Results.from_json reads a list of records, one object per number (as Results.to_json writes)")
-    t = _check_table(pd.DataFrame(rec, columns=RESULT_COLUMNS if not rec else None))[RESULT_COLUMNS].copy()
+    t = _check_table(pd.DataFrame(rec, columns=_RESULT_COLUMNS if not rec else None))[_RESULT_COLUMNS].copy()
     try: t['value'] = t['value'].astype(float)
     except (TypeError, ValueError) as e:
         raise ValueError(f"Results.from_json: a 'value' is not a number ({e})") from None

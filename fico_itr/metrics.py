@@ -9,8 +9,8 @@ import numpy as np
 from .ranking import RankedRelevance, rank_relevant
 
 # %% auto #0
-__all__ = ['PR_LEVELS', 'ranked_from_relevance', 'hits_at_k', 'recall_at_k', 'best_rank', 'median_rank', 'mean_rank',
-           'average_precision', 'precision_at_k', 'pr_curve_11pt', 'reduce_mean']
+__all__ = ['ranked_from_relevance', 'hits_at_k', 'recall_at_k', 'best_rank', 'median_rank', 'mean_rank', 'average_precision',
+           'precision_at_k', 'pr_curve_11pt']
 
 # %% ../nbs/03_metrics.ipynb #4ff9103c
 def ranked_from_relevance(rel_in_rank_order) -> RankedRelevance:
@@ -85,13 +85,13 @@ def precision_at_k(ranked: RankedRelevance, k) -> np.ndarray:
         return np.where(kq > 0, hits_at_k(ranked, k) / kq, np.nan)
 
 # %% ../nbs/03_metrics.ipynb #66d97c64
-PR_LEVELS = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+_PR_LEVELS = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
 
 def _needed_hits(n_relevant, rule):
     R = n_relevant[:, None].astype(np.int64)
     if rule == 'textbook': n = (np.arange(11)[None] * R + 9) // 10          # exact ceil(i R / 10)
-    elif rule == 'trec_2016': n = (PR_LEVELS[None] * R + 0.9).astype(np.int64)
-    elif rule == 'trec_v10': n = np.floor(PR_LEVELS[None] * R + 0.5).astype(np.int64)
+    elif rule == 'trec_2016': n = (_PR_LEVELS[None] * R + 0.9).astype(np.int64)
+    elif rule == 'trec_v10': n = np.floor(_PR_LEVELS[None] * R + 0.5).astype(np.int64)
     else: raise ValueError(f"unknown pr_rule {rule!r}: choose 'textbook', 'trec_2016' or 'trec_v10'")
     return np.clip(n, 1, None)
 
@@ -112,7 +112,7 @@ def pr_curve_11pt(ranked: RankedRelevance, rule: str = 'textbook') -> np.ndarray
     return out
 
 # %% ../nbs/03_metrics.ipynb #543251fa
-def reduce_mean(values: np.ndarray, empty: str = 'zero') -> float:
+def _reduce_mean(values: np.ndarray, empty: str = 'zero') -> float:
     "Mean over queries (axis 0) with the empty-query rule: NaN counts as 0 ('zero') or is skipped ('skip')."
     if empty == 'zero': return np.nan_to_num(values, nan=0.0).mean(0) if len(values) else np.nan
     if empty == 'skip':

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from .core import EvaluationSplit, check_ks
-from .evaluate import Results, parse_metric, metric_label, unique_image_rows
+from .evaluate import Results, _parse_metric, _metric_label, unique_image_rows
 from .data import load_array, load_fico_labels, check_rows, with_labels, coco5k_split, f30k1k_split
 from .search import TopK, topk_search, merge_topk
 from .similarity import HashCodes, resolve_device
@@ -316,7 +316,7 @@ def _parse_paper(text, table, granularity, metrics, blocks):
         for (dataset, direction), cell in zip(blocks, cells):
             if cell == '-': continue
             for metric, v in zip(metrics, cell.split()):
-                fam, k = parse_metric(metric)
+                fam, k = _parse_metric(metric)
                 rows.append((model, dataset, direction, granularity, fam, str(k), np.nan if v == 'n/a' else float(v), table))
     return rows
 
@@ -332,7 +332,7 @@ def _paper_table(granularity: str = 'instance', dataset: str | None = None) -> p
     t = PAPER_FIGURES[PAPER_FIGURES.granularity == granularity]
     if dataset is not None: t = t[t.dataset == dataset]
     if t.empty: raise ValueError(f"the paper prints no {granularity} figures for {dataset!r}: use 'coco-5k' or 'f30k-1k'")
-    t = t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)])
+    t = t.assign(label=[_metric_label(m, k) for m, k in zip(t.metric, t.k)])
     cols = list(dict.fromkeys(zip(t.direction, t.label)))
     w = t.pivot_table(index=['model', 'dataset'], columns=['direction', 'label'], values='value', sort=False, dropna=False)
     return w.reindex(columns=pd.MultiIndex.from_tuples(cols))
@@ -351,7 +351,7 @@ def paper_figure(model: str,                # a printed model name, one of MODEL
     if model not in MODELS: raise ValueError(f"`model` {model!r} is not one of the paper's models: {', '.join(MODELS)}")
     if dataset not in set(PAPER_FIGURES.dataset):
         raise ValueError(f"`dataset` {dataset!r} is not one of the paper's: {', '.join(dict.fromkeys(PAPER_FIGURES.dataset))}")
-    fam, k = parse_metric(metric)
+    fam, k = _parse_metric(metric)
     p = PAPER_FIGURES
     hit = p[(p.model == model) & (p.dataset == dataset) & (p.direction == direction) & (p.metric == fam) & (p.k == str(k))]
     if len(hit): return float(hit.value.iloc[0])
@@ -366,7 +366,7 @@ def _measured(results: Results, dataset: str, granularity: str, metrics) -> tupl
     t = t[t.dataset == dataset]
     if t.empty:
         raise ValueError(f"no {granularity} results for data set {dataset!r}: the results hold {sorted(set(results.table.dataset))}")
-    t = t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)])
+    t = t.assign(label=[_metric_label(m, k) for m, k in zip(t.metric, t.k)])
     if metrics is not None:
         missing = [m for m in metrics if m not in set(t.label)]
         if missing: raise ValueError(f"`metrics` {missing} are not in the results for {dataset!r} (they hold {sorted(set(t.label))})")
@@ -377,7 +377,7 @@ def _measured(results: Results, dataset: str, granularity: str, metrics) -> tupl
         cols = sorted(cols, key=lambda c: (dirs.index(c[0]), list(metrics).index(c[1])))
     return t, folds, cols
 
-_by_label = lambda df: df.assign(label=[metric_label(m, k) for m, k in zip(df.metric, df.k)]).set_index(['model', 'direction', 'label']).value
+_by_label = lambda df: df.assign(label=[_metric_label(m, k) for m, k in zip(df.metric, df.k)]).set_index(['model', 'direction', 'label']).value
 
 def _printed(paper: pd.DataFrame, dataset, granularity, order, cols, paper_models, paper_rows) -> tuple:
     "(the rows: `order` [+ '<model> (paper)' rows], the paper's figure per (row, direction, metric)) for the models linked to a paper model."
@@ -436,7 +436,7 @@ def _conventions_table(results: Mapping[str, Results], dataset: str, metrics: Se
     for name, r in results.items():
         t = r.table[(r.table.dataset == dataset) & (r.table.granularity == granularity) & (r.table.metric != 'PR')]
         if t.empty: raise ValueError(f"`results[{name!r}]` holds no {granularity} results for data set {dataset!r}")
-        frames.append(t.assign(label=[metric_label(m, k) for m, k in zip(t.metric, t.k)], preset=name))
+        frames.append(t.assign(label=[_metric_label(m, k) for m, k in zip(t.metric, t.k)], preset=name))
     t = pd.concat(frames)
     w = t.pivot_table(index=['model', 'direction'], columns=['label', 'preset'], values='value', sort=False, dropna=False)
     cols = {}

@@ -11,7 +11,7 @@ import torch
 from .core import TIE_RULES, check_array, check_indices, patch_to
 
 # %% auto #0
-__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'first_relevant_rank', 'rank_relevant', 'ranked_from_topk']
+__all__ = ['SameItem', 'SharedLabel', 'Positives', 'RankedRelevance', 'rank_relevant']
 
 # %% ../nbs/02_ranking.ipynb #2d0b353b
 def _gallery_items(items, n_gallery: int) -> np.ndarray:
@@ -207,7 +207,7 @@ def _check_block(scores, rel, ties):
                          "expected_* metrics), as fico_itr.evaluate does")
     if scores.shape != rel.shape: raise ValueError(f"scores {scores.shape} and relevance {rel.shape} differ in shape")
 
-def first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0) -> RankedRelevance:
+def _first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0) -> RankedRelevance:
     "Rank of the best-ranked relevant item of each query (1-based, 0 if none), by counting under the tie rule."
     _check_block(scores, rel, ties)
     if ties == 'random': return rank_relevant(scores, rel, ties, seed)
@@ -381,7 +381,7 @@ def _from_positions(m: int, counts: np.ndarray, positions: np.ndarray) -> Ranked
     return RankedRelevance(m, counts, first, positions, offsets)
 
 # %% ../nbs/02_ranking.ipynb #d88d11b9
-def ranked_from_topk(hits: np.ndarray, n_relevant: np.ndarray, n_gallery: int) -> RankedRelevance:
+def _ranked_from_topk(hits: np.ndarray, n_relevant: np.ndarray, n_gallery: int) -> RankedRelevance:
     "RankedRelevance from the relevance of top-k lists (B x k bool, in rank order) and each query's relevant count."
     hits = np.asarray(hits, bool)
     B, k = hits.shape
@@ -428,10 +428,10 @@ def _rank_relevant_torch(scores: torch.Tensor,  # B x m float32 (or lower) or in
 # %% ../nbs/02_ranking.ipynb #b7d0a003
 def _first_relevant_rank_torch(scores: torch.Tensor,  # B x m scores, on any device
                                rel,                   # B x m relevance (numpy or torch)
-                               ties: str = 'stable',  # tie rule, as in `first_relevant_rank`
+                               ties: str = 'stable',  # tie rule, as in `_first_relevant_rank`
                                seed: int = 0,         # seed of the 'random' rule
                               ) -> RankedRelevance:
-    "`first_relevant_rank` on the scores' device, by counting; only per-query counts and ranks come back."
+    "`_first_relevant_rank` on the scores' device, by counting; only per-query counts and ranks come back."
     _check_block(scores, rel, ties)
     if ties == 'random': return _rank_relevant_torch(scores, rel, ties, seed)
     B, m = scores.shape

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import fico_itr
 from .core import EvaluationSplit, get_conventions, Conventions
-from .evaluate import evaluate, Results, metric_label, parse_metric, RESULT_COLUMNS, tie_report
+from .evaluate import evaluate, Results, _metric_label, _parse_metric, _RESULT_COLUMNS, tie_report
 
 # %% auto #0
 __all__ = ['read_records', 'results_table', 'comparison_table', 'plot_pr_curves', 'plot_recall_at_k', 'plot_tie_spread',
@@ -39,9 +39,9 @@ def read_records(paths,  # JSON record files (or one path)
         try: rec = json.loads(p.read_text(encoding='utf-8'))
         except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{p} is not JSON ({e}): pass records written by fico-itr evaluate or run") from None
         rows = rec.get('results') if isinstance(rec, dict) else rec
-        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and set(RESULT_COLUMNS) <= set(r) for r in rows):
-            raise ValueError(f"{p} is not a fico-itr record: expected a 'results' list of rows with {', '.join(RESULT_COLUMNS)}")
-        tables.append(pd.DataFrame(rows)[RESULT_COLUMNS].assign(record=str(p)))
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and set(_RESULT_COLUMNS) <= set(r) for r in rows):
+            raise ValueError(f"{p} is not a fico-itr record: expected a 'results' list of rows with {', '.join(_RESULT_COLUMNS)}")
+        tables.append(pd.DataFrame(rows)[_RESULT_COLUMNS].assign(record=str(p)))
     if not tables: raise ValueError('no records given')
     t = pd.concat(tables, ignore_index=True)
     t['value'] = t['value'].astype(float); t['k'] = t['k'].astype(str)
@@ -70,7 +70,7 @@ def results_table(results: Results,            # e.g. `read_records(paths)` or `
     if t.empty:
         have = ', '.join(dict.fromkeys(results.table.granularity)) or 'none'
         raise ValueError(f"no {granularity}-level numbers in these results (they hold: {have})")
-    t = t.assign(column=[f'{d} {metric_label(m, k)}' if d != 'both' else metric_label(m, k) for d, m, k in zip(t.direction, t.metric, t.k)])
+    t = t.assign(column=[f'{d} {_metric_label(m, k)}' if d != 'both' else _metric_label(m, k) for d, m, k in zip(t.direction, t.metric, t.k)])
     columns = list(dict.fromkeys(t.column))
     if metrics:
         names = [c.split(' ', 1)[-1] for c in columns]
@@ -270,7 +270,7 @@ def plot_tie_spread(ties: pd.DataFrame,                           # a `tie_repor
     if not need <= set(ties.columns): raise ValueError(f"`ties` lacks {', '.join(sorted(need - set(ties.columns)))}: pass a tie_report(...) table")
     t = ties[~ties.metric.isin(['MedR', 'MeanR', 'rsum'])]
     if t.empty: raise ValueError('no R@K, mAP@K or P@K rows in `ties`')
-    t = t.assign(label=[f'{metric_label(m, k)} ({g})' for m, k, g in zip(t.metric, t.k, t.granularity)])
+    t = t.assign(label=[f'{_metric_label(m, k)} ({g})' for m, k, g in zip(t.metric, t.k, t.granularity)])
     with _figure_style() as (sns, plt):
         dirs = list(dict.fromkeys(t.direction))
         fig, axes = plt.subplots(1, len(dirs), figsize=(5 * len(dirs), .45 * t.label.nunique() + 1.6), sharey=True, squeeze=False)
@@ -353,7 +353,7 @@ def _run_metrics(conventions: Conventions, split: EvaluationSplit, metrics=None)
     "`metrics` or the preset's instance metrics (the record's table), and the extra R@K and PR points the figures need (the record's curves)."
     from fico_itr.evaluate import DEFAULT_METRICS
     table = tuple(metrics or (conventions.metrics or {}).get('instance') or DEFAULT_METRICS['instance'])
-    for m in table: parse_metric(m)
+    for m in table: _parse_metric(m)
     n = min(split.n_images, split.n_captions)
     curves = tuple(f'R@{k}' for k in CURVE_KS if k <= n and f'R@{k}' not in table) + ('PR',) * ('PR' not in table)
     return table, curves
@@ -407,7 +407,7 @@ def _checked_out_dir(out_dir: Path, rerank_depth) -> Path:
 
 def _written_report(allres: Results, table_metrics, folder: Path, title: str) -> tuple:
     "(the table's Results, the curves' Results, the report's files): `write_report` of every run into `folder`, staged."
-    shown = {(m, str(k) if k is not None else '') for m, k in map(parse_metric, table_metrics)} | {('rsum', '')}
+    shown = {(m, str(k) if k is not None else '') for m, k in map(_parse_metric, table_metrics)} | {('rsum', '')}
     is_table = [(m, k) in shown for m, k in zip(allres.table.metric, allres.table.k)]
     table, curves = Results(allres.table[is_table]), Results(allres.table[[not x for x in is_table]])
     with _staged_output(folder, folder=True) as tmp:

@@ -13,13 +13,13 @@ import torch
 from tqdm.auto import tqdm
 from .core import EvaluationSplit, get_conventions, check_ks
 from .similarity import prepare, resolve_device, hamming_distance, MEASURES
-from .ranking import ranked_from_topk
-from .evaluate import (Results, reduce_values, block_values, DEFAULT_METRICS, _resolve_metrics, _relevance,
+from .ranking import _ranked_from_topk
+from .evaluate import (Results, reduce_values, _block_values, DEFAULT_METRICS, _resolve_metrics, _relevance,
                                _check_cutoffs, _to_results)
 from . import metrics as M
 
 # %% auto #0
-__all__ = ['topk_search', 'merge_topk', 'topk_block_values', 'join_block_values', 'evaluate_topk']
+__all__ = ['topk_search', 'merge_topk', 'evaluate_topk']
 
 # %% ../nbs/07_search.ipynb #b9160d2e
 def _order_int32(u: torch.Tensor) -> torch.Tensor:
@@ -199,7 +199,7 @@ def merge_topk(parts,   # TopK lists (or (scores, indices) pairs) of the same qu
     return TopK(sc.numpy(), ix.numpy(), seconds + time.perf_counter() - t0)   # the shards' search plus the merge
 
 # %% ../nbs/07_search.ipynb #ffb34ca2
-def topk_block_values(relevance,           # a SameItem, SharedLabel or Positives of the direction and granularity
+def _topk_block_values(relevance,           # a SameItem, SharedLabel or Positives of the direction and granularity
                       indices: np.ndarray, # the block's lists (B x k gallery indices, best first; -1 = empty slot, a miss)
                       start: int,          # the block's first query
                       specs,               # (family, k) pairs, as fico_itr.evaluate parses metric names
@@ -209,7 +209,7 @@ def topk_block_values(relevance,           # a SameItem, SharedLabel or Positive
     items, end = np.asarray(indices), start + len(indices)
     found = items >= 0                                 # approximate indexes may return -1 for empty slots
     hits = relevance.pairs(start, end, np.where(found, items, 0)) & found
-    ranked = ranked_from_topk(hits, relevance.counts(start, end), relevance.n_gallery)
+    ranked = _ranked_from_topk(hits, relevance.counts(start, end), relevance.n_gallery)
     vals = {}
     for fam, k in specs:   # values past k are computed from what the lists hold, then marked n/a by the reduce
         if fam == 'R@K': vals[(fam, k)] = M.recall_at_k(ranked, k)
@@ -220,7 +220,7 @@ def topk_block_values(relevance,           # a SameItem, SharedLabel or Positive
     vals['_n_relevant'] = ranked.n_relevant
     return vals
 
-def join_block_values(blocks,          # (start, values) pairs; values maps each key to an array, one row per query of the block
+def _join_block_values(blocks,          # (start, values) pairs; values maps each key to an array, one row per query of the block
                       n_queries: int,  # the queries the blocks must cover, each exactly once
                      ) -> dict:
     "Per-query values of blocks from any number of workers, in any order, joined in query order; a gap or overlap is an error."
@@ -277,7 +277,7 @@ def evaluate_topk(split: EvaluationSplit,         # the split the lists' queries
     for d, top in tops.items():
         conv, plan = plans[d]
         nq = len(top.indices)
-        joined[d] = {g: join_block_values([(s, topk_block_values(rel, top.indices[s:s + block_size], s, specs, conv))
+        joined[d] = {g: _join_block_values([(s, _topk_block_values(rel, top.indices[s:s + block_size], s, specs, conv))
                                            for s in range(0, nq, block_size)], nq)
                      for g, (specs, rel) in plan.items()}
     return _topk_results(split, plans, joined, model, dataset)

@@ -14,11 +14,10 @@ import torch
 from .core import EvaluationSplit, Conventions, get_conventions, check_labels, check_ks, patch_to
 from .similarity import iter_score_blocks, similarity
 from .ranking import SharedLabel
-from .evaluate import (evaluate, Results, DEFAULT_METRICS, RESULT_COLUMNS, parse_metric, block_values,
+from .evaluate import (evaluate, Results, DEFAULT_METRICS, _RESULT_COLUMNS, _parse_metric, _block_values,
                                reduce_values)
 from .data import MirFlickr25K, HashingSplit, hashing_split, coco5k_split
-from .demo import _text_standin_split, _TfidfSvdTextEncoder
-from .hashing import ITQHasher
+from .hashing import ITQHasher, caption_words
 
 # %% auto #0
 __all__ = ['QueryDatabase', 'evaluate_query_database', 'ModelOutput', 'evaluate_outputs', 'outputs_table']
@@ -168,7 +167,7 @@ def default_metrics(self,
     if 'instance' in out and self.family == 'CG': out['instance'] += tuple(m for m in DEEP_RECALL if m not in out['instance'])
     qd = isinstance(self.split, QueryDatabase)
     room = self.split.n_database if qd else min(self.split.n_images, self.split.n_captions)
-    fits = lambda m: not isinstance(parse_metric(m)[1], int) or parse_metric(m)[1] <= room
+    fits = lambda m: not isinstance(_parse_metric(m)[1], int) or _parse_metric(m)[1] <= room
     return {g: tuple(m for m in ms if fits(m)) for g, ms in out.items()}
 
 # %% ../nbs/16_zoo.ipynb #ztie0001
@@ -199,6 +198,65 @@ def outputs_table(outputs: Sequence[ModelOutput],  # `ModelOutput`s
                               measure=o.measure if o.kind in ('embeddings', 'hash_codes') else 'precomputed',
                               rerank_depth=o.rerank_depth or '', source=o.source, notes='; '.join(o.notes))
                          for o in outputs]).set_index(['model', 'dataset'])
+
+
+# %% ../nbs/16_zoo.ipynb #83ebf128
+def _text_standin_split(split: EvaluationSplit, name: str | None = None):
+    "The text-only stand-in of a split: the first caption of each image stands in for it, the others are the gallery."
+    first = np.unique(split.cap2img, return_index=True)[1]               # first caption of each image
+    gallery = np.setdiff1d(np.arange(split.n_captions), first)
+    if len(gallery) == 0 or np.bincount(split.cap2img[gallery], minlength=split.n_images).min() == 0:
+        raise ValueError('every image needs at least two captions for the text-only stand-in')
+    pick = lambda v, idx: None if v is None else [v[i] for i in idx]
+    sub = EvaluationSplit(split.cap2img[gallery], split.labels, split.n_images,
+                          name or f'{split.name} (text-only stand-in)', split.image_ids,
+                          pick(split.caption_ids, gallery), pick(split.captions, gallery), split.image_files)
+    return sub, first, gallery
+
+# %% ../nbs/16_zoo.ipynb #15f65563
+@dataclass
+class _TfidfSvdTextEncoder:
+    "Latent semantic analysis of captions: TF-IDF -> randomised truncated SVD -> `dim`-D vectors. A text model, not an image one."
+    dim: int = 256
+    min_df: int = 2
+    seed: int = 0
+
+    def _counts(self, texts):
+        rows, cols = [], []
+        for i, t in enumerate(texts):
+            for w in caption_words(t):
+                j = self.vocab.get(w)
+                if j is not None: rows.append(i); cols.append(j)
+        X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
+        X.sum_duplicates()
+        return X
+
+    def fit(self, texts):
+        df = {}
+        for t in texts:
+            for w in set(caption_words(t)): df[w] = df.get(w, 0) + 1
+        words = sorted(w for w, c in df.items() if c >= self.min_df)
+        if len(words) <= self.dim: raise ValueError(f'only {len(words)} words occur in >= {self.min_df} captions: lower `dim`')
+        self.vocab = {w: i for i, w in enumerate(words)}
+        self.idf = (np.log((1 + len(texts)) / (1 + np.array([df[w] for w in words]))) + 1).astype(np.float32)
+        X = self.tfidf(texts)
+        rng = np.random.default_rng(self.seed)
+        Y = X @ rng.standard_normal((X.shape[1], self.dim + 16)).astype(np.float32)
+        for _ in range(2): Y = X @ (X.T @ np.linalg.qr(Y)[0])               # power iterations
+        Q = np.linalg.qr(Y)[0]
+        _, s, Vt = np.linalg.svd(np.asarray((X.T @ Q).T), full_matrices=False)
+        self.components = Vt[:self.dim].astype(np.float32)
+        return self
+
+    def tfidf(self, texts) -> sp.csr_matrix:
+        "L2-normalised TF-IDF rows of `texts` in the fitted vocabulary (before the SVD)."
+        X = self._counts(texts).multiply(self.idf[None]).tocsr()
+        norms = np.sqrt(np.asarray(X.multiply(X).sum(1))).ravel(); norms[norms == 0] = 1
+        return sp.diags(1 / norms) @ X
+
+    def encode(self, texts) -> np.ndarray:
+        "`dim`-D float32 vectors of `texts` (rows without known words become zero vectors)."
+        return np.asarray(self.tfidf(texts) @ self.components.T, dtype=np.float32)
 
 
 # %% ../nbs/16_zoo.ipynb #32597e20

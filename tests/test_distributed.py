@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from fico_itr.core import EvaluationSplit
 from fico_itr.evaluate import reduce_values
 from fico_itr.similarity import HashCodes
-from fico_itr.search import TopK, topk_search, merge_topk, evaluate_topk, topk_block_values, join_block_values, _topk_plan
+from fico_itr.search import TopK, topk_search, merge_topk, evaluate_topk, _topk_block_values, _join_block_values, _topk_plan
 from _helpers import raises
 
 
@@ -64,11 +64,11 @@ def test_join_block_values_in_any_order_gives_evaluate_topk_bit_for_bit():
     ref = evaluate_topk(split, top, metrics=metrics, block_size=16).table.value.tolist()
     got = []
     for g, (specs, rel) in plan.items():
-        blocks = [(s, topk_block_values(rel, top.indices[s:s + 16], s, specs, conv)) for s in range(0, 60, 16)]
-        got += [v for _, _, v in reduce_values(join_block_values(blocks[::-1], 60), specs, conv)]
+        blocks = [(s, _topk_block_values(rel, top.indices[s:s + 16], s, specs, conv)) for s in range(0, 60, 16)]
+        got += [v for _, _, v in reduce_values(_join_block_values(blocks[::-1], 60), specs, conv)]
     np.testing.assert_array_equal(got, ref)                                 # equal bits, n/a (MedR past k) included
-    raises(lambda: join_block_values(blocks[:2] + blocks[3:], 60), 'the next block starts at 48: a block is missing')
-    raises(lambda: join_block_values(blocks + blocks[:1], 60), 'blocks overlap')
+    raises(lambda: _join_block_values(blocks[:2] + blocks[3:], 60), 'the next block starts at 48: a block is missing')
+    raises(lambda: _join_block_values(blocks + blocks[:1], 60), 'blocks overlap')
 
 
 # ---- on a local Ray cluster ----

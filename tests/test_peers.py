@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from fico_itr.core import EvaluationSplit, get_conventions
-from fico_itr.evaluate import evaluate, block_values, reduce_values
-from fico_itr.metrics import (PR_LEVELS, average_precision, hits_at_k, median_rank, mean_rank, pr_curve_11pt,
-                              precision_at_k, recall_at_k, reduce_mean)
+from fico_itr.evaluate import evaluate, _block_values, reduce_values
+from fico_itr.metrics import (_PR_LEVELS, average_precision, hits_at_k, median_rank, mean_rank, pr_curve_11pt,
+                              precision_at_k, recall_at_k, _reduce_mean)
 from fico_itr.ranking import rank_relevant
 
 # eccv_caption warns at import when the optional ujson is missing: harmless here
@@ -83,7 +83,7 @@ def preset_values(scores, rel, conventions, metrics, granularity='category'):
     takes for every block, usable with arbitrary query/gallery relevance."""
     conv = get_conventions(conventions)
     specs = [_spec(m) for m in metrics]
-    vals = block_values(np.asarray(scores), np.asarray(rel, bool), specs, conv, granularity)
+    vals = _block_values(np.asarray(scores), np.asarray(rel, bool), specs, conv, granularity)
     rows = reduce_values(vals, specs, conv)
     out = {}
     for m, (fam, k) in zip(metrics, specs):
@@ -93,8 +93,8 @@ def preset_values(scores, rel, conventions, metrics, granularity='category'):
 
 
 def _spec(name):
-    from fico_itr.evaluate import parse_metric
-    return parse_metric(name)
+    from fico_itr.evaluate import _parse_metric
+    return _parse_metric(name)
 
 
 def directions(S, rel):
@@ -362,7 +362,7 @@ def _category_problem(seed, n_images, cpi, n_classes=5, p=0.2):
 def _pr_curve(res, d):
     t = res.table
     t = t[(t.metric == 'PR') & (t.direction == d) & (t.granularity == 'category')]
-    assert list(t.k) == [f'{x:.1f}' for x in PR_LEVELS]
+    assert list(t.k) == [f'{x:.1f}' for x in _PR_LEVELS]
     return t.value.to_numpy()
 
 
@@ -401,7 +401,7 @@ def test_pytrec_eval_against_trec_eval_preset():
         mean = {m: np.mean([v[m] for v in per_q.values()]) for m in next(iter(per_q.values()))}
         mine = [res.get(n, d, 'category') for n in names[:-1]]
         np.testing.assert_allclose(mine, [mean[m] for m in trec], rtol=1e-9, atol=1e-12, err_msg=d)
-        ipr = [mean[f'iprec_at_recall_{x:.2f}'] for x in PR_LEVELS]
+        ipr = [mean[f'iprec_at_recall_{x:.2f}'] for x in _PR_LEVELS]
         np.testing.assert_allclose(_pr_curve(res, d), ipr, rtol=1e-9, atol=1e-12, err_msg=f'{d} PR')
     # R-Precision: trec's Rprec == fico's precision_at_k(ranked, 'R') on the same rankings
     Sq, R = S, rel
@@ -432,7 +432,7 @@ def test_pytrec_eval_tied_scores_reverse_docno():
         trec = ['map_cut_5', 'map_cut_10', 'map', 'P_5', 'P_10', 'success_1']
         np.testing.assert_allclose([res.get(n, d, 'category') for n in names[:-1]], [mean[m] for m in trec],
                                    rtol=1e-9, atol=1e-12, err_msg=d)
-        np.testing.assert_allclose(_pr_curve(res, d), [mean[f'iprec_at_recall_{x:.2f}'] for x in PR_LEVELS],
+        np.testing.assert_allclose(_pr_curve(res, d), [mean[f'iprec_at_recall_{x:.2f}'] for x in _PR_LEVELS],
                                    rtol=1e-9, atol=1e-12)
         assert abs(stable.get('mAP@10', d, 'category') - res.get('mAP@10', d, 'category')) > 1e-3  # ties matter
 
@@ -453,7 +453,7 @@ def test_ranx_pytrec_eval_agree_per_query_on_random_relevance():
     np.testing.assert_allclose(average_precision(ranked, 10, 'r'), [per_q[q]['map_cut_10'] for q in order], rtol=1e-12)
     np.testing.assert_allclose(average_precision(ranked, 'N', 'r'), [per_q[q]['map'] for q in order], rtol=1e-12)
     np.testing.assert_allclose(pr_curve_11pt(ranked, 'trec_2016'),
-                               [[per_q[q][f'iprec_at_recall_{x:.2f}'] for x in PR_LEVELS] for q in order], rtol=1e-12)
+                               [[per_q[q][f'iprec_at_recall_{x:.2f}'] for x in _PR_LEVELS] for q in order], rtol=1e-12)
     rq, rr = Qrels(qrels), Run(run)
     np.testing.assert_allclose(ranx_ap(rq.to_typed_list(), rr.to_typed_list(), 10), average_precision(ranked, 10, 'r'),
                                rtol=1e-12)
@@ -496,12 +496,12 @@ def test_eccv_metric_functions_against_fico_metrics():
     np.testing.assert_allclose(average_precision(ranked, 'R', 'r'), map_r, rtol=1e-12)
     # the dataset-level aggregates
     agg = E.compute_eccv_metrics(targets, gts)
-    np.testing.assert_allclose([reduce_mean(average_precision(ranked, 'R', 'r')), reduce_mean(precision_at_k(ranked, 'R')),
-                                reduce_mean(recall_at_k(ranked, 1))],
+    np.testing.assert_allclose([_reduce_mean(average_precision(ranked, 'R', 'r')), _reduce_mean(precision_at_k(ranked, 'R')),
+                                _reduce_mean(recall_at_k(ranked, 1))],
                                [agg['eccv_map_at_r'], agg['eccv_rprecision'], agg['eccv_r1']], rtol=1e-12)
-    np.testing.assert_allclose(reduce_mean(precision_at_k(ranked, 'R')), E.compute_rprecision(targets, gts), rtol=1e-12)
+    np.testing.assert_allclose(_reduce_mean(precision_at_k(ranked, 'R')), E.compute_rprecision(targets, gts), rtol=1e-12)
     for K in (5, 10):
-        np.testing.assert_allclose(reduce_mean(recall_at_k(ranked, K)), E.compute_r_at_k(targets, gts, K), rtol=1e-12)
+        np.testing.assert_allclose(_reduce_mean(recall_at_k(ranked, K)), E.compute_r_at_k(targets, gts, K), rtol=1e-12)
     assert 0 < agg['eccv_map_at_r'] < 1
 
 
@@ -545,7 +545,7 @@ def test_P1_ap_normalisation_metric_functions():
     np.testing.assert_allclose(average_precision(r, 2, 'r'), [1 / 6])         # trec map_cut.2 / ranx map@2
     np.testing.assert_allclose(average_precision(r, 'R', 'r'), [1 / 6])       # eccv mAP@R
     for den in ('hits', 'min_k_r', 'r'):                                        # K = 1: no hit in the top 1 -> 0
-        np.testing.assert_allclose(reduce_mean(average_precision(r, 1, den), 'zero'), 0.0)
+        np.testing.assert_allclose(_reduce_mean(average_precision(r, 1, den), 'zero'), 0.0)
 
 
 def test_P1_through_presets_and_peers():
@@ -597,8 +597,8 @@ def test_P2_empty_queries():
     from torchmetrics.functional.retrieval import retrieval_average_precision
     rows = [[1, 0, 0, 0], [0, 0, 1, 1]]
     ap = average_precision(ranked_lists(rows), 2, 'hits')
-    np.testing.assert_allclose(reduce_mean(ap, 'zero'), 0.5)
-    np.testing.assert_allclose(reduce_mean(ap, 'skip'), 1.0)
+    np.testing.assert_allclose(_reduce_mean(ap, 'zero'), 0.5)
+    np.testing.assert_allclose(_reduce_mean(ap, 'skip'), 1.0)
     scores, rel = in_rank_order(rows)
     np.testing.assert_allclose(preset_values(scores, rel, 'fico-itr', ['mAP@2'])['mAP@2'], 50.0)
     np.testing.assert_allclose(preset_values(scores, rel, 'dcmh', ['mAP@2'])['mAP@2'], 0.5)
@@ -702,7 +702,7 @@ def test_P11_against_ranx_and_pytrec_eval():
     scores, rel = in_rank_order([P11_REL])
     qrels, run = _qrels_run(scores, rel)
     trec = pytrec_eval.RelevanceEvaluator(qrels, {'iprec_at_recall'}).evaluate(run)['q0000']
-    np.testing.assert_allclose([trec[f'iprec_at_recall_{x:.2f}'] for x in PR_LEVELS], P11_TREC2016)
+    np.testing.assert_allclose([trec[f'iprec_at_recall_{x:.2f}'] for x in _PR_LEVELS], P11_TREC2016)
     ranx_curve = interpolated_precision_at_recall(Qrels(qrels).to_typed_list(), Run(run).to_typed_list())[0]
     np.testing.assert_allclose(ranx_curve, P11_TREC2016)
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from hypothesis.extra.numpy import arrays
 
 from fico_itr.core import EvaluationSplit, get_conventions, TIE_RULES
-from fico_itr.ranking import rank_relevant, first_relevant_rank
+from fico_itr.ranking import rank_relevant, _first_relevant_rank
 from fico_itr import metrics as M
 from fico_itr.evaluate import evaluate
 
@@ -60,7 +60,7 @@ def test_ranking_and_metrics_match_brute_force(mats, ties, den, K, as_float):
     K = min(K, scores.shape[1])
     s = scores.astype(np.float32) / 3 if as_float else scores
     ranked = rank_relevant(s, rel, ties)
-    counted = first_relevant_rank(s, rel, ties)
+    counted = _first_relevant_rank(s, rel, ties)
     ap = M.average_precision(ranked, K, den)
     pk = M.precision_at_k(ranked, K)
     pr = M.pr_curve_11pt(ranked)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fico_itr.core import get_conventions
-from fico_itr.evaluate import block_values, DEFAULT_METRICS, parse_metric
+from fico_itr.evaluate import _block_values, DEFAULT_METRICS, _parse_metric
 from fico_itr.ranking import SameItem, SharedLabel
 from fico_itr.similarity import iter_score_blocks
 
@@ -37,7 +37,7 @@ def _assert_same(got: dict, want: dict):
 @pytest.mark.parametrize('ties', RULES)
 def test_block_values_on_device_equal_numpy(device, ties):
     images, captions, labels, cap2img = _problem(seed=RULES.index(ties))
-    specs = {g: [parse_metric(m) for m in DEFAULT_METRICS[g]] for g in ('instance', 'category')}
+    specs = {g: [_parse_metric(m) for m in DEFAULT_METRICS[g]] for g in ('instance', 'category')}
     rels = {'instance': SameItem(np.arange(len(images)), cap2img), 'category': SharedLabel(labels, labels, None, cap2img)}
     n_ties = 0
     for preset in ('default', 'fico-itr', 'torchmetrics'):
@@ -51,7 +51,7 @@ def test_block_values_on_device_equal_numpy(device, ties):
                 n_ties += int((np.diff(np.sort(a, 1), axis=1) == 0).sum())
                 for g, rel in rels.items():
                     r = rel.block(s, e)
-                    _assert_same(block_values(b, r, specs[g], conv, g), block_values(a, r, specs[g], conv, g))
+                    _assert_same(_block_values(b, r, specs[g], conv, g), _block_values(a, r, specs[g], conv, g))
     assert n_ties > 1000   # the problem really has ties for the rules to break
 
 
@@ -59,9 +59,9 @@ def test_block_values_float64_tensors_take_the_numpy_path():
     rng = np.random.default_rng(0)
     S = rng.standard_normal((8, 120))          # float64 scores that float32 keys would round
     rel = rng.random((8, 120)) < .3
-    specs = [parse_metric(m) for m in DEFAULT_METRICS['category']]
+    specs = [_parse_metric(m) for m in DEFAULT_METRICS['category']]
     conv = get_conventions('default')
-    _assert_same(block_values(torch.from_numpy(S), rel, specs, conv, 'category'), block_values(S, rel, specs, conv, 'category'))
+    _assert_same(_block_values(torch.from_numpy(S), rel, specs, conv, 'category'), _block_values(S, rel, specs, conv, 'category'))
 
 
 def test_hamming_scores_stay_numpy_on_device():
