@@ -111,7 +111,10 @@ def _depth_ok(fam, k, depth, n_relevant, value=None):
     if k == 'R': return int(n_relevant.max(initial=0)) <= depth
     return k <= depth
 
-def reduce_values(values: dict, specs, conventions: Conventions) -> list:
+def reduce_values(values: dict,              # per-query arrays by (family, k), plus '_n_relevant' (what `_block_values` returns, concatenated)
+                  specs,                     # the (family, k) pairs to reduce
+                  conventions: Conventions,  # the empty-query rule, rerank depth and units
+                 ) -> list:
     "Turn per-query arrays into (family, k, value) rows under the conventions."
     rows, depth, n_rel = [], conventions.rerank_depth, values['_n_relevant']
     for fam, k in specs:

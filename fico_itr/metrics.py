@@ -13,7 +13,8 @@ __all__ = ['ranked_from_relevance', 'hits_at_k', 'recall_at_k', 'best_rank', 'me
            'precision_at_k', 'pr_curve_11pt']
 
 # %% ../nbs/03_metrics.ipynb #4ff9103c
-def ranked_from_relevance(rel_in_rank_order) -> RankedRelevance:
+def ranked_from_relevance(rel_in_rank_order,  # 0/1 relevance lists already in rank order: one list per query, equal lengths
+                         ) -> RankedRelevance:
     "Build a `RankedRelevance` from 0/1 relevance lists already in rank order (one list per query, equal lengths)."
     rel = np.atleast_2d(np.asarray(rel_in_rank_order, dtype=bool))
     m = rel.shape[1]
@@ -33,7 +34,9 @@ def _need_ranks(ranked, what):
     if ranked.ranks is None:
         raise ValueError(f"{what} needs the ranks of every relevant item: rank with fico_itr.ranking.rank_relevant")
 
-def hits_at_k(ranked: RankedRelevance, k) -> np.ndarray:
+def hits_at_k(ranked: RankedRelevance,  # the relevant items' ranks per query (`rank_relevant`)
+              k,  # cut-off: an int, 'N' (the whole gallery) or 'R' (the query's number of relevant items)
+             ) -> np.ndarray:
     "Number of relevant items ranked in the top K of each query."
     _need_ranks(ranked, 'hits_at_k')
     kq = _k_per_query(ranked, k)
@@ -42,29 +45,37 @@ def hits_at_k(ranked: RankedRelevance, k) -> np.ndarray:
     return end - ranked.offsets[:-1]
 
 # %% ../nbs/03_metrics.ipynb #20f15aa8
-def recall_at_k(ranked: RankedRelevance, k) -> np.ndarray:
+def recall_at_k(ranked: RankedRelevance,  # the relevant items' ranks per query (`rank_relevant`) (the best rank suffices)
+                k,  # cut-off: an int, 'N' (the whole gallery) or 'R' (the query's number of relevant items)
+               ) -> np.ndarray:
     "ITR R@K per query: 1.0 if a relevant item is in the top K, else 0.0; NaN for a query with no relevant item."
     kq = _k_per_query(ranked, k)
     hit = ((ranked.first >= 1) & (ranked.first <= kq)).astype(np.float64)
     return np.where(ranked.n_relevant > 0, hit, np.nan)
 
-def best_rank(ranked: RankedRelevance) -> np.ndarray:
+def best_rank(ranked: RankedRelevance,  # the relevant items' ranks per query (`rank_relevant`) (the best rank suffices)
+             ) -> np.ndarray:
     "1-based rank of the best-ranked relevant item per query (NaN if none); MedR and MeanR reduce these."
     return np.where(ranked.n_relevant > 0, ranked.first, np.nan).astype(np.float64)
 
 # %% ../nbs/03_metrics.ipynb #b3fdfd91
-def median_rank(best_ranks: np.ndarray) -> float:
+def median_rank(best_ranks: np.ndarray,  # 1-based best rank per query (`best_rank`), NaN where a query has no relevant item
+               ) -> float:
     "VSE++/SCAN MedR: floor(median of 0-based best ranks) + 1, over queries with a defined rank."
     r = best_ranks[~np.isnan(best_ranks)]
     return float(np.floor(np.median(r - 1)) + 1) if len(r) else float('nan')
 
-def mean_rank(best_ranks: np.ndarray) -> float:
+def mean_rank(best_ranks: np.ndarray,  # 1-based best rank per query (`best_rank`), NaN where a query has no relevant item
+             ) -> float:
     "MeanR: the mean 1-based best rank, over queries with a defined rank."
     r = best_ranks[~np.isnan(best_ranks)]
     return float(r.mean()) if len(r) else float('nan')
 
 # %% ../nbs/03_metrics.ipynb #8d3d56a4
-def average_precision(ranked: RankedRelevance, k='N', denominator: str = 'hits') -> np.ndarray:
+def average_precision(ranked: RankedRelevance,  # the relevant items' ranks per query (`rank_relevant`)
+                      k='N',  # cut-off: an int, 'N' (the whole gallery) or 'R' (the query's number of relevant items)
+                      denominator: str = 'hits',  # 'hits' (relevant items in the top K), 'min_k_r' (min(K, R)) or 'r' (R)
+                     ) -> np.ndarray:
     "AP@K per query with the given denominator ('hits', 'min_k_r' or 'r'); NaN where the denominator is 0."
     _need_ranks(ranked, 'average_precision')
     if denominator not in ('hits', 'min_k_r', 'r'):
@@ -78,7 +89,9 @@ def average_precision(ranked: RankedRelevance, k='N', denominator: str = 'hits')
         return np.where(den > 0, num / den, np.nan)
 
 # %% ../nbs/03_metrics.ipynb #3bd8cf3a
-def precision_at_k(ranked: RankedRelevance, k) -> np.ndarray:
+def precision_at_k(ranked: RankedRelevance,  # the relevant items' ranks per query (`rank_relevant`)
+                   k,  # cut-off: an int, 'N' (the whole gallery) or 'R' (the query's number of relevant items)
+                  ) -> np.ndarray:
     "P@K per query: hits in the top K divided by K ('R': R-Precision, NaN where R = 0)."
     kq = _k_per_query(ranked, k).astype(np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
@@ -95,7 +108,9 @@ def _needed_hits(n_relevant, rule):
     else: raise ValueError(f"unknown pr_rule {rule!r}: choose 'textbook', 'trec_2016' or 'trec_v10'")
     return np.clip(n, 1, None)
 
-def pr_curve_11pt(ranked: RankedRelevance, rule: str = 'textbook') -> np.ndarray:
+def pr_curve_11pt(ranked: RankedRelevance,  # the relevant items' ranks per query (`rank_relevant`)
+                  rule: str = 'textbook',  # hits that reach recall i/10: 'textbook' (ceil(i R / 10)), or trec_eval's 'trec_2016' / 'trec_v10' roundings
+                 ) -> np.ndarray:
     "Interpolated precision at recall 0, 0.1, ..., 1 per query (B x 11); NaN rows for queries with no relevant item."
     _need_ranks(ranked, 'pr_curve_11pt')
     counts = np.diff(ranked.offsets)

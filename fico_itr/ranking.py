@@ -20,7 +20,10 @@ def _gallery_items(items, n_gallery: int) -> np.ndarray:
 
 class SameItem:
     "Instance relevance: query q and gallery item g match when `query_ids[q] == gallery_ids[g]` (an image and its captions)."
-    def __init__(self, query_ids, gallery_ids):
+    def __init__(self,
+                 query_ids,    # the item id of each query (e.g. the image of each caption)
+                 gallery_ids,  # the item id of each gallery entry
+                ):
         self.query_ids = np.asarray(query_ids, dtype=np.int64)
         self.gallery_ids = np.asarray(gallery_ids, dtype=np.int64)
         self.n_queries, self.n_gallery = len(self.query_ids), len(self.gallery_ids)
@@ -56,8 +59,14 @@ class SharedLabel:
     `query_items` / `gallery_items` (optional) index the label rows, so captions can point at their image's labels
     without copying them. When both label sets are small, a table of "shares a label" between label rows is built
     once and each block is a gather from it; otherwise blocks AND packed 64-bit label words."""
-    def __init__(self, query_labels, gallery_labels, query_items=None, gallery_items=None, table_limit: int = 1 << 26,
-                 table: np.ndarray | None = None):
+    def __init__(self,
+                 query_labels,                   # (n, C) 0/1 multi-hot label rows of the queries (or of their items)
+                 gallery_labels,                 # (m, C) 0/1 multi-hot label rows of the gallery (or of its items)
+                 query_items=None,               # the label row of each query (None: query q has row q)
+                 gallery_items=None,             # the label row of each gallery entry (None: entry g has row g)
+                 table_limit: int = 1 << 26,     # most label-row pairs for which a "shares a label" table is built
+                 table: np.ndarray | None = None,  # a table built before for the same label rows (by the other direction)
+                ):
         ql, gl = check_array(query_labels, 'query_labels', ndim=2), check_array(gallery_labels, 'gallery_labels', ndim=2)
         if ql.shape[1] != gl.shape[1]:
             raise ValueError(f"query labels have {ql.shape[1]} classes but gallery labels have {gl.shape[1]}")
@@ -82,12 +91,18 @@ class SharedLabel:
         out = (q[:, None, 0] & g[None, :, 0]) != 0
         for w in range(1, q.shape[1]): out |= (q[:, None, w] & g[None, :, w]) != 0
         return out
-    def pairs(self, start: int, stop: int, items: np.ndarray) -> np.ndarray:
-        "Relevance of given gallery items (B x k indices) only."
-        qi, gi = self.qi[start:stop, None], self.gi[_gallery_items(items, self.n_gallery)]
-        if self.table is not None: return self.table[qi, gi]
-        q, g = self.q[qi], self.g[gi]
-        return ((q & g) != 0).any(-1)
+
+# %% ../nbs/02_ranking.ipynb #c84383e0
+@patch_to(SharedLabel)
+def pairs(self: SharedLabel,
+          start: int, stop: int,  # the block's queries
+          items: np.ndarray,      # B x k gallery indices (top-k lists)
+         ) -> np.ndarray:
+    "Relevance of given gallery items (B x k indices) only."
+    qi, gi = self.qi[start:stop, None], self.gi[_gallery_items(items, self.n_gallery)]
+    if self.table is not None: return self.table[qi, gi]
+    q, g = self.q[qi], self.g[gi]
+    return ((q & g) != 0).any(-1)
 
 # %% ../nbs/02_ranking.ipynb #c84383df
 @patch_to(SharedLabel)
@@ -129,7 +144,10 @@ def _positive_items(p, q: int, n_gallery: int) -> np.ndarray:
 class Positives:
     "Explicit positives (CxC, ECCV Caption): `positives[q]` lists the gallery indices relevant to query q."
     FORMS = _POSITIVE_FORMS
-    def __init__(self, positives, n_gallery: int):
+    def __init__(self,
+                 positives,       # per query, the gallery indices relevant to it (see FORMS)
+                 n_gallery: int,  # the gallery's size (indices are checked against it)
+                ):
         if isinstance(positives, Mapping):
             keys = list(positives)
             if (not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in keys)
