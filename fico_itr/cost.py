@@ -295,8 +295,8 @@ def _entry_bytes(shape, dtype) -> int:
 @dataclass(frozen=True)
 class Stored:
     "What is kept per image and per text: tuples of (name, shape, dtype); bytes and GiB at any scale."
-    image: tuple = ()
-    text: tuple = ()
+    image: tuple = ()   # what is kept per image: (name, shape, dtype) entries
+    text: tuple = ()    # what is kept per text (caption): (name, shape, dtype) entries
     def __post_init__(self):
         object.__setattr__(self, 'image', _entries(self.image, 'image'))
         object.__setattr__(self, 'text', _entries(self.text, 'text'))

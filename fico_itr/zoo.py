@@ -94,7 +94,7 @@ class ModelOutput:
     dataset: str                # the data set name written in results
     family: str                 # 'FG' or 'CG'
     kind: str                   # one of OUTPUT_KINDS
-    split: EvaluationSplit | QueryDatabase
+    split: EvaluationSplit | QueryDatabase  # what the scores refer to: images and captions, or queries and a database
     scores: dict                # keyword arguments of evaluate(): images/captions, similarity, i2t/t2i_similarity
     measure: str = 'cosine'     # for embeddings and codes
     rerank_depth: int | None = None  # k of a fusion rerank, None when every item was scored

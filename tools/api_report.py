@@ -7,7 +7,9 @@
       such cells are longer than 40 lines (the ten longest listed);
   (d) layering: imports of a module from a notebook later in the reading order (`from .x import`, `from fico_itr.x
       import`, `import fico_itr.x`, inside functions too), listed one by one; fico_itr/__init__.py, the top floor,
-      is not counted.
+      is not counted;
+  (e) docments: the public functions and classes (their `__init__`) whose parameters lack an inline comment, as
+      fastcore's `docments` reads them (`self`, `cls`, `*args` and `**kwargs` not counted).
 
 Usage: python tools/api_report.py
 """
@@ -75,6 +77,29 @@ def upward_imports():
                 if dep in floors and floors[dep] > floor: yield mod, dep
 
 
+def undocumented() -> tuple[int, dict[str, list[str]]]:
+    "(public callables, {module.name: parameters without a docment})."
+    import dataclasses, importlib, inspect, sys
+    from fastcore.docments import docments
+    sys.path.insert(0, str(ROOT))
+    n, out = 0, {}
+    for mod, names in public_names().items():
+        m = importlib.import_module(f'fico_itr.{mod}')
+        for name in names:
+            obj = getattr(m, name)
+            dc = inspect.isclass(obj) and dataclasses.is_dataclass(obj)   # docments reads a dataclass's fields
+            f = obj if dc or not inspect.isclass(obj) else obj.__init__
+            if not callable(f) or f is object.__init__: continue
+            n += 1
+            params = [p.name for p in inspect.signature(f).parameters.values()
+                      if p.name not in ('self', 'cls') and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            try: docs = docments(f, full=True)
+            except (OSError, TypeError): docs = {}          # no source to read (a C function, a generated method)
+            bare = [p for p in params if not (docs.get(p) or {}).get('docment')]
+            if bare: out[f'{mod}.{name}'] = bare
+    return n, out
+
+
 def main():
     modules = public_names()
     homes = defaultdict(list)
@@ -96,6 +121,9 @@ def main():
     up = sorted(set(upward_imports()))
     print(f'(d) imports of a module later in the reading order: {len(up)}'
           + ''.join(f'\n    {a} -> {b}' for a, b in up))
+    n, bare = undocumented()
+    print(f'(e) public functions and classes with parameters lacking a docment: {len(bare)} of {n}'
+          + ''.join(f'\n    {k}: {", ".join(v)}' for k, v in bare.items()))
 
 
 if __name__ == '__main__':
