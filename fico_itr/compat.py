@@ -4,13 +4,12 @@
 
 # %% ../nbs/21_compat.ipynb #9469b2ca
 from __future__ import annotations
-import hashlib, weakref
+import hashlib, os, weakref
 import numpy as np
 from .core import EvaluationSplit, get_conventions, check_array, check_labels
 from .similarity import compute_similarity, _block_rows
-from .ranking import SharedLabel, RankedRelevance, rank_relevant
-from .evaluate import evaluate, unique_image_rows
-from . import metrics as M
+from .ranking import SharedLabel
+from .evaluate import evaluate, unique_image_rows, _default_block_size, _run_direction
 
 
 # %% auto #0
@@ -165,50 +164,53 @@ def _integer_levels(S: np.ndarray) -> int | None:
 
 
 # %% ../nbs/21_compat.ipynb #a16c0cd3
-_SEEN = {}   # direction -> (weak reference to the matrix, key, per-block ranks): the matrix last seen
+_SEEN = {}   # direction -> (weak reference to the matrix, key, {k: mAP}): the matrix last seen
+_CUTOFFS = (10, 100, None)   # the fico-itr preset's mAP@10, mAP@100 and mAP@N, computed from the same ranking as any k
 
-def _category_ranks(direction: str,     # 'i2t' or 't2i': one matrix is kept per direction
-                    source: np.ndarray,  # the matrix as passed (kept by a weak reference)
-                    transposed: bool,    # rank the rows of `source.T`
-                    query_items, gallery_items, labels,  # label rows of queries and gallery items, and the labels
-                    checksum: int,       # `_checksum(source)`
-                    tables: dict,        # {'table': the labels' "shares a label" table}, built once for both directions
-                    block_cells: int = 1 << 21) -> list:
-    "Per-block ranks of the relevant items of `source` (`.T` when `transposed`), reused while the same, unchanged matrix comes back."
+def _category_map(direction: str,     # 'i2t' or 't2i': one matrix is kept per direction
+                  source: np.ndarray,  # the matrix as passed (kept by a weak reference)
+                  transposed: bool,    # rank the rows of `source.T`
+                  query_items, gallery_items, labels,  # label rows of queries and gallery items, and the labels
+                  checksum: int,       # `_checksum(source)`
+                  tables: dict,        # {'table': the labels' "shares a label" table}, built once for both directions
+                  k: int | None,       # the cut-off asked for (None: the whole gallery)
+                 ) -> np.float64:
+    "1.0.0's mAP@k of `source` (`.T` when `transposed`); the mAP at `_CUTOFFS` comes from the same ranking and is kept while the same, unchanged matrix comes back."
     S = source.T if transposed else source
     labels_hash = hashlib.sha1(b''.join(np.ascontiguousarray(a).tobytes() for a in (query_items, gallery_items, labels)))
     key = (S.shape, S.dtype.str, checksum, labels_hash.hexdigest())
-    ref, seen_key, ranks = _SEEN.pop(direction, (None, None, None))   # the old ranks go before new ones are made
-    if ref is not None and ref() is source and seen_key == key:
-        _SEEN[direction] = (ref, key, ranks)
-        return ranks
-    rel, bits = SharedLabel(labels, labels, query_items, gallery_items, table=tables.get('table')), _integer_levels(S)
-    tables['table'] = rel.table
-    ties = get_conventions('fico-itr').ties_for('category')
-    bs, ranks = max(1, block_cells // S.shape[1]), []   # blocks under 32 MB: numpy's buffers are reused, not mapped anew
-    for s in range(0, S.shape[0], bs):
-        blk = _block_rows(S, s, min(s + bs, S.shape[0]))
+    ref, seen_key, maps = _SEEN.pop(direction, (None, None, {}))
+    if ref is None or ref() is not source or seen_key != key: maps = {}
+    if k not in maps:
+        rel = SharedLabel(labels, labels, query_items, gallery_items, table=tables.get('table'))
+        tables['table'] = rel.table
+        maps.update(_mean_aps(S, rel, [k] + [c for c in _CUTOFFS if c not in maps and c != k]))
+    _SEEN[direction] = (weakref.ref(source, lambda ref: _forget(direction, ref)), key, maps)
+    return maps[k]
+
+# %% ../nbs/21_compat.ipynb #a16c0cd4
+def _forget(direction, ref):
+    "Drop the numbers kept for `direction` when the matrix they belong to is freed."
+    if _SEEN.get(direction, (None,))[0] is ref: del _SEEN[direction]
+
+def _level_blocks(S: np.ndarray):
+    "(start, stop, scores) row blocks of S for the evaluation loop: NaN/Inf refused, Hamming levels as integers."
+    bits = _integer_levels(S)
+    step = _default_block_size(S.shape[1])
+    for s in range(0, S.shape[0], step):
+        blk = _block_rows(S, s, s + step)
         if not np.isfinite(blk).all(): raise ValueError("the similarity matrix contains NaN or Inf")
         if bits is not None:
             level = np.rint(blk * bits)
             if np.array_equal(level / bits, blk): blk = level.astype(np.int32)
-        r = rank_relevant(blk, rel.block(s, s + len(blk)), ties)
-        ranks.append(RankedRelevance(r.n_gallery, r.n_relevant, r.first, r.positions.astype(np.int32), r.offsets))
-    _SEEN[direction] = (weakref.ref(source, lambda ref: _forget(direction, ref)), key, ranks)
-    return ranks
+        yield s, s + len(blk), blk
 
-# %% ../nbs/21_compat.ipynb #a16c0cd4
-def _forget(direction, ref):
-    "Drop the ranks kept for `direction` when the matrix they belong to is freed."
-    if _SEEN.get(direction, (None,))[0] is ref: del _SEEN[direction]
-
-def _mean_ap(ranks: list, k) -> np.float64:
-    "1.0.0's mAP@k (AP over the hits in the top k, 0 for a query without any) from per-block ranks: one mean over all queries, as 1.0.0 takes it."
-    ap = []
-    for r in ranks:            # a fresh RankedRelevance per call: its cached precisions are not kept with the ranks
-        r = RankedRelevance(r.n_gallery, r.n_relevant, r.first, r.positions, r.offsets)
-        ap.append(np.nan_to_num(M.average_precision(r, 'N' if k is None else min(k, r.n_gallery), 'hits'), nan=0.0))
-    return np.mean(np.concatenate(ap))
+def _mean_aps(S: np.ndarray, rel: SharedLabel, ks: list) -> dict:
+    "1.0.0's mAP@k for each k (AP over the hits in the top k, 0 for a query without any, one mean over all queries) from one ranking of S's rows."
+    specs = [('mAP@K', 'N' if k is None else min(k, S.shape[1])) for k in ks]
+    vals = _run_direction(_level_blocks(S), S.shape[0], {'category': rel}, {'category': specs}, get_conventions('fico-itr'),
+                          min(8, os.cpu_count() or 1), False, '')['category']
+    return {k: np.mean(np.nan_to_num(vals[spec], nan=0.0)) for k, spec in zip(ks, specs)}
 
 # %% ../nbs/21_compat.ipynb #39d40109
 def _category_labels(labels, n_images: int) -> np.ndarray:
@@ -246,7 +248,6 @@ def category_retrieval(sim1: np.ndarray,  # images x captions (or square with im
                     "as the t2i value here)") if T.shape == S.shape else ''
             raise ValueError(f"`sim2` must be captions x images with shape {S.shape[::-1]}, got {T.shape}:{hint}")
     checksum, tables = _checksum(S), {}
-    i2t = _category_ranks('i2t', S, False, row_items, cap2img, L, checksum, tables)
-    t2i = (_category_ranks('t2i', S, True, cap2img, row_items, L, checksum, tables) if sim2 is None else
-           _category_ranks('t2i', T, False, cap2img, row_items, L, _checksum(T), tables))
-    return _mean_ap(i2t, k), _mean_ap(t2i, k)
+    return (_category_map('i2t', S, False, row_items, cap2img, L, checksum, tables, k),
+            _category_map('t2i', S, True, cap2img, row_items, L, checksum, tables, k) if sim2 is None else
+            _category_map('t2i', T, False, cap2img, row_items, L, _checksum(T), tables, k))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_evaluate.ipynb #e82a0389
 from __future__ import annotations
-import contextvars, json, os, re, math, sys
+import contextlib, contextvars, json, os, re, math, sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -196,10 +196,18 @@ def _resolve_metrics(metrics, granularities, conventions):
         out[g] = [_parse_metric(n) for n in names]
     return out
 
-def _default_block_size(n_gallery, budget=1 << 22):
+def _default_block_size(n_gallery, budget=1 << 20):
     return max(8, min(4096, budget // max(1, n_gallery)))
 
 # %% ../nbs/06_evaluate.ipynb #d39eeb3e
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    "torch's intra-op threads set to `n` inside the block, restored after."
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(old)
+
 def _run_direction(blocks, n_queries, relevances, specs, conventions, n_threads, progress, desc):
     joint = len(relevances) > 1 and all(conventions.ties_for(g) == 'expected' for g in relevances)
     def work(item):
@@ -209,10 +217,12 @@ def _run_direction(blocks, n_queries, relevances, specs, conventions, n_threads,
         return {g: _block_values(scores, r, specs[g], conventions, g, groups.get(g)) for g, r in rels.items()}
     parts = {g: [] for g in relevances}
     bar = tqdm(total=n_queries, desc=desc, disable=not progress, leave=False, unit='query')
-    for s_e_vals in _bounded_map(lambda it: (it[0], it[1], work(it)), blocks, n_threads):
-        s, e, vals = s_e_vals
-        for g, v in vals.items(): parts[g].append(v)
-        bar.update(e - s)
+    # one block per core: a CPU matrix product on several threads as well would oversubscribe the cores
+    with _torch_threads(1) if n_threads > 1 else contextlib.nullcontext():
+        for s_e_vals in _bounded_map(lambda it: (it[0], it[1], work(it)), blocks, n_threads):
+            s, e, vals = s_e_vals
+            for g, v in vals.items(): parts[g].append(v)
+            bar.update(e - s)
     bar.close()
     merged = {}
     for g, blocks_vals in parts.items():
@@ -347,9 +357,9 @@ def evaluate(split: EvaluationSplit,           # the images, captions (and label
              granularities: Sequence[str] | None = None,  # 'instance', 'category', 'extended' (None: every level the split supports)
              model: str = 'model',             # the model name written in the results
              dataset: str | None = None,       # the data set name written in the results (None: the split's name)
-             block_size: int | None = None,    # queries per block (None: about 4M scores a block)
+             block_size: int | None = None,    # queries per block (None: about 1M scores a block)
              device=None,                      # torch device for scores from embeddings or codes (None: CUDA when available)
-             n_threads: int | None = None,     # blocks evaluated at once (None: one per core, at most 8)
+             n_threads: int | None = None,     # blocks evaluated at once (None: one per core, at most 8; torch's own threads are 1 meanwhile)
              progress: bool | None = None,     # show a bar (None: for 20M scores or more, on a terminal)
              keep_per_query: bool = False,     # keep each query's values in `Results.per_query`
             ) -> 'Results':

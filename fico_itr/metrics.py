@@ -72,6 +72,16 @@ def mean_rank(best_ranks: np.ndarray,  # 1-based best rank per query (`best_rank
     return float(r.mean()) if len(r) else float('nan')
 
 # %% ../nbs/03_metrics.ipynb #8d3d56a4
+def _leading_sums(values: np.ndarray, start: np.ndarray, n: np.ndarray) -> np.ndarray:
+    "Per query, the sum of values[start[q] : start[q] + n[q]], each summed on its own: a query's sum has the same bits in any block."
+    out = np.zeros(len(start))
+    has = n > 0
+    if not has.any(): return out
+    idx = np.stack([start[has], start[has] + n[has]], 1).ravel()
+    if idx[-1] == len(values): idx = idx[:-1]       # the last run ends the array: reduceat runs to the end by itself
+    out[has] = np.add.reduceat(values, idx)[::2]
+    return out
+
 def average_precision(ranked: RankedRelevance,  # the relevant items' ranks per query (`rank_relevant`)
                       k='N',  # cut-off: an int, 'N' (the whole gallery) or 'R' (the query's number of relevant items)
                       denominator: str = 'hits',  # 'hits' (relevant items in the top K), 'min_k_r' (min(K, R)) or 'r' (R)
@@ -80,9 +90,8 @@ def average_precision(ranked: RankedRelevance,  # the relevant items' ranks per 
     _need_ranks(ranked, 'average_precision')
     if denominator not in ('hits', 'min_k_r', 'r'):
         raise ValueError(f"unknown AP denominator {denominator!r}: choose 'hits', 'min_k_r' or 'r'")
-    cs, start = ranked.precision_cumsum, ranked.offsets[:-1]
     h = hits_at_k(ranked, k)
-    num = cs[start + h] - cs[start]
+    num = _leading_sums(ranked.precisions, ranked.offsets[:-1], h)
     den = {'hits': h, 'min_k_r': np.minimum(_k_per_query(ranked, k), ranked.n_relevant),
            'r': ranked.n_relevant}[denominator].astype(np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):

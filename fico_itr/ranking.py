@@ -196,22 +196,14 @@ class RankedRelevance:
     @cached_property
     def ranks(self) -> np.ndarray:
         "1-based ranks of every relevant item, flat, sorted within each query."
-        r = self.positions % self.n_gallery; r += 1
-        return r
+        return self.positions - np.repeat(np.arange(len(self)) * self.n_gallery - 1, np.diff(self.offsets))
 
     @cached_property
     def precisions(self) -> np.ndarray:
         "Precision at each relevant item: j / r_j for the j-th hit of a query at rank r_j."
         j = np.arange(1, len(self.positions) + 1, dtype=np.float64)
-        j -= np.repeat(self.offsets[:-1], np.diff(self.offsets))
-        j /= self.ranks
-        return j
-
-    @cached_property
-    def precision_cumsum(self) -> np.ndarray:
-        "Running sum of `precisions` with a leading 0: the AP numerator up to any hit is a difference of two entries."
-        out = np.zeros(len(self.positions) + 1); np.cumsum(self.precisions, out=out[1:])
-        return out
+        j -= np.repeat(self.offsets[:-1].astype(np.float64), np.diff(self.offsets))
+        return np.divide(j, self.ranks, out=j)
 
     def per_query(self):
         "The ranks as a list of arrays, one per query (for reading and tests, not for hot paths)."
@@ -225,27 +217,35 @@ def _check_block(scores, rel, ties):
                          "expected_* metrics), as fico_itr.evaluate does")
     if scores.shape != rel.shape: raise ValueError(f"scores {scores.shape} and relevance {rel.shape} differ in shape")
 
+_POPCOUNT = getattr(np, 'bitwise_count', None)   # numpy >= 2.0
+
+def _row_counts(mask: np.ndarray) -> np.ndarray:
+    "True entries per row of a 2-D bool array: a popcount of its 8-byte words where the rows allow, 4x `count_nonzero`."
+    if _POPCOUNT is not None and mask.dtype == bool and mask.flags.c_contiguous and mask.shape[1] % 8 == 0:
+        return _POPCOUNT(mask.view(np.uint64)).sum(1, dtype=np.int64)   # numpy's bools are the bytes 0 and 1
+    return np.count_nonzero(mask, axis=1).astype(np.int64)
+
+# %% ../nbs/02_ranking.ipynb #aa7e8801
+def _tied_ahead(scores, rel, best, ties):
+    "Per row, the irrelevant items tied with the best relevant score (`best`, B x 1) that the tie rule ranks before it."
+    tied = scores == best
+    if ties == 'pessimistic': return _row_counts(tied & ~rel)
+    m, hit = scores.shape[1], tied & rel
+    if ties == 'stable': return _row_counts(tied & (np.arange(m) < hit.argmax(1)[:, None]))   # before the first hit
+    return _row_counts(tied & (np.arange(m) > (m - 1 - hit[:, ::-1].argmax(1))[:, None]))   # after the last hit
+
 def _first_relevant_rank(scores: np.ndarray, rel: np.ndarray, ties: str = 'stable', seed: int = 0) -> RankedRelevance:
     "Rank of the best-ranked relevant item of each query (1-based, 0 if none), by counting under the tie rule."
     _check_block(scores, rel, ties)
     if ties == 'random': return rank_relevant(scores, rel, ties, seed)
     B, m = scores.shape
-    low = -np.inf if np.issubdtype(scores.dtype, np.floating) else np.iinfo(scores.dtype).min
-    best = np.where(rel, scores, low).max(1)[:, None]          # score of the best relevant item
-    rank0 = (scores > best).sum(1)
-    if ties != 'optimistic':
-        tied = scores == best
-        if ties == 'pessimistic': rank0 += (tied & ~rel).sum(1)
-        else:
-            ar = np.arange(m)
-            hit = tied & rel
-            if ties == 'stable':
-                pos = hit.argmax(1)[:, None]                  # lowest-index relevant item in the tie group
-                rank0 += (tied & (ar < pos)).sum(1)
-            else:
-                pos = (m - 1 - hit[:, ::-1].argmax(1))[:, None]  # highest-index relevant item
-                rank0 += (tied & (ar > pos)).sum(1)
-    n_rel = rel.sum(1)
+    is_float = np.issubdtype(scores.dtype, np.floating)
+    low = -np.inf if is_float else np.iinfo(scores.dtype).min
+    best = np.max(scores, axis=1, initial=low, where=rel)[:, None]   # the best relevant score (no B x m temporary)
+    rank0, n_rel = _row_counts(scores > best), _row_counts(rel)
+    if ties != 'optimistic':           # float scores rarely tie: count the ties only in rows where one reaches the best hit
+        rows = np.flatnonzero(_row_counts(scores >= best) - rank0 > 1) if is_float else slice(None)
+        rank0[rows] += _tied_ahead(scores[rows], rel[rows], best[rows], ties)
     return RankedRelevance(m, n_rel, np.where(n_rel > 0, rank0 + 1, 0))
 
 # %% ../nbs/02_ranking.ipynb #068eb7c1
@@ -285,17 +285,23 @@ def _low_bits(keys: np.ndarray) -> np.ndarray:
     if np.little_endian: return (keys.view(np.uint8)[:, ::keys.itemsize] & 1).view(bool)
     return (keys & 1).astype(bool)
 
-def _value_sort_bits(scores: np.ndarray,  # B x m float scores
+def _monotone(x) -> int:
+    "The int32 bits of a float32 score as an integer in the scores' order (-0.0 as +0.0)."
+    b = int(np.float32(np.float32(x) + np.float32(0)).view(np.int32))
+    return b if b >= 0 else b ^ 0x7FFFFFFF
+
+def _value_sort_bits(scores: np.ndarray,  # B x m float scores (float32-exact)
                      rel: np.ndarray,     # B x m relevance
                      ties: str            # 'stable', 'reverse', 'optimistic' or 'pessimistic'
                     ) -> np.ndarray | None:
     "Relevance in rank order from one sort of 32-bit keys [score][relevance]; None where the scores need more bits or tie everywhere."
-    u, _ = _descending_order_keys(scores)
-    lo, hi = (int(u.min()), int(u.max())) if u.size else (0, 0)
-    if hi - lo >= 2 ** 31: return None
-    u -= np.int32(lo)                                    # 0 .. 2^31 - 1 (int32 arithmetic wraps, exactly here)
-    u = u.view(np.uint32)
-    keys = u << 1
+    if not scores.size: return np.zeros(scores.shape, bool)
+    lo, top = scores.min(), _monotone(scores.max())
+    if top - _monotone(lo) >= 2 ** 31: return None
+    keys = np.add(scores, np.float32(0), dtype=np.float32, order='C').view(np.int32)  # a row-major copy; -0.0 becomes +0.0
+    if lo < 0: sign = keys >> 31; sign &= 0x7FFFFFFF; keys ^= sign   # IEEE bits -> order-preserving ints
+    np.subtract(np.int32(top), keys, out=keys)           # 0 .. 2^31 - 1, the best score 0
+    keys = keys.view(np.uint32); keys <<= 1
     keys |= ~rel if ties == 'optimistic' else rel       # [score][relevance]: ties put irrelevant (or relevant) first
     keys.sort(axis=1)
     bits = _low_bits(keys)
@@ -303,7 +309,7 @@ def _value_sort_bits(scores: np.ndarray,  # B x m float scores
     if ties == 'pessimistic': return bits
     mixed = np.flatnonzero((keys[:, 1:] ^ keys[:, :-1]) == 1)   # neighbours differing only in relevance
     if len(mixed) > 4 * len(keys): return None          # ties everywhere (integer-valued floats): the packed keys
-    if len(mixed): _order_mixed_groups(bits, u, rel, keys, mixed, ties == 'reverse')
+    if len(mixed): _order_mixed_groups(bits, scores, top, rel, keys, mixed, ties == 'reverse')
     return bits
 
 # %% ../nbs/02_ranking.ipynb #a16v0cd3
@@ -316,26 +322,33 @@ def _group_extent(ranked, row, lo, hi, value, step):
         if not more.any(): return edge
         edge = edge + step * more
 
+def _key_scores(value: np.ndarray, top: int, dtype) -> np.ndarray:
+    "The scores (in `dtype`) of score keys `top - monotone(score)`, as `_value_sort_bits` builds them."
+    b = top - value.astype(np.int64)
+    return np.where(b >= 0, b, b ^ 0x7FFFFFFF).astype(np.int32).view(np.float32).astype(dtype)
+
 def _order_mixed_groups(bits: np.ndarray,    # B x m relevance in rank order, irrelevant first in tie groups (set in place)
-                        u: np.ndarray,       # B x m score keys in gallery order
+                        scores: np.ndarray,  # B x m scores in gallery order
+                        top: int,            # the key offset: a score's key is top - monotone(score)
                         rel: np.ndarray,     # B x m relevance in gallery order
                         ranked: np.ndarray,  # the keys [score][relevance], sorted along each row
                         mixed: np.ndarray,   # flat indices into B x (m-1): sorted neighbours differing only in relevance
                         reverse: bool        # gallery positions descending ('reverse') instead of ascending ('stable')
                        ):
     "Put the relevance inside tie groups that mix relevant and irrelevant items in gallery order (or its reverse)."
-    m = u.shape[1]
+    m = scores.shape[1]
     row, p = np.divmod(mixed, m - 1)                   # one mixed pair per group: irrelevant items come first in it
     value = ranked[row, p] >> 1
     lo, hi = _group_extent(ranked, row, p, None, value, -1), _group_extent(ranked, row, None, p + 1, value, 1)
+    score = _key_scores(value, top, scores.dtype)      # the group's score, exactly
     nth = np.arange(len(row)) - np.searchsorted(row, row)   # the n-th mixed group of its row
     for n in range(int(nth.max()) + 1):                # one pass per group of a row: rarely more than a few
         g = np.flatnonzero(nth == n)
-        if 4 * len(g) > len(u):                        # most rows: compare every row with its value (none: 2^32 - 1)
-            find = np.full(len(u), np.iinfo(np.uint32).max, np.uint32); find[row[g]] = value[g]
-            r, item = np.divmod(np.flatnonzero(u == find[:, None]), m)   # the groups' items, in gallery order
-        else:
-            r, item = np.nonzero(u[row[g]] == value[g, None]); r = row[g][r]
+        if 4 * len(g) > len(scores):                   # most rows: compare every row with its score (none: NaN)
+            find = np.full(len(scores), np.nan, scores.dtype); find[row[g]] = score[g]
+            r, item = np.divmod(np.flatnonzero(scores == find[:, None]), m)   # the groups' items, in gallery order
+        else:                                          # a few rows: compare just those (flat indices: 2-D nonzero is slow)
+            r, item = np.divmod(np.flatnonzero(scores[row[g]] == score[g, None]), m); r = row[g][r]
         if reverse: order = np.lexsort((-item, r)); r, item = r[order], item[order]
         size = hi[g] - lo[g] + 1
         at = np.repeat(row[g] * m + lo[g] - np.cumsum(size) + size, size) + np.arange(size.sum())
@@ -388,7 +401,7 @@ def _rank_relevant_lexsort(scores, rel, ties, seed=0):
 
 def _from_rank_order(bits: np.ndarray) -> RankedRelevance:
     "RankedRelevance from a (B, m) boolean matrix of relevance in rank order."
-    return _from_positions(bits.shape[1], bits.sum(1), np.flatnonzero(bits))
+    return _from_positions(bits.shape[1], _row_counts(bits), np.flatnonzero(bits))
 
 def _from_positions(m: int, counts: np.ndarray, positions: np.ndarray) -> RankedRelevance:
     "RankedRelevance from the hits of each query and the sorted flat positions q*m + rank-1 of every hit."

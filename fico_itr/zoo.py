@@ -65,7 +65,7 @@ def evaluate_query_database(split: QueryDatabase,   # query and database labels 
                             metrics: Sequence[str] | None = None,  # category metric names (None: the conventions' defaults)
                             model: str = 'model',            # the model name written in the results
                             dataset: str | None = None,      # the data set name written in the results (None: the split's name)
-                            block_size: int | None = None,   # queries per block (None: about 4M scores a block)
+                            block_size: int | None = None,   # queries per block (None: about 1M scores a block)
                             device=None,                     # torch device for the scores (None: CUDA when available)
                            ) -> Results:
     "Category-level retrieval of `queries` against `database` (embeddings or codes) under `split`'s labels."

@@ -115,7 +115,7 @@ def test_block_size_and_threads_change_nothing(seed, block, threads):
     split, S = random_problem(seed)
     a = evaluate(split, S, metrics=METRICS)
     b = evaluate(split, S, metrics=METRICS, block_size=block, n_threads=threads)
-    np.testing.assert_allclose(b.table.value, a.table.value, rtol=1e-12)
+    np.testing.assert_array_equal(b.table.value, a.table.value)   # per-query sums: not a bit moves
     assert (a.table.drop(columns='value') == b.table.drop(columns='value')).all().all()
 
 
