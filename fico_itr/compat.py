@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib, os, weakref
 import numpy as np
 from .core import EvaluationSplit, get_conventions, check_array, check_labels
-from .similarity import compute_similarity, _block_rows
+from .similarity import compute_similarity
 from .ranking import SharedLabel
-from .evaluate import evaluate, unique_image_rows, _default_block_size, _run_direction
+from .evaluate import evaluate, unique_image_rows, _default_block_size, _matrix_blocks, _run_direction
 
 
 # %% auto #0
@@ -171,6 +171,7 @@ def _category_map(direction: str,     # 'i2t' or 't2i': one matrix is kept per d
                   source: np.ndarray,  # the matrix as passed (kept by a weak reference)
                   transposed: bool,    # rank the rows of `source.T`
                   query_items, gallery_items, labels,  # label rows of queries and gallery items, and the labels
+                  name: str,           # the argument `source` came in as (named in errors)
                   checksum: int,       # `_checksum(source)`
                   tables: dict,        # {'table': the labels' "shares a label" table}, built once for both directions
                   k: int | None,       # the cut-off asked for (None: the whole gallery)
@@ -184,7 +185,7 @@ def _category_map(direction: str,     # 'i2t' or 't2i': one matrix is kept per d
     if k not in maps:
         rel = SharedLabel(labels, labels, query_items, gallery_items, table=tables.get('table'))
         tables['table'] = rel.table
-        maps.update(_mean_aps(S, rel, [k] + [c for c in _CUTOFFS if c not in maps and c != k]))
+        maps.update(_mean_aps(source, transposed, name, rel, [k] + [c for c in _CUTOFFS if c not in maps and c != k]))
     _SEEN[direction] = (weakref.ref(source, lambda ref: _forget(direction, ref)), key, maps)
     return maps[k]
 
@@ -193,23 +194,22 @@ def _forget(direction, ref):
     "Drop the numbers kept for `direction` when the matrix they belong to is freed."
     if _SEEN.get(direction, (None,))[0] is ref: del _SEEN[direction]
 
-def _level_blocks(S: np.ndarray):
-    "(start, stop, scores) row blocks of S for the evaluation loop: NaN/Inf refused, Hamming levels as integers."
+def _level_blocks(source: np.ndarray, transposed: bool, name: str):
+    "The evaluation loop's row blocks of `source` (`.T` when `transposed`; NaN/Inf refused), Hamming levels as integers."
+    S = source.T if transposed else source
     bits = _integer_levels(S)
-    step = _default_block_size(S.shape[1])
-    for s in range(0, S.shape[0], step):
-        blk = _block_rows(S, s, s + step)
-        if not np.isfinite(blk).all(): raise ValueError("the similarity matrix contains NaN or Inf")
+    for s, e, blk in _matrix_blocks(source, transposed, _default_block_size(S.shape[1]), name):
         if bits is not None:
             level = np.rint(blk * bits)
             if np.array_equal(level / bits, blk): blk = level.astype(np.int32)
-        yield s, s + len(blk), blk
+        yield s, e, blk
 
-def _mean_aps(S: np.ndarray, rel: SharedLabel, ks: list) -> dict:
-    "1.0.0's mAP@k for each k (AP over the hits in the top k, 0 for a query without any, one mean over all queries) from one ranking of S's rows."
-    specs = [('mAP@K', 'N' if k is None else min(k, S.shape[1])) for k in ks]
-    vals = _run_direction(_level_blocks(S), S.shape[0], {'category': rel}, {'category': specs}, get_conventions('fico-itr'),
-                          min(8, os.cpu_count() or 1), False, '')['category']
+def _mean_aps(source: np.ndarray, transposed: bool, name: str, rel: SharedLabel, ks: list) -> dict:
+    "1.0.0's mAP@k for each k (AP over the hits in the top k, 0 for a query without any, one mean over all queries) from one ranking of the rows of `source` (`.T` when `transposed`)."
+    n_rows, n_cols = source.shape[::-1] if transposed else source.shape
+    specs = [('mAP@K', 'N' if k is None else min(k, n_cols)) for k in ks]
+    vals = _run_direction(_level_blocks(source, transposed, name), n_rows, {'category': rel}, {'category': specs},
+                          get_conventions('fico-itr'), min(8, os.cpu_count() or 1), False, '')['category']
     return {k: np.mean(np.nan_to_num(vals[spec], nan=0.0)) for k, spec in zip(ks, specs)}
 
 # %% ../nbs/21_compat.ipynb #39d40109
@@ -248,6 +248,6 @@ def category_retrieval(sim1: np.ndarray,  # images x captions (or square with im
                     "as the t2i value here)") if T.shape == S.shape else ''
             raise ValueError(f"`sim2` must be captions x images with shape {S.shape[::-1]}, got {T.shape}:{hint}")
     checksum, tables = _checksum(S), {}
-    return (_category_map('i2t', S, False, row_items, cap2img, L, checksum, tables, k),
-            _category_map('t2i', S, True, cap2img, row_items, L, checksum, tables, k) if sim2 is None else
-            _category_map('t2i', T, False, cap2img, row_items, L, _checksum(T), tables, k))
+    return (_category_map('i2t', S, False, row_items, cap2img, L, 'sim1', checksum, tables, k),
+            _category_map('t2i', S, True, cap2img, row_items, L, 'sim1', checksum, tables, k) if sim2 is None else
+            _category_map('t2i', T, False, cap2img, row_items, L, 'sim2', _checksum(T), tables, k))

@@ -260,10 +260,14 @@ def _descending_order_keys(scores: np.ndarray):
         s = scores.astype(np.int32 if width <= 31 and -2**31 <= lo and hi < 2**31 else np.int64, order='C')  # 32-bit keys
         np.subtract(hi, s, out=s)
         return s, width
-    u = np.add(scores, np.float32(0), dtype=np.float32, order='C').view(np.int32)  # a row-major copy; -0.0 becomes +0.0
-    sign = u >> 31; sign &= 0x7FFFFFFF
-    u ^= sign; np.invert(u, out=u)     # IEEE bits -> order-preserving ints, inverted for a descending order
+    u = _ordered_ints(scores); np.invert(u, out=u)     # inverted for a descending order
     return u, 32
+
+def _ordered_ints(scores, negative: bool = True) -> np.ndarray:
+    "Float scores as a fresh row-major int32 array in the scores' order (-0.0 as +0.0); `negative=False`: none is negative, no sign fix-up."
+    u = np.add(scores, np.float32(0), dtype=np.float32, order='C').view(np.int32)  # a copy; -0.0 becomes +0.0
+    if negative: sign = u >> 31; sign &= 0x7FFFFFFF; u ^= sign   # IEEE bits -> order-preserving ints
+    return u
 
 def _splitmix64(x):
     "SplitMix64's finaliser: a bijective hash of uint64 values (Steele, Lea and Flood, 2014)."
@@ -286,9 +290,8 @@ def _low_bits(keys: np.ndarray) -> np.ndarray:
     return (keys & 1).astype(bool)
 
 def _monotone(x) -> int:
-    "The int32 bits of a float32 score as an integer in the scores' order (-0.0 as +0.0)."
-    b = int(np.float32(np.float32(x) + np.float32(0)).view(np.int32))
-    return b if b >= 0 else b ^ 0x7FFFFFFF
+    "One float score as `_ordered_ints` maps it."
+    return int(_ordered_ints(np.float32([[x]]))[0, 0])
 
 def _value_sort_bits(scores: np.ndarray,  # B x m float scores (float32-exact)
                      rel: np.ndarray,     # B x m relevance
@@ -298,8 +301,7 @@ def _value_sort_bits(scores: np.ndarray,  # B x m float scores (float32-exact)
     if not scores.size: return np.zeros(scores.shape, bool)
     lo, top = scores.min(), _monotone(scores.max())
     if top - _monotone(lo) >= 2 ** 31: return None
-    keys = np.add(scores, np.float32(0), dtype=np.float32, order='C').view(np.int32)  # a row-major copy; -0.0 becomes +0.0
-    if lo < 0: sign = keys >> 31; sign &= 0x7FFFFFFF; keys ^= sign   # IEEE bits -> order-preserving ints
+    keys = _ordered_ints(scores, lo < 0)
     np.subtract(np.int32(top), keys, out=keys)           # 0 .. 2^31 - 1, the best score 0
     keys = keys.view(np.uint32); keys <<= 1
     keys |= ~rel if ties == 'optimistic' else rel       # [score][relevance]: ties put irrelevant (or relevant) first
